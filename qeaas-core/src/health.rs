@@ -1,0 +1,644 @@
+//! SP 800-90B section 4.4 continuous health tests and the start-up test.
+//!
+//! Two approved tests run on every sample a noise source delivers:
+//!
+//! * Repetition Count Test (4.4.1): fails when one value repeats `C = 1 + ceil(-log2(alpha) / H)`
+//!   times in a row.
+//! * Adaptive Proportion Test (4.4.2): in each window of `W` samples (1024 for binary samples, 512
+//!   otherwise), fails when the window's first value occurs `C = 1 + CRITBINOM(W, 2^-H, 1 - alpha)`
+//!   times.
+//!
+//! [`HealthMonitor`] adds the state machine around them: a start-up test over at least 1024 samples
+//! before anything is released, discarding of every chunk that saw a failure, and the distinction
+//! between an intermittent failure (reset, run the start-up test again) and a permanent one
+//! (too many intermittent failures in a row; the source must be reopened by its owner).
+//!
+//! Everything here is sans-IO: bytes in, a verdict out.
+
+use core::fmt;
+
+/// False-positive probability per test per sample used when none is configured (SP 800-90B
+/// recommends `2^-20 <= alpha <= 2^-40`).
+pub const DEFAULT_ALPHA_LOG2: u32 = 20;
+
+/// Samples the start-up test must see before any output (SP 800-90B 4.3, item 4: at least 1024).
+pub const STARTUP_SAMPLES: u64 = 1024;
+
+/// How a source packs samples into the bytes it delivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleWidth {
+    /// Each bit is one sample (binary noise source); `H` is per bit, at most 1.
+    Bit,
+    /// Each byte is one sample; `H` is per byte, at most 8.
+    Byte,
+}
+
+impl SampleWidth {
+    /// Bits per sample.
+    pub const fn bits(self) -> u32 {
+        match self {
+            SampleWidth::Bit => 1,
+            SampleWidth::Byte => 8,
+        }
+    }
+
+    /// APT window size `W` from SP 800-90B 4.4.2.
+    pub const fn apt_window(self) -> u32 {
+        match self {
+            SampleWidth::Bit => 1024,
+            SampleWidth::Byte => 512,
+        }
+    }
+}
+
+/// Min-entropy per sample, stored in millibits so that it is exact, `Copy`, `Eq` and `no_std`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MinEntropy {
+    millibits: u32,
+}
+
+/// A min-entropy claim that cannot be right for its sample width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidMinEntropy {
+    /// The rejected claim, in millibits per sample.
+    pub millibits: u32,
+    /// The largest possible value for the sample width, in millibits.
+    pub max_millibits: u32,
+}
+
+impl fmt::Display for InvalidMinEntropy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "min-entropy {} bits/sample is outside (0, {}]",
+            self.millibits as f64 / 1000.0,
+            self.max_millibits as f64 / 1000.0
+        )
+    }
+}
+
+impl MinEntropy {
+    /// `millibits` of min-entropy per sample of `width`; must be in `(0, width.bits()]`.
+    pub const fn from_millibits(
+        millibits: u32,
+        width: SampleWidth,
+    ) -> Result<Self, InvalidMinEntropy> {
+        let max = width.bits() * 1000;
+        if millibits == 0 || millibits > max {
+            Err(InvalidMinEntropy {
+                millibits,
+                max_millibits: max,
+            })
+        } else {
+            Ok(Self { millibits })
+        }
+    }
+
+    /// Min-entropy per sample in bits.
+    pub fn bits(self) -> f64 {
+        f64::from(self.millibits) / 1000.0
+    }
+
+    /// Min-entropy per sample in millibits.
+    pub const fn millibits(self) -> u32 {
+        self.millibits
+    }
+}
+
+/// Repetition Count Test cut-off: `C = 1 + ceil(alpha_log2 / H)`.
+pub fn rct_cutoff(h: MinEntropy, alpha_log2: u32) -> u32 {
+    // Integer arithmetic in millibits avoids float rounding at exact quotients (e.g. 20 / 0.5).
+    let num = u64::from(alpha_log2) * 1000;
+    let den = u64::from(h.millibits());
+    1 + num.div_ceil(den) as u32
+}
+
+/// Adaptive Proportion Test cut-off: `C = 1 + CRITBINOM(W, 2^-H, 1 - 2^-alpha_log2)`, where
+/// CRITBINOM(n, p, q) is the smallest `k` with `P(X <= k) >= q` for `X ~ Binomial(n, p)`.
+///
+/// The binomial tail is summed in log space, from the top down, so that `p^k` for large `k`
+/// (e.g. `0.5^1024`) never underflows.
+pub fn apt_cutoff(h: MinEntropy, width: SampleWidth, alpha_log2: u32) -> u32 {
+    let w = width.apt_window();
+    let p = libm::exp2(-h.bits());
+    let alpha = libm::exp2(-f64::from(alpha_log2));
+    let (ln_p, ln_q) = (libm::log(p), libm::log1p(-p));
+    // ln C(w, k) built up incrementally from k = w downwards.
+    let ln_pmf = |k: u32| -> f64 {
+        let ln_choose = libm::lgamma(f64::from(w) + 1.0)
+            - libm::lgamma(f64::from(k) + 1.0)
+            - libm::lgamma(f64::from(w - k) + 1.0);
+        ln_choose + f64::from(k) * ln_p + f64::from(w - k) * ln_q
+    };
+    // upper = P(X > k). Walk k down from w until the tail exceeds alpha; the answer is the last
+    // k whose upper tail was still <= alpha.
+    let mut upper = 0.0f64;
+    let mut k = w;
+    loop {
+        // upper currently holds P(X > k).
+        let with_k = upper + libm::exp(ln_pmf(k));
+        if with_k > alpha || k == 0 {
+            // P(X > k) <= alpha but P(X > k - 1) > alpha, so CRITBINOM = k.
+            return 1 + k;
+        }
+        upper = with_k;
+        k -= 1;
+    }
+}
+
+/// Which health test raised an alarm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TestKind {
+    /// SP 800-90B 4.4.1 Repetition Count Test.
+    RepetitionCount,
+    /// SP 800-90B 4.4.2 Adaptive Proportion Test.
+    AdaptiveProportion,
+}
+
+impl TestKind {
+    /// Stable label for logs and metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            TestKind::RepetitionCount => "repetition_count",
+            TestKind::AdaptiveProportion => "adaptive_proportion",
+        }
+    }
+}
+
+/// Repetition Count Test state.
+#[derive(Clone, Debug)]
+pub struct Rct {
+    cutoff: u32,
+    last: Option<u8>,
+    run: u32,
+}
+
+impl Rct {
+    /// A test with cut-off `C`.
+    pub fn new(cutoff: u32) -> Self {
+        Self {
+            cutoff,
+            last: None,
+            run: 0,
+        }
+    }
+
+    /// The configured cut-off.
+    pub fn cutoff(&self) -> u32 {
+        self.cutoff
+    }
+
+    /// Feeds one sample; `false` on failure.
+    #[inline]
+    pub fn feed(&mut self, s: u8) -> bool {
+        if self.last == Some(s) {
+            self.run += 1;
+            self.run < self.cutoff
+        } else {
+            self.last = Some(s);
+            self.run = 1;
+            true
+        }
+    }
+
+    /// Forget history (after a failure).
+    pub fn reset(&mut self) {
+        self.last = None;
+        self.run = 0;
+    }
+}
+
+/// Adaptive Proportion Test state.
+#[derive(Clone, Debug)]
+pub struct Apt {
+    cutoff: u32,
+    window: u32,
+    first: u8,
+    seen: u32,
+    count: u32,
+}
+
+impl Apt {
+    /// A test with window `W` and cut-off `C`.
+    pub fn new(window: u32, cutoff: u32) -> Self {
+        Self {
+            cutoff,
+            window,
+            first: 0,
+            seen: 0,
+            count: 0,
+        }
+    }
+
+    /// The configured cut-off.
+    pub fn cutoff(&self) -> u32 {
+        self.cutoff
+    }
+
+    /// Feeds one sample; `false` on failure.
+    #[inline]
+    pub fn feed(&mut self, s: u8) -> bool {
+        if self.seen == 0 {
+            self.first = s;
+            self.count = 1;
+            self.seen = 1;
+            return true;
+        }
+        if s == self.first {
+            self.count += 1;
+            if self.count >= self.cutoff {
+                return false;
+            }
+        }
+        self.seen += 1;
+        if self.seen == self.window {
+            self.seen = 0;
+        }
+        true
+    }
+
+    /// Forget history (after a failure).
+    pub fn reset(&mut self) {
+        self.seen = 0;
+        self.count = 0;
+    }
+}
+
+/// Health-test parameters of one source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthParams {
+    /// Packing of samples into bytes.
+    pub width: SampleWidth,
+    /// Assessed min-entropy per sample.
+    pub h: MinEntropy,
+    /// `-log2(alpha)`; 20 by default.
+    pub alpha_log2: u32,
+    /// Samples the start-up test must pass before output; at least [`STARTUP_SAMPLES`].
+    pub startup_samples: u64,
+    /// Consecutive intermittent failures (each followed by a fresh start-up test that failed too)
+    /// after which the failure is permanent.
+    pub max_consecutive_failures: u32,
+}
+
+impl HealthParams {
+    /// Defaults for a source with `h` per sample of `width`.
+    pub fn new(width: SampleWidth, h: MinEntropy) -> Self {
+        Self {
+            width,
+            h,
+            alpha_log2: DEFAULT_ALPHA_LOG2,
+            startup_samples: STARTUP_SAMPLES,
+            max_consecutive_failures: 3,
+        }
+    }
+}
+
+/// Where the monitor stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthState {
+    /// Start-up test running; `samples` of the required number passed so far.
+    Startup {
+        /// Samples passed in this start-up run.
+        samples: u64,
+    },
+    /// Tests passing; output is released.
+    Healthy,
+    /// Failed too often; nothing is released until [`HealthMonitor::reset_permanent`].
+    PermanentFailure,
+}
+
+impl HealthState {
+    /// Stable label for logs and metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            HealthState::Startup { .. } => "startup",
+            HealthState::Healthy => "healthy",
+            HealthState::PermanentFailure => "failed",
+        }
+    }
+}
+
+/// What happened to one chunk handed to [`HealthMonitor::check`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every sample passed while the source was healthy: the chunk may be used.
+    Pass,
+    /// Samples passed but belong to the start-up test: the chunk is discarded.
+    Startup,
+    /// A test failed; the chunk is discarded and the start-up test begins again.
+    Intermittent(TestKind),
+    /// A test failed and the source is now permanently failed; the chunk is discarded.
+    Permanent(TestKind),
+    /// The source was already permanently failed; the chunk is discarded unseen.
+    Failed,
+}
+
+impl Verdict {
+    /// True when the chunk may reach the extractor or pool.
+    pub fn usable(self) -> bool {
+        matches!(self, Verdict::Pass)
+    }
+}
+
+/// Counters kept by the monitor (cumulative, never reset).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HealthCounters {
+    /// Samples examined.
+    pub samples: u64,
+    /// Repetition Count Test failures.
+    pub rct_failures: u64,
+    /// Adaptive Proportion Test failures.
+    pub apt_failures: u64,
+    /// Transitions into the permanent failure state.
+    pub permanent_failures: u64,
+    /// Completed start-up tests.
+    pub startups_passed: u64,
+}
+
+/// RCT + APT with start-up and failure handling for one source.
+#[derive(Clone, Debug)]
+pub struct HealthMonitor {
+    params: HealthParams,
+    rct: Rct,
+    apt: Apt,
+    state: HealthState,
+    consecutive_failures: u32,
+    counters: HealthCounters,
+}
+
+impl HealthMonitor {
+    /// A monitor in the start-up state.
+    pub fn new(params: HealthParams) -> Self {
+        let rct = Rct::new(rct_cutoff(params.h, params.alpha_log2));
+        let apt = Apt::new(
+            params.width.apt_window(),
+            apt_cutoff(params.h, params.width, params.alpha_log2),
+        );
+        Self {
+            params,
+            rct,
+            apt,
+            state: HealthState::Startup { samples: 0 },
+            consecutive_failures: 0,
+            counters: HealthCounters::default(),
+        }
+    }
+
+    /// Parameters in force.
+    pub fn params(&self) -> &HealthParams {
+        &self.params
+    }
+
+    /// RCT cut-off in force.
+    pub fn rct_cutoff(&self) -> u32 {
+        self.rct.cutoff()
+    }
+
+    /// APT cut-off in force.
+    pub fn apt_cutoff(&self) -> u32 {
+        self.apt.cutoff()
+    }
+
+    /// Current state.
+    pub fn state(&self) -> HealthState {
+        self.state
+    }
+
+    /// Cumulative counters.
+    pub fn counters(&self) -> HealthCounters {
+        self.counters
+    }
+
+    /// Leaves the permanent failure state (the owner reopened the device) and starts over with a
+    /// fresh start-up test.
+    pub fn reset_permanent(&mut self) {
+        self.consecutive_failures = 0;
+        self.restart();
+    }
+
+    fn restart(&mut self) {
+        self.rct.reset();
+        self.apt.reset();
+        self.state = HealthState::Startup { samples: 0 };
+    }
+
+    /// Runs both tests over every sample in `chunk` and says whether the chunk may be used.
+    ///
+    /// A chunk is usable only if the source was healthy before it and every sample in it passed.
+    /// A chunk during which the start-up test completes is still discarded: start-up samples are
+    /// never output.
+    pub fn check(&mut self, chunk: &[u8]) -> Verdict {
+        if self.state == HealthState::PermanentFailure {
+            return Verdict::Failed;
+        }
+        let failed = match self.params.width {
+            SampleWidth::Byte => self.feed_bytes(chunk),
+            SampleWidth::Bit => self.feed_bits(chunk),
+        };
+        let samples = chunk.len() as u64 * u64::from(8 / self.params.width.bits());
+        self.counters.samples += samples;
+        if let Some(kind) = failed {
+            match kind {
+                TestKind::RepetitionCount => self.counters.rct_failures += 1,
+                TestKind::AdaptiveProportion => self.counters.apt_failures += 1,
+            }
+            self.consecutive_failures += 1;
+            if self.consecutive_failures >= self.params.max_consecutive_failures {
+                self.state = HealthState::PermanentFailure;
+                self.counters.permanent_failures += 1;
+                return Verdict::Permanent(kind);
+            }
+            self.restart();
+            return Verdict::Intermittent(kind);
+        }
+        match self.state {
+            HealthState::Startup { samples: done } => {
+                let done = done + samples;
+                if done >= self.params.startup_samples {
+                    self.state = HealthState::Healthy;
+                    self.counters.startups_passed += 1;
+                } else {
+                    self.state = HealthState::Startup { samples: done };
+                }
+                Verdict::Startup
+            }
+            HealthState::Healthy => {
+                // A clean chunk while healthy means the source recovered from any earlier
+                // intermittent failure.
+                self.consecutive_failures = 0;
+                Verdict::Pass
+            }
+            HealthState::PermanentFailure => Verdict::Failed,
+        }
+    }
+
+    #[inline]
+    fn feed_bytes(&mut self, chunk: &[u8]) -> Option<TestKind> {
+        for &b in chunk {
+            if !self.rct.feed(b) {
+                return Some(TestKind::RepetitionCount);
+            }
+            if !self.apt.feed(b) {
+                return Some(TestKind::AdaptiveProportion);
+            }
+        }
+        None
+    }
+
+    fn feed_bits(&mut self, chunk: &[u8]) -> Option<TestKind> {
+        for &b in chunk {
+            // Most significant bit first: the order in which a serial noise source emits them.
+            for i in (0..8).rev() {
+                let bit = (b >> i) & 1;
+                if !self.rct.feed(bit) {
+                    return Some(TestKind::RepetitionCount);
+                }
+                if !self.apt.feed(bit) {
+                    return Some(TestKind::AdaptiveProportion);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(millibits: u32, w: SampleWidth) -> MinEntropy {
+        MinEntropy::from_millibits(millibits, w).unwrap()
+    }
+
+    /// The cut-off table in `shared/reference.md` (alpha = 2^-20).
+    #[test]
+    fn cutoffs_match_reference_table() {
+        let table = [
+            (SampleWidth::Bit, 1000, 21, 589),
+            (SampleWidth::Bit, 500, 41, 793),
+            (SampleWidth::Byte, 8000, 4, 13),
+            (SampleWidth::Byte, 4000, 6, 62),
+            (SampleWidth::Byte, 7000, 4, 18),
+        ];
+        for (w, mb, rct, apt) in table {
+            let e = h(mb, w);
+            assert_eq!(rct_cutoff(e, 20), rct, "RCT for H={mb}mb {w:?}");
+            assert_eq!(apt_cutoff(e, w, 20), apt, "APT for H={mb}mb {w:?}");
+        }
+    }
+
+    /// Cross-check CRITBINOM by exact rational arithmetic for a small case: Binomial(512, 1/256).
+    #[test]
+    fn apt_cutoff_agrees_with_direct_summation() {
+        // P(X > k) computed with plain f64 products is accurate here (p not tiny, n moderate).
+        let n = 512u32;
+        let p = 1.0f64 / 256.0;
+        let mut pmf = [0f64; 513];
+        pmf[0] = (1.0 - p).powi(n as i32);
+        for k in 1..=n as usize {
+            pmf[k] = pmf[k - 1] * ((n as usize - k + 1) as f64 / k as f64) * (p / (1.0 - p));
+        }
+        let alpha = 2f64.powi(-20);
+        let mut cdf = 0.0;
+        let mut crit = 0;
+        for (k, v) in pmf.iter().enumerate() {
+            cdf += v;
+            if cdf >= 1.0 - alpha {
+                crit = k as u32;
+                break;
+            }
+        }
+        assert_eq!(
+            apt_cutoff(h(8000, SampleWidth::Byte), SampleWidth::Byte, 20),
+            1 + crit
+        );
+    }
+
+    #[test]
+    fn min_entropy_bounds() {
+        assert!(MinEntropy::from_millibits(0, SampleWidth::Byte).is_err());
+        assert!(MinEntropy::from_millibits(1001, SampleWidth::Bit).is_err());
+        assert!(MinEntropy::from_millibits(8001, SampleWidth::Byte).is_err());
+        assert!(MinEntropy::from_millibits(8000, SampleWidth::Byte).is_ok());
+    }
+
+    #[test]
+    fn rct_fails_exactly_at_cutoff() {
+        let mut r = Rct::new(4);
+        assert!(r.feed(7));
+        assert!(r.feed(7));
+        assert!(r.feed(7));
+        assert!(!r.feed(7), "4th identical sample must fail with C = 4");
+        let mut r = Rct::new(4);
+        for s in [1, 1, 1, 2, 2, 2, 1, 1, 1] {
+            assert!(r.feed(s));
+        }
+    }
+
+    #[test]
+    fn apt_fails_exactly_at_cutoff_and_windows_restart() {
+        let mut a = Apt::new(512, 13);
+        // The first sample plus 11 repeats spread over the window: 12 occurrences pass.
+        assert!(a.feed(9));
+        for i in 1..512u32 {
+            let s = if i <= 11 { 9 } else { (i % 200) as u8 + 10 };
+            assert!(a.feed(s), "sample {i}");
+        }
+        // A new window starts with 9 again: occurrences 1..=12 pass, the 13th fails.
+        for i in 1..=12 {
+            assert!(a.feed(9), "occurrence {i}");
+        }
+        assert!(!a.feed(9), "occurrence 13 must fail with C = 13");
+    }
+
+    #[test]
+    fn startup_releases_nothing_then_passes() {
+        let p = HealthParams::new(SampleWidth::Byte, h(8000, SampleWidth::Byte));
+        let mut m = HealthMonitor::new(p);
+        let good: [u8; 256] = core::array::from_fn(|i| i as u8);
+        for _ in 0..4 {
+            assert_eq!(m.check(&good), Verdict::Startup);
+        }
+        assert_eq!(m.state(), HealthState::Healthy);
+        assert_eq!(m.check(&good), Verdict::Pass);
+    }
+
+    #[test]
+    fn repeated_failures_become_permanent() {
+        let p = HealthParams::new(SampleWidth::Byte, h(8000, SampleWidth::Byte));
+        let mut m = HealthMonitor::new(p);
+        let stuck = [0u8; 64];
+        assert_eq!(
+            m.check(&stuck),
+            Verdict::Intermittent(TestKind::RepetitionCount)
+        );
+        assert_eq!(
+            m.check(&stuck),
+            Verdict::Intermittent(TestKind::RepetitionCount)
+        );
+        assert_eq!(
+            m.check(&stuck),
+            Verdict::Permanent(TestKind::RepetitionCount)
+        );
+        assert_eq!(m.check(&stuck), Verdict::Failed);
+        assert_eq!(m.state(), HealthState::PermanentFailure);
+        m.reset_permanent();
+        assert_eq!(m.state(), HealthState::Startup { samples: 0 });
+    }
+
+    #[test]
+    fn bit_samples_use_bit_cutoffs() {
+        let p = HealthParams::new(SampleWidth::Bit, h(1000, SampleWidth::Bit));
+        let mut m = HealthMonitor::new(p);
+        assert_eq!(m.rct_cutoff(), 21);
+        assert_eq!(m.apt_cutoff(), 589);
+        // 0x00 0x00 0x0f: 20 zero bits then... 16 zeros + 4 zeros = 20 in a row: passes.
+        assert_eq!(m.check(&[0x55, 0x00, 0x0f]), Verdict::Startup);
+        let mut m = HealthMonitor::new(p);
+        // 0xaa then 3 zero bytes: 1 + 24 zero bits in a row: fails at the 21st.
+        assert_eq!(
+            m.check(&[0xaa, 0, 0, 0]),
+            Verdict::Intermittent(TestKind::RepetitionCount)
+        );
+    }
+}

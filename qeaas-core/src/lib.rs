@@ -1,0 +1,32 @@
+//! The entropy core of qeaas: everything between a noise source and the bytes its consumers get.
+//!
+//! `no_std` + `alloc`, sans-IO and free of `unsafe`, so that the daemon and the ESP32 firmware run
+//! the very same code. The modules, in data-flow order:
+//!
+//! * [`health`]: SP 800-90B continuous health tests and the start-up test (the gate);
+//! * [`fips`]: FIPS 140-2 block tests as rngtest runs them (a statistic);
+//! * [`extractor`]: the Toeplitz 2-universal hash for raw samples;
+//! * [`pipeline`]: ties the three together per source and computes the credit;
+//! * [`pool`]: the BLAKE2s pool (mix, credit, extract), modelled on Linux random.c;
+//! * [`reservoir`]: the pool plus a queue from which each byte is handed out once.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod extractor;
+pub mod fips;
+pub mod health;
+pub mod pipeline;
+pub mod pool;
+pub mod reservoir;
+
+#[cfg(feature = "std")]
+impl std::error::Error for pool::NotEnoughEntropy {}
+#[cfg(feature = "std")]
+impl std::error::Error for health::InvalidMinEntropy {}
+#[cfg(feature = "std")]
+impl std::error::Error for extractor::InvalidShape {}

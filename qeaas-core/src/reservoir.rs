@@ -1,0 +1,227 @@
+//! The pool plus a bounded queue of extracted bytes waiting for consumers.
+//!
+//! Every byte in the queue was extracted from the pool on credit (see [`crate::pool`]), and
+//! [`Reservoir::take`] removes what it returns and zeroizes the slots, so no two consumers can ever
+//! be handed the same bytes and no byte is handed out that the health-tested input did not back.
+//! When the queue cannot satisfy a request the answer is [`NotEnoughEntropy`]: never padding,
+//! never a partial answer.
+
+use alloc::boxed::Box;
+use alloc::vec;
+use zeroize::Zeroize;
+
+use crate::pool::{NotEnoughEntropy, Pool, MAX_CREDIT_BITS, MAX_EXTRACT};
+
+/// Counters of one reservoir.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReservoirCounters {
+    /// Bytes mixed into the pool.
+    pub bytes_mixed: u64,
+    /// Bits of credit the pool accepted.
+    pub bits_credited: u64,
+    /// Bits of credit offered while the queue was full (dropped: the state cannot hold them).
+    pub bits_dropped: u64,
+    /// Bytes extracted into the queue.
+    pub bytes_extracted: u64,
+    /// Bytes handed to consumers.
+    pub bytes_taken: u64,
+    /// Requests refused for want of entropy.
+    pub refusals: u64,
+}
+
+/// Pool and output queue.
+#[derive(Debug)]
+pub struct Reservoir {
+    pool: Pool,
+    ring: Box<[u8]>,
+    head: usize,
+    len: usize,
+    carry_millibits: u64,
+    counters: ReservoirCounters,
+}
+
+impl Reservoir {
+    /// A reservoir whose queue holds at most `capacity` bytes (rounded up to 32).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(MAX_EXTRACT).next_multiple_of(MAX_EXTRACT);
+        Self {
+            pool: Pool::new(),
+            ring: vec![0u8; capacity].into_boxed_slice(),
+            head: 0,
+            len: 0,
+            carry_millibits: 0,
+            counters: ReservoirCounters::default(),
+        }
+    }
+
+    /// Bytes ready for consumers.
+    pub fn ready(&self) -> usize {
+        self.len
+    }
+
+    /// Queue capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Bits credited in the pool and not yet extracted.
+    pub fn pool_credit_bits(&self) -> u32 {
+        self.pool.credit_bits()
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> ReservoirCounters {
+        self.counters
+    }
+
+    /// Mixes `data`, which carries `millibits` of min-entropy, crediting it piece by piece and
+    /// extracting 32 bytes into the queue whenever the pool can back them. Pieces are sized so that
+    /// credit never overflows the pool while there is room in the queue.
+    pub fn absorb(&mut self, mut data: &[u8], millibits: u64) {
+        if data.is_empty() {
+            return;
+        }
+        let total_len = data.len() as u64;
+        let mut left_mb = millibits;
+        while !data.is_empty() {
+            // Bytes needed to fill the pool's credit up to the cap, at this chunk's rate.
+            let want_bits = u64::from(MAX_CREDIT_BITS - self.pool.credit_bits());
+            let rate = millibits.div_ceil(total_len).max(1);
+            let need = (want_bits * 1000)
+                .saturating_sub(self.carry_millibits)
+                .div_ceil(rate);
+            let take = (need.max(1) as usize).min(data.len());
+            let piece_mb = if take == data.len() {
+                left_mb
+            } else {
+                millibits * take as u64 / total_len
+            };
+            left_mb -= piece_mb;
+            self.pool.mix(&data[..take]);
+            self.counters.bytes_mixed += take as u64;
+            data = &data[take..];
+            let mb = self.carry_millibits + piece_mb;
+            let bits = u32::try_from(mb / 1000).unwrap_or(u32::MAX);
+            self.carry_millibits = mb % 1000;
+            let accepted = self.pool.credit(bits);
+            self.counters.bits_credited += u64::from(accepted);
+            self.counters.bits_dropped += u64::from(bits - accepted);
+            self.drain_pool();
+        }
+    }
+
+    fn drain_pool(&mut self) {
+        while self.pool.available_bytes() >= MAX_EXTRACT
+            && self.len + MAX_EXTRACT <= self.ring.len()
+        {
+            let mut block = [0u8; MAX_EXTRACT];
+            if self.pool.extract(&mut block).is_err() {
+                break;
+            }
+            let cap = self.ring.len();
+            for (i, b) in block.iter().enumerate() {
+                self.ring[(self.head + self.len + i) % cap] = *b;
+            }
+            block.zeroize();
+            self.len += MAX_EXTRACT;
+            self.counters.bytes_extracted += MAX_EXTRACT as u64;
+        }
+    }
+
+    /// Moves exactly `out.len()` bytes to `out`, or nothing at all.
+    pub fn take(&mut self, out: &mut [u8]) -> Result<(), NotEnoughEntropy> {
+        if out.len() > self.len {
+            self.counters.refusals += 1;
+            return Err(NotEnoughEntropy {
+                needed_bits: (out.len() * 8) as u32,
+                credited_bits: (self.len * 8) as u32,
+            });
+        }
+        let cap = self.ring.len();
+        for o in out.iter_mut() {
+            *o = self.ring[self.head];
+            self.ring[self.head] = 0;
+            self.head = (self.head + 1) % cap;
+        }
+        self.len -= out.len();
+        self.counters.bytes_taken += out.len() as u64;
+        // Room freed: credit waiting in the pool can now be extracted.
+        self.drain_pool();
+        Ok(())
+    }
+}
+
+impl Drop for Reservoir {
+    fn drop(&mut self) {
+        self.ring.zeroize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_entropy_input_yields_credited_output_only() {
+        let mut r = Reservoir::new(4096);
+        // 400 bytes at 8 bits/byte = 3200 bits -> 10 extractions of 32 bytes (320 bits each).
+        r.absorb(&[7u8; 400], 400 * 8000);
+        assert_eq!(r.ready(), 320);
+        assert_eq!(r.counters().bits_credited, 3200);
+        let mut out = [0u8; 321];
+        assert!(r.take(&mut out).is_err(), "never more than credited");
+        let mut out = [0u8; 320];
+        r.take(&mut out).unwrap();
+        assert_eq!(r.ready(), 0);
+    }
+
+    #[test]
+    fn low_entropy_input_yields_proportionally_less() {
+        let mut r = Reservoir::new(4096);
+        // 1 bit per byte: 3200 bytes carry 3200 bits -> 10 blocks.
+        r.absorb(&[1u8; 3200], 3200 * 1000);
+        assert_eq!(r.ready(), 320);
+    }
+
+    #[test]
+    fn zero_credit_input_yields_nothing() {
+        let mut r = Reservoir::new(4096);
+        r.absorb(&[9u8; 100_000], 0);
+        assert_eq!(r.ready(), 0);
+    }
+
+    #[test]
+    fn fractional_credit_is_carried() {
+        let mut r = Reservoir::new(4096);
+        // 7.5 bits/byte in single bytes: 4000 bytes = 30000 bits -> 93 blocks (29760 bits).
+        for _ in 0..4000 {
+            r.absorb(&[3], 7500);
+        }
+        assert_eq!(r.ready(), 93 * 32);
+    }
+
+    #[test]
+    fn takes_never_overlap() {
+        let mut r = Reservoir::new(1 << 16);
+        let data: alloc::vec::Vec<u8> = (0..40_000u32).map(|i| (i * 7919 >> 3) as u8).collect();
+        r.absorb(&data, 40_000 * 8000);
+        let mut seen = alloc::collections::BTreeSet::new();
+        let mut buf = [0u8; 32];
+        while r.take(&mut buf).is_ok() {
+            assert!(seen.insert(buf), "the same 32 bytes were handed out twice");
+        }
+        assert_eq!(seen.len(), 1000);
+    }
+
+    #[test]
+    fn queue_full_drops_excess_credit_and_refills_after_take() {
+        let mut r = Reservoir::new(64);
+        r.absorb(&[5u8; 1000], 1000 * 8000);
+        assert_eq!(r.ready(), 64);
+        assert!(r.counters().bits_dropped > 0);
+        let mut out = [0u8; 32];
+        r.take(&mut out).unwrap();
+        // The pool still held a full credit; taking frees room for it.
+        assert_eq!(r.ready(), 64);
+    }
+}
