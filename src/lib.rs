@@ -1,1 +1,52 @@
-#![forbid(unsafe_code)]
+//! qeaasd: Quantum Entropy as a Service, the daemon.
+//!
+//! See `ARCHITECTURE.md` for the process model. The entropy logic itself lives in `qeaas-core`;
+//! this crate is the shell around it: sources, privilege separation, kernel feeding, the local
+//! socket, metrics and the simulator.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod daemon;
+pub mod engine;
+pub mod kernel;
+pub mod metrics;
+pub mod privsep;
+pub mod proto;
+pub mod sim;
+pub mod socket;
+pub mod source;
+pub mod sys;
+
+/// sysexits(3) codes used by the binaries.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// Command-line usage error.
+    pub const USAGE: i32 = 64;
+    /// Input file missing.
+    pub const NOINPUT: i32 = 66;
+    /// Service unavailable (no source present, no entropy).
+    pub const UNAVAILABLE: i32 = 69;
+    /// Internal software error.
+    pub const SOFTWARE: i32 = 70;
+    /// OS error.
+    pub const OSERR: i32 = 71;
+    /// I/O error.
+    pub const IOERR: i32 = 74;
+    /// Permission denied.
+    pub const NOPERM: i32 = 77;
+    /// Configuration error.
+    pub const CONFIG: i32 = 78;
+}
+
+/// Logging to stderr (journald adds its own timestamps), filtered by `QEAAS_LOG`.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("QEAAS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,1 +1,75 @@
-fn main() {}
+//! `qeaasd`: the qeaas daemon. Thin: parses the command line and calls into the library.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use qeaas::daemon::{self, Selection};
+use qeaas::exit;
+
+/// Quantum Entropy as a Service: feeds the kernel and local consumers from health-tested,
+/// conditioned hardware entropy (a replacement for rngd).
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Configuration file [env: QEAASD_CONFIG; default /etc/qeaas/qeaasd.toml].
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    /// Enable a source by name, even if the config disables it (repeatable).
+    #[arg(short = 'n', long = "enable", global = true, value_name = "NAME")]
+    enable: Vec<String>,
+    /// Disable a source by name (repeatable).
+    #[arg(short = 'x', long = "disable", global = true, value_name = "NAME")]
+    disable: Vec<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the daemon (supervisor plus unprivileged worker).
+    Run,
+    /// Validate the configuration and exit (78 on error).
+    CheckConfig,
+    /// List configured sources and whether their device is present (69 if none is).
+    ListSources,
+    /// Read the sources through the health tests and conditioning, print rates, feed nothing.
+    Test {
+        /// Seconds to run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// Internal: the unprivileged worker started by `run`.
+    #[command(hide = true)]
+    Worker,
+}
+
+fn main() {
+    qeaas::init_logging();
+    let a = Args::parse();
+    let config = a.config.clone().unwrap_or_else(daemon::default_config);
+    let sel = Selection {
+        enable: a.enable,
+        disable: a.disable,
+    };
+    let r = match a.cmd {
+        Cmd::Run => daemon::run_supervisor(&config, &sel),
+        Cmd::Worker => daemon::run_worker(&config, &sel),
+        Cmd::Test { seconds } => daemon::run_test(&config, &sel, seconds),
+        Cmd::ListSources => daemon::list_sources(&config),
+        Cmd::CheckConfig => qeaas::config::Config::load(&config)
+            .and_then(|c| {
+                c.active_sources(&sel.enable, &sel.disable)?;
+                println!("{}: OK ({} sources)", config.display(), c.sources.len());
+                Ok(exit::OK)
+            })
+            .map_err(daemon::StartError::from),
+    };
+    match r {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("qeaasd: {e}");
+            std::process::exit(e.code());
+        }
+    }
+}

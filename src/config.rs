@@ -1,0 +1,533 @@
+//! `qeaasd.toml`: strict TOML (unknown fields are errors), parsed then validated into typed
+//! settings. Every example under `config/` is parsed by the test suite.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use qeaas_core::health::{HealthParams, MinEntropy, SampleWidth, STARTUP_SAMPLES};
+use qeaas_core::pipeline::{Processing, Provenance, SourceSpec};
+use serde::Deserialize;
+
+/// Default configuration path.
+pub const DEFAULT_PATH: &str = "/etc/qeaas/qeaasd.toml";
+
+/// Why a configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// Path tried.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax or an unknown/mistyped field.
+    #[error("{path}: {message}")]
+    Parse {
+        /// Path parsed.
+        path: PathBuf,
+        /// Parser message, with line and column.
+        message: String,
+    },
+    /// Well-formed but wrong.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Entropy pool and queue.
+    #[serde(default)]
+    pub pool: PoolConfig,
+    /// Kernel feeding.
+    #[serde(default)]
+    pub kernel: KernelConfig,
+    /// The local entropy socket.
+    #[serde(default)]
+    pub socket: SocketConfig,
+    /// Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Noise sources, by name.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// `[pool]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Bytes of extracted, credited output kept ready for consumers.
+    pub queue_bytes: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            queue_bytes: 1 << 20,
+        }
+    }
+}
+
+/// `[kernel]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KernelConfig {
+    /// Feed the Linux pool at all.
+    pub enable: bool,
+    /// Seconds between periodic feeds (the kernel reseeds its CRNG every 60 s).
+    pub interval_secs: u64,
+    /// Bytes per periodic feed (32..=64).
+    pub feed_bytes: usize,
+    /// Call RNDRESEEDCRNG after each periodic feed.
+    pub reseed: bool,
+    /// Feed bytes from simulated or network sources, always with zero credit. Off by default.
+    pub feed_uncredited: bool,
+    /// Device used for the ioctls.
+    pub device: PathBuf,
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            interval_secs: 60,
+            feed_bytes: 64,
+            reseed: true,
+            feed_uncredited: false,
+            device: PathBuf::from("/dev/random"),
+        }
+    }
+}
+
+/// `[socket]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocketConfig {
+    /// Serve the local socket.
+    pub enable: bool,
+    /// Path of the Unix socket.
+    pub path: PathBuf,
+    /// File mode of the socket (octal in TOML: `0o660`).
+    pub mode: u32,
+    /// Group owning the socket; members may connect.
+    pub group: Option<String>,
+    /// Users allowed by SO_PEERCRED, in addition to root and members of `group`. Empty with no
+    /// group means: anyone who can open the socket file.
+    pub allow_users: Vec<String>,
+    /// Largest single request in bytes.
+    pub max_request: usize,
+    /// Longest a client may wait for entropy, in milliseconds.
+    pub max_wait_ms: u64,
+    /// Optional EGD-compatible socket for legacy tools.
+    pub egd_path: Option<PathBuf>,
+}
+
+impl Default for SocketConfig {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            path: PathBuf::from("/run/qeaas/entropy.sock"),
+            mode: 0o660,
+            group: None,
+            allow_users: Vec::new(),
+            max_request: 4096,
+            max_wait_ms: 10_000,
+            egd_path: None,
+        }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics.
+    pub enable: bool,
+    /// Listen address; loopback by default.
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            listen: "127.0.0.1:9864".parse().expect("valid"),
+        }
+    }
+}
+
+/// Kind of noise source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// ID Quantique Quantis PCIe, `/dev/qrandomN`.
+    Quantis,
+    /// A serial TRNG (TrueRNG, OneRNG or generic).
+    Serial,
+    /// The kernel's `/dev/hwrng`.
+    Hwrng,
+    /// A plain file or named pipe.
+    File,
+}
+
+/// Serial device presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SerialPreset {
+    /// ubld.it TrueRNG: raw reads at 3 Mbaud.
+    Truerng,
+    /// OneRNG: raw mode via `cmdO` at start, `cmdo` at stop.
+    Onerng,
+    /// Nothing sent; baud rate as configured.
+    Generic,
+}
+
+/// One `[[source]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Unique name, used by `--enable`/`--disable` and in metrics.
+    pub name: String,
+    /// Kind of source.
+    pub kind: SourceKind,
+    /// Device or file path (defaults by kind).
+    pub path: Option<PathBuf>,
+    /// Use this source (default true).
+    #[serde(default = "yes")]
+    pub enable: bool,
+    /// Assessed min-entropy per sample, bits. Defaults by kind; may be set lower, never higher
+    /// than the kind's assessed value.
+    pub min_entropy: Option<f64>,
+    /// `"byte"` (default) or `"bit"` samples.
+    pub sample: Option<String>,
+    /// `true` for raw samples (then the Toeplitz extractor runs); defaults by kind.
+    pub raw: Option<bool>,
+    /// Declares the data simulated: never credited to the kernel. Pseudo-terminals, pipes and
+    /// regular files are treated as simulated unless `hardware = true`.
+    #[serde(default)]
+    pub simulated: bool,
+    /// Asserts that a `file` source (e.g. a pipe from a hardware reader) is hardware.
+    #[serde(default)]
+    pub hardware: bool,
+    /// Serial preset.
+    pub preset: Option<SerialPreset>,
+    /// Serial baud rate (defaults by preset).
+    pub baud: Option<u32>,
+    /// Bytes per read.
+    pub read_bytes: Option<usize>,
+    /// Samples for the start-up test (at least 1024).
+    pub startup_samples: Option<u64>,
+    /// `-log2(alpha)` for the health tests (20..=40).
+    pub alpha_log2: Option<u32>,
+    /// Seconds before reopening a failed or unplugged source.
+    pub retry_secs: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A validated source.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: SourceKind,
+    /// Path.
+    pub path: PathBuf,
+    /// Pipeline parameters; provenance is refined when the device is opened.
+    pub spec: SourceSpec,
+    /// Serial preset (serial sources only).
+    pub preset: SerialPreset,
+    /// Serial baud rate.
+    pub baud: u32,
+    /// Bytes per read.
+    pub read_bytes: usize,
+    /// Reopen delay.
+    pub retry: Duration,
+    /// User-declared simulated.
+    pub simulated: bool,
+    /// User-declared hardware (file sources).
+    pub hardware: bool,
+}
+
+/// Assessed defaults per kind: (width, max millibits per sample, raw).
+fn kind_defaults(kind: SourceKind) -> (SampleWidth, u32, bool, &'static str) {
+    match kind {
+        // Quantis output is post-processed on chip by default; we still claim less than 8.
+        SourceKind::Quantis => (SampleWidth::Byte, 7500, false, "/dev/qrandom0"),
+        // TrueRNG and OneRNG whiten in firmware.
+        SourceKind::Serial => (SampleWidth::Byte, 7000, false, "/dev/ttyACM0"),
+        // The kernel's hw_random drivers vary; claim little.
+        SourceKind::Hwrng => (SampleWidth::Byte, 6000, false, "/dev/hwrng"),
+        SourceKind::File => (SampleWidth::Byte, 7000, false, ""),
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates `text` (from `path`, for messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if !(32..=64).contains(&self.kernel.feed_bytes) {
+            return bad(format!(
+                "kernel.feed_bytes = {}: must be 32..=64",
+                self.kernel.feed_bytes
+            ));
+        }
+        if self.kernel.interval_secs == 0 {
+            return bad("kernel.interval_secs must be at least 1".into());
+        }
+        if !(1..=65535).contains(&self.socket.max_request) {
+            return bad("socket.max_request must be 1..=65535".into());
+        }
+        if self.socket.mode > 0o777 {
+            return bad(format!(
+                "socket.mode {:o} is not a file mode",
+                self.socket.mode
+            ));
+        }
+        if self.pool.queue_bytes < 64 || self.pool.queue_bytes > 1 << 30 {
+            return bad("pool.queue_bytes must be 64 B..=1 GiB".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.sources {
+            if s.name.is_empty()
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return bad(format!(
+                    "source name {:?}: use letters, digits, '-' and '_'",
+                    s.name
+                ));
+            }
+            if !names.insert(&s.name) {
+                return bad(format!("source name {:?} is used twice", s.name));
+            }
+            self.source(s)?;
+        }
+        Ok(())
+    }
+
+    /// Validated settings of one source.
+    pub fn source(&self, s: &SourceConfig) -> Result<Source, ConfigError> {
+        let err = |m: String| ConfigError::Invalid(format!("source {:?}: {m}", s.name));
+        let (default_width, max_mb, default_raw, default_path) = kind_defaults(s.kind);
+        let width = match s.sample.as_deref() {
+            None => default_width,
+            Some("byte") => SampleWidth::Byte,
+            Some("bit") => SampleWidth::Bit,
+            Some(o) => return Err(err(format!("sample = {o:?}: use \"byte\" or \"bit\""))),
+        };
+        // The kind's assessment is per byte; per bit it is an eighth of it.
+        let max_mb = max_mb / (8 / width.bits());
+        let mb = match s.min_entropy {
+            None => max_mb,
+            Some(h) if h.is_finite() && h > 0.0 => (h * 1000.0).round() as u32,
+            Some(h) => return Err(err(format!("min_entropy = {h}: must be positive"))),
+        };
+        if mb > max_mb {
+            return Err(err(format!(
+                "min_entropy = {} bits/sample exceeds the assessed {} for a {:?} source: it may only be lowered",
+                f64::from(mb) / 1000.0,
+                f64::from(max_mb) / 1000.0,
+                s.kind
+            )));
+        }
+        let h = MinEntropy::from_millibits(mb, width).map_err(|e| err(e.to_string()))?;
+        let mut health = HealthParams::new(width, h);
+        if let Some(n) = s.startup_samples {
+            if n < STARTUP_SAMPLES {
+                return Err(err(format!(
+                    "startup_samples = {n}: SP 800-90B requires at least {STARTUP_SAMPLES}"
+                )));
+            }
+            health.startup_samples = n;
+        }
+        if let Some(a) = s.alpha_log2 {
+            if !(20..=40).contains(&a) {
+                return Err(err(format!("alpha_log2 = {a}: SP 800-90B allows 20..=40")));
+            }
+            health.alpha_log2 = a;
+        }
+        let path = match (&s.path, default_path) {
+            (Some(p), _) => p.clone(),
+            (None, "") => return Err(err("a file source needs a path".into())),
+            (None, d) => PathBuf::from(d),
+        };
+        let preset = s.preset.unwrap_or(SerialPreset::Generic);
+        if s.preset.is_some() && s.kind != SourceKind::Serial {
+            return Err(err("preset applies to serial sources only".into()));
+        }
+        if s.hardware && s.kind != SourceKind::File {
+            return Err(err(
+                "hardware = true applies to file sources only (device kinds are detected)".into(),
+            ));
+        }
+        if s.hardware && s.simulated {
+            return Err(err("hardware and simulated are exclusive".into()));
+        }
+        let baud = s.baud.unwrap_or(match preset {
+            SerialPreset::Truerng => 3_000_000,
+            SerialPreset::Onerng | SerialPreset::Generic => 115_200,
+        });
+        let read_bytes = s.read_bytes.unwrap_or(match s.kind {
+            SourceKind::Hwrng => 64,
+            _ => 4096,
+        });
+        if !(1..=1 << 20).contains(&read_bytes) {
+            return Err(err("read_bytes must be 1..=1048576".into()));
+        }
+        Ok(Source {
+            name: s.name.clone(),
+            kind: s.kind,
+            path,
+            spec: SourceSpec {
+                health,
+                processing: if s.raw.unwrap_or(default_raw) {
+                    Processing::Raw
+                } else {
+                    Processing::PostProcessed
+                },
+                provenance: if s.simulated {
+                    Provenance::Simulated
+                } else {
+                    Provenance::Hardware
+                },
+            },
+            preset,
+            baud,
+            read_bytes,
+            retry: Duration::from_secs(s.retry_secs.unwrap_or(2)),
+            simulated: s.simulated,
+            hardware: s.hardware,
+        })
+    }
+
+    /// Validated sources that are enabled after applying `--enable`/`--disable` by name.
+    pub fn active_sources(
+        &self,
+        enable: &[String],
+        disable: &[String],
+    ) -> Result<Vec<Source>, ConfigError> {
+        for n in enable.iter().chain(disable) {
+            if !self.sources.iter().any(|s| &s.name == n) {
+                return Err(ConfigError::Invalid(format!("no source named {n:?}")));
+            }
+        }
+        self.sources
+            .iter()
+            .filter(|s| (s.enable || enable.contains(&s.name)) && !disable.contains(&s.name))
+            .map(|s| self.source(s))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Config, ConfigError> {
+        Config::parse(t, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_is_defaults() {
+        let c = parse("").unwrap();
+        assert!(c.kernel.enable && c.sources.is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_rejected_everywhere() {
+        for t in [
+            "bogus = 1",
+            "[pool]\nbogus = 1",
+            "[kernel]\nbogus = 1",
+            "[socket]\nbogus = 1",
+            "[metrics]\nbogus = 1",
+            "[[source]]\nname = \"a\"\nkind = \"hwrng\"\nbogus = 1",
+        ] {
+            let e = parse(t).unwrap_err().to_string();
+            assert!(e.contains("unknown field"), "{t}: {e}");
+        }
+    }
+
+    #[test]
+    fn min_entropy_only_downward() {
+        let ok = parse("[[source]]\nname = \"q\"\nkind = \"quantis\"\nmin_entropy = 6.0");
+        assert!(ok.is_ok());
+        let e = parse("[[source]]\nname = \"q\"\nkind = \"quantis\"\nmin_entropy = 8.0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("may only be lowered"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        for (t, want) in [
+            ("[kernel]\nfeed_bytes = 100", "32..=64"),
+            (
+                "[[source]]\nname = \"a\"\nkind = \"file\"",
+                "needs a path",
+            ),
+            (
+                "[[source]]\nname = \"a b\"\nkind = \"hwrng\"",
+                "letters, digits",
+            ),
+            (
+                "[[source]]\nname = \"a\"\nkind = \"hwrng\"\n[[source]]\nname = \"a\"\nkind = \"hwrng\"",
+                "used twice",
+            ),
+            (
+                "[[source]]\nname = \"a\"\nkind = \"hwrng\"\nstartup_samples = 10",
+                "at least 1024",
+            ),
+            (
+                "[[source]]\nname = \"a\"\nkind = \"hwrng\"\npreset = \"truerng\"",
+                "serial sources only",
+            ),
+        ] {
+            let e = parse(t).unwrap_err().to_string();
+            assert!(e.contains(want), "{t}: {e}");
+        }
+    }
+
+    #[test]
+    fn enable_disable_by_name() {
+        let c = parse(
+            "[[source]]\nname = \"a\"\nkind = \"hwrng\"\n[[source]]\nname = \"b\"\nkind = \"hwrng\"\nenable = false",
+        )
+        .unwrap();
+        let names = |v: Vec<Source>| v.into_iter().map(|s| s.name).collect::<Vec<_>>();
+        assert_eq!(names(c.active_sources(&[], &[]).unwrap()), ["a"]);
+        assert_eq!(
+            names(c.active_sources(&["b".into()], &["a".into()]).unwrap()),
+            ["b"]
+        );
+        assert!(c.active_sources(&["zz".into()], &[]).is_err());
+    }
+}
