@@ -321,6 +321,11 @@ impl Engine {
                 }
                 {
                     let mut g = self.lock();
+                    if matches!(verdict, Verdict::Intermittent(_) | Verdict::Permanent(_)) {
+                        let before = g.reservoir.ready();
+                        g.reservoir.flush();
+                        warn!(source = %src.name, "discarded {before} ready bytes and the pool's credit");
+                    }
                     if !staged.is_empty() {
                         if opened.provenance != Provenance::Hardware && millibits > 0 {
                             g.tainted = true;

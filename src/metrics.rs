@@ -218,6 +218,15 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
     );
     pe.with_label_values(&[] as &[&str])
         .inc_by(snap.reservoir.bytes_extracted);
+    let flushed = counter(
+        &r,
+        "qeaas_pool_flushed_bytes_total",
+        "Ready bytes discarded because a source failed a health test.",
+        &[],
+    );
+    flushed
+        .with_label_values(&[] as &[&str])
+        .inc_by(snap.reservoir.bytes_flushed);
     let refused = counter(
         &r,
         "qeaas_refused_requests_total",

@@ -114,6 +114,12 @@ impl Pool {
         self.credit_bits - before
     }
 
+    /// Forgets all credit (a source that contributed to it failed). The state keeps what was
+    /// mixed: mixing never hurts, only crediting can.
+    pub fn discard_credit(&mut self) {
+        self.credit_bits = 0;
+    }
+
     /// Bits credited and not yet extracted.
     pub fn credit_bits(&self) -> u32 {
         self.credit_bits

@@ -27,6 +27,8 @@ pub struct ReservoirCounters {
     pub bytes_taken: u64,
     /// Requests refused for want of entropy.
     pub refusals: u64,
+    /// Ready bytes discarded because a source failed.
+    pub bytes_flushed: u64,
 }
 
 /// Pool and output queue.
@@ -128,6 +130,17 @@ impl Reservoir {
         }
     }
 
+    /// Discards every ready byte and all pool credit: called when a contributing source fails a
+    /// health test, since the failure may have begun before the tests could see it.
+    pub fn flush(&mut self) {
+        self.counters.bytes_flushed += self.len as u64;
+        self.ring.zeroize();
+        self.head = 0;
+        self.len = 0;
+        self.carry_millibits = 0;
+        self.pool.discard_credit();
+    }
+
     /// Moves exactly `out.len()` bytes to `out`, or nothing at all.
     pub fn take(&mut self, out: &mut [u8]) -> Result<(), NotEnoughEntropy> {
         if out.len() > self.len {
@@ -211,6 +224,19 @@ mod tests {
             assert!(seen.insert(buf), "the same 32 bytes were handed out twice");
         }
         assert_eq!(seen.len(), 1000);
+    }
+
+    #[test]
+    fn flush_discards_ready_bytes_and_credit() {
+        let mut r = Reservoir::new(4096);
+        r.absorb(&[7u8; 430], 430 * 8000);
+        assert_eq!(r.ready(), 320);
+        assert!(r.pool_credit_bits() > 0);
+        r.flush();
+        assert_eq!((r.ready(), r.pool_credit_bits()), (0, 0));
+        assert_eq!(r.counters().bytes_flushed, 320);
+        let mut out = [0u8; 1];
+        assert!(r.take(&mut out).is_err());
     }
 
     #[test]
