@@ -284,6 +284,7 @@ fn feeder(
         kcfg.feed_bytes,
         kcfg.reseed,
     );
+    let mut paused = false;
     let update = |f: &mut dyn FnMut(&mut KernelStats)| {
         if let Ok(mut k) = kstats.lock() {
             f(&mut k);
@@ -291,8 +292,18 @@ fn feeder(
     };
     loop {
         let now = Instant::now();
-        // Re-evaluated every time: a simulated device opened later makes the pool uncreditable.
+        // Re-evaluated every time: a device that turns out to be simulated when opened (a pipe
+        // or pty behind a hardware kind) makes the pool uncreditable from then on.
         let creditable = engine.kernel_creditable();
+        if !creditable && !kcfg.feed_uncredited {
+            if !paused {
+                warn!("kernel feeding off: a source is simulated or remote, and its bytes are never credited; set kernel.feed_uncredited = true to mix them into the kernel with zero credit");
+                paused = true;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        paused = false;
         let entcnt = match sys::rnd_get_entcnt(std::os::fd::AsFd::as_fd(&random)) {
             Ok(n) => n,
             Err(e) => {

@@ -20,6 +20,9 @@ use zeroize::Zeroize;
 use crate::config::Source;
 use crate::source::{self, OpenError};
 
+/// How often a source is read while the ready queue is full (health monitoring of idle sources).
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What a source is doing, for humans and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SourceState {
@@ -357,16 +360,20 @@ impl Engine {
         }
     }
 
-    /// Blocks while the queue is full; false when stopping.
+    /// Blocks while the queue is full, but returns at least every [`PROBE_INTERVAL`] so that an
+    /// idle source is still read a little and a device that fails while nobody consumes is
+    /// detected and reported. False when stopping.
     fn wait_for_room(&self) -> bool {
+        let deadline = Instant::now() + PROBE_INTERVAL;
         let mut g = self.lock();
         while g.reservoir.ready() + 32 > g.reservoir.capacity() {
-            if self.stop.load(Ordering::SeqCst) {
-                return false;
+            let now = Instant::now();
+            if self.stop.load(Ordering::SeqCst) || now >= deadline {
+                break;
             }
             g = self
                 .room
-                .wait_timeout(g, Duration::from_secs(5))
+                .wait_timeout(g, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }

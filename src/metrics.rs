@@ -88,7 +88,7 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
     );
     let credited = counter(
         &r,
-        "qeaas_source_credited_bits_total",
+        "qeaas_source_credit_total",
         "Min-entropy bits credited to conditioned output of the source.",
         &["source"],
     );
@@ -171,7 +171,7 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
     }
     let pool = gauge(
         &r,
-        "qeaas_pool_credit_bits",
+        "qeaas_pool_credit",
         "Bits credited in the BLAKE2s pool and not yet extracted.",
         &[],
     );
@@ -196,7 +196,7 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
         .set(snap.capacity as i64);
     let pc = counter(
         &r,
-        "qeaas_pool_credited_bits_total",
+        "qeaas_pool_credit_accepted_total",
         "Bits of credit accepted by the pool.",
         &[],
     );
@@ -204,7 +204,7 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
         .inc_by(snap.reservoir.bits_credited);
     let pd = counter(
         &r,
-        "qeaas_pool_dropped_bits_total",
+        "qeaas_pool_credit_dropped_total",
         "Credit offered while the queue was full (dropped).",
         &[],
     );
@@ -236,15 +236,19 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
     refused
         .with_label_values(&[] as &[&str])
         .inc_by(snap.reservoir.refusals);
-    let starved = counter(
-        &r,
-        "qeaas_starved_milliseconds_total",
-        "Time consumers spent waiting for, or were refused, entropy.",
+    let starved = prometheus::CounterVec::new(
+        Opts::new(
+            "qeaas_starved_seconds_total",
+            "Time consumers spent waiting for, or were refused, entropy.",
+        ),
         &[],
-    );
+    )
+    .expect("valid metric");
+    r.register(Box::new(starved.clone()))
+        .expect("unique metric");
     starved
         .with_label_values(&[] as &[&str])
-        .inc_by(snap.starved.as_millis() as u64);
+        .inc_by(snap.starved.as_secs_f64());
 
     let kadds = counter(
         &r,
@@ -255,7 +259,7 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
     kadds.with_label_values(&[] as &[&str]).inc_by(k.bytes);
     let kbits = counter(
         &r,
-        "qeaas_kernel_credited_bits_total",
+        "qeaas_kernel_credit_total",
         "Bits credited to the kernel.",
         &[],
     );
@@ -288,7 +292,7 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
     kstarve.with_label_values(&[] as &[&str]).inc_by(k.starved);
     let kcount = gauge(
         &r,
-        "qeaas_kernel_entropy_count_bits",
+        "qeaas_kernel_entropy_estimate",
         "Last RNDGETENTCNT reading.",
         &[],
     );

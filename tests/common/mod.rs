@@ -1,0 +1,216 @@
+//! Black-box harness: spawns the real `qeaasd` and `qeaas-sim` binaries and talks to them as their
+//! consumers do (local socket, HTTP metrics).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use qeaas::proto::{self, Request, Status};
+
+pub const QEAASD: &str = env!("CARGO_BIN_EXE_qeaasd");
+pub const QEAAS: &str = env!("CARGO_BIN_EXE_qeaas");
+pub const SIM: &str = env!("CARGO_BIN_EXE_qeaas-sim");
+
+/// Root (with CAP_SYS_ADMIN) is required for the real-ioctl tests. CI runs as root: there a
+/// missing privilege or tool is a failure, elsewhere the test says why it does nothing.
+pub fn require(cond: bool, what: &str) -> bool {
+    if cond {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("CI must provide {what}");
+    }
+    eprintln!("SKIPPED: needs {what}");
+    false
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A child killed (and reaped) on drop.
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+    pub fn terminate(&mut self) {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(self.0.id() as i32).expect("pid"),
+            rustix::process::Signal::TERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `qeaas-sim` with `args`.
+pub fn sim(args: &[&str]) -> Proc {
+    Proc(
+        Command::new(SIM)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start qeaas-sim"),
+    )
+}
+
+/// A running daemon in its own directory.
+pub struct Daemon {
+    pub proc: Proc,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub metrics: String,
+    pub log: PathBuf,
+}
+
+/// A config with the socket and metrics in `dir`, then `extra` (kernel settings, sources).
+pub fn config(dir: &Path, port: u16, extra: &str) -> String {
+    format!(
+        "[socket]\npath = {:?}\nmode = 0o666\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n{extra}\n",
+        dir.join("entropy.sock")
+    )
+}
+
+/// Starts `qeaasd run` on `config_text` (built with [`config`] over `dir`), optionally under
+/// `wrapper` (e.g. strace), and waits until its socket and metrics answer.
+pub fn daemon_in(dir: tempfile::TempDir, port: u16, config_text: &str, wrapper: &[&str]) -> Daemon {
+    let cfg = dir.path().join("qeaasd.toml");
+    std::fs::write(&cfg, config_text).unwrap();
+    let log = dir.path().join("qeaasd.log");
+    let mut cmd = if wrapper.is_empty() {
+        Command::new(QEAASD)
+    } else {
+        let mut c = Command::new(wrapper[0]);
+        c.args(&wrapper[1..]).arg(QEAASD);
+        c
+    };
+    cmd.args(["-c", cfg.to_str().unwrap(), "run"])
+        .env("QEAAS_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let proc = Proc(cmd.spawn().expect("start qeaasd"));
+    let d = Daemon {
+        proc,
+        socket: dir.path().join("entropy.sock"),
+        metrics: format!("127.0.0.1:{port}"),
+        log,
+        dir,
+    };
+    let up = wait_until(Duration::from_secs(20), || {
+        d.socket.exists() && scrape(&d.metrics).is_some()
+    });
+    assert!(up, "qeaasd did not come up; log:\n{}", d.log_text());
+    d
+}
+
+pub fn daemon(extra: &str) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let text = config(dir.path(), port, extra);
+    daemon_in(dir, port, &text, &[])
+}
+
+impl Daemon {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        metric(&scrape(&self.metrics)?, name)
+    }
+    pub fn get(&self, n: u16) -> Result<Vec<u8>, Status> {
+        let mut s = UnixStream::connect(&self.socket).expect("connect");
+        ask(
+            &mut s,
+            Request::Get {
+                len: n,
+                wait_ms: 5000,
+            },
+        )
+    }
+}
+
+/// One request/answer on an open connection.
+pub fn ask(s: &mut UnixStream, r: Request) -> Result<Vec<u8>, Status> {
+    s.write_all(&proto::encode_request(r)).unwrap();
+    let mut h = [0u8; proto::ANSWER_HEADER_LEN];
+    s.read_exact(&mut h).unwrap();
+    let (st, len) = proto::decode_answer_header(&h).expect("valid answer");
+    let mut b = vec![0u8; usize::from(len)];
+    s.read_exact(&mut b).unwrap();
+    if st == Status::Ok {
+        Ok(b)
+    } else {
+        Err(st)
+    }
+}
+
+/// GET /metrics.
+pub fn scrape(addr: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let (head, body) = body.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// The value of the sample whose name and labels are exactly `series` (e.g. `a_total{x="y"}`).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}

@@ -1,0 +1,639 @@
+//! Black-box tests of `qeaasd` with the simulator: kernel feeding under strace, unplug and
+//! replug, the local socket's guarantees and access control, privilege separation, metrics.
+
+mod common;
+
+use std::collections::HashSet;
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use qeaas::proto::{Request, Status};
+
+/// A simulated Quantis on a named pipe in `dir`, and the `[[source]]` table for it.
+fn fifo_source(dir: &std::path::Path, extra_sim_args: &[&str]) -> (Proc, String) {
+    let fifo = dir.join("qrandom0");
+    let mut args = vec![
+        "--fifo",
+        fifo.to_str().unwrap(),
+        "--rate",
+        "2M",
+        "--seed",
+        "7",
+    ];
+    args.extend_from_slice(extra_sim_args);
+    let p = sim(&args);
+    assert!(
+        wait_until(Duration::from_secs(10), || fifo.exists()),
+        "simulator did not create its pipe"
+    );
+    let src = format!(
+        "[[source]]\nname = \"qsim\"\nkind = \"quantis\"\npath = {fifo:?}\nretry_secs = 1\n"
+    );
+    (p, src)
+}
+
+/// RNDADDENTROPY calls in an strace log: (entropy_count, buf_size).
+fn traced_adds(trace: &str) -> Vec<(u32, u32)> {
+    trace
+        .lines()
+        .filter(|l| l.contains("RNDADDENTROPY"))
+        .map(|l| {
+            let num = |key: &str| -> u32 {
+                let i = l.find(key).unwrap_or_else(|| panic!("no {key} in {l}")) + key.len();
+                l[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect::<String>()
+                    .parse()
+                    .unwrap()
+            };
+            // strace -f splits a call that another thread interrupts into "<unfinished ...>" and
+            // "<... ioctl resumed>" lines; the result is on the latter.
+            let result = if l.contains("<unfinished ...>") {
+                let pid = l.split_whitespace().next().unwrap();
+                let rest = &trace[trace.find(l).unwrap() + l.len()..];
+                rest.lines()
+                    .find(|r| r.starts_with(pid) && r.contains("ioctl resumed>"))
+                    .unwrap_or_else(|| panic!("no resumption of {l}"))
+            } else {
+                l
+            };
+            assert!(result.trim_end().ends_with("= 0"), "ioctl failed: {result}");
+            (num("entropy_count="), num("buf_size="))
+        })
+        .collect()
+}
+
+fn run_traced(
+    kernel: &str,
+    source: impl FnOnce(&std::path::Path) -> (Option<Proc>, String),
+    min_adds: f64,
+) -> (String, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, src) = source(dir.path());
+    let port = free_port();
+    let trace = dir.path().join("trace.txt");
+    let text = config(dir.path(), port, &format!("{kernel}\n{src}"));
+    let trace_s = trace.to_str().unwrap().to_string();
+    let d = daemon_in(
+        dir,
+        port,
+        &text,
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=ioctl",
+            "-e",
+            "signal=none",
+            "-o",
+            &trace_s,
+        ],
+    );
+    if min_adds > 0.0 {
+        let ok = wait_until(Duration::from_secs(30), || {
+            d.metric("qeaas_kernel_ioctls_total{ioctl=\"RNDRESEEDCRNG\"}")
+                .unwrap_or(0.0)
+                >= min_adds
+        });
+        assert!(ok, "kernel was not fed; log:\n{}", d.log_text());
+    } else {
+        // Long enough for several feeding intervals.
+        std::thread::sleep(Duration::from_secs(4));
+    }
+    // Stop the traced daemon, not strace, so that strace writes out its log and exits with it.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", d.proc.pid())).unwrap();
+    let supervisor: i32 = children
+        .split_whitespace()
+        .next()
+        .expect("strace's child")
+        .parse()
+        .unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(supervisor).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let mut d = d;
+    let _ = d.proc.0.wait();
+    (std::fs::read_to_string(&trace).unwrap(), d)
+}
+
+#[test]
+fn simulated_data_feeds_the_kernel_with_zero_credit_only_when_asked() {
+    if !require(is_root(), "root") || !require(have("strace"), "strace") {
+        return;
+    }
+    let kernel = "[kernel]\ninterval_secs = 1\nfeed_bytes = 48\nfeed_uncredited = true\n";
+    let (trace, _d) = run_traced(
+        kernel,
+        |dir| {
+            let (p, s) = fifo_source(dir, &[]);
+            (Some(p), s)
+        },
+        3.0,
+    );
+    let adds = traced_adds(&trace);
+    assert!(adds.len() >= 3, "{trace}");
+    assert!(
+        adds.iter().all(|&a| a == (0, 48)),
+        "simulated data must carry zero credit: {adds:?}"
+    );
+    let reseeds = trace
+        .lines()
+        .filter(|l| l.contains("RNDRESEEDCRNG") && l.trim_end().ends_with("= 0"))
+        .count();
+    assert!(
+        reseeds >= adds.len() - 1,
+        "each feed is followed by RNDRESEEDCRNG:\n{trace}"
+    );
+    // And it is the CAP_SYS_ADMIN supervisor that makes the call, not the worker: strace -f
+    // prefixes each line with the pid; all RNDADDENTROPY lines share one pid.
+    let pids: HashSet<&str> = trace
+        .lines()
+        .filter(|l| l.contains("RNDADDENTROPY"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(pids.len(), 1, "{trace}");
+
+    // Without feed_uncredited, simulated data never reaches the kernel at all.
+    let kernel = "[kernel]\ninterval_secs = 1\nfeed_bytes = 48\n";
+    let (trace, d) = run_traced(
+        kernel,
+        |dir| {
+            let (p, s) = fifo_source(dir, &[]);
+            (Some(p), s)
+        },
+        0.0,
+    );
+    assert!(traced_adds(&trace).is_empty(), "{trace}");
+    assert!(
+        d.log_text().contains("kernel feeding off"),
+        "{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn hardware_source_feeds_the_kernel_with_honest_credit() {
+    if !require(is_root(), "root") || !require(have("strace"), "strace") {
+        return;
+    }
+    if !require(
+        std::path::Path::new("/dev/hwrng").exists(),
+        "/dev/hwrng (a hardware RNG)",
+    ) {
+        return;
+    }
+    let kernel = "[kernel]\ninterval_secs = 1\nfeed_bytes = 40\n";
+    let src = "[[source]]\nname = \"hw\"\nkind = \"hwrng\"\n".to_string();
+    let (trace, _d) = run_traced(kernel, |_| (None, src), 2.0);
+    let adds = traced_adds(&trace);
+    assert!(adds.len() >= 2, "{trace}");
+    // Pool output is full entropy: 8 bits per byte, never more.
+    assert!(adds.iter().all(|&a| a == (320, 40)), "{adds:?}");
+}
+
+#[test]
+fn unplug_stops_credit_shows_in_metrics_and_replug_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, src) = fifo_source(
+        dir.path(),
+        &[
+            "--fault",
+            "stop",
+            "--fault-after",
+            "400k",
+            "--replug-after",
+            "3",
+        ],
+    );
+    let port = free_port();
+    let text = config(
+        dir.path(),
+        port,
+        &format!("[kernel]\nenable = false\n[pool]\nqueue_bytes = 4096\n{src}"),
+    );
+    let d = daemon_in(dir, port, &text, &[]);
+    let credited = || {
+        d.metric("qeaas_source_credit_total{source=\"qsim\"}")
+            .unwrap_or(-1.0)
+    };
+    let state = |s: &str| {
+        d.metric(&format!(
+            "qeaas_source_state{{source=\"qsim\",state=\"{s}\"}}"
+        )) == Some(1.0)
+    };
+    // Keep a consumer draining so the source is read continuously.
+    let sock = d.socket.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let drain = std::thread::spawn(move || {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = ask(
+                &mut s,
+                Request::Get {
+                    len: 1024,
+                    wait_ms: 100,
+                },
+            );
+        }
+    });
+    assert!(
+        wait_until(Duration::from_secs(20), || d
+            .metric("qeaas_source_unplugs_total{source=\"qsim\"}")
+            == Some(1.0)),
+        "{}",
+        d.log_text()
+    );
+    assert!(state("absent"), "an unplugged source is reported absent");
+    let at_unplug = credited();
+    assert!(at_unplug > 0.0);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(state("absent"));
+    assert_eq!(
+        credited(),
+        at_unplug,
+        "nothing is credited while the device is gone"
+    );
+    // The simulator comes back as a new pipe; the daemon reopens it, reruns the start-up test and
+    // credits again, without a restart.
+    assert!(
+        wait_until(Duration::from_secs(20), || state("healthy")
+            && credited() > at_unplug),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(
+        d.metric("qeaas_source_startup_tests_passed_total{source=\"qsim\"}"),
+        Some(2.0)
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drain.join().unwrap();
+    assert!(d.log_text().contains("unplugged"));
+}
+
+#[test]
+fn two_consumers_never_get_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, src) = fifo_source(dir.path(), &[]);
+    let port = free_port();
+    let text = config(
+        dir.path(),
+        port,
+        &format!("[kernel]\nenable = false\n{src}"),
+    );
+    let d = daemon_in(dir, port, &text, &[]);
+    let reader = |sock: std::path::PathBuf| {
+        std::thread::spawn(move || {
+            let mut s = UnixStream::connect(&sock).unwrap();
+            let mut v = Vec::new();
+            for _ in 0..400 {
+                v.extend(
+                    ask(
+                        &mut s,
+                        Request::Get {
+                            len: 64,
+                            wait_ms: 5000,
+                        },
+                    )
+                    .expect("entropy"),
+                );
+            }
+            v
+        })
+    };
+    let (a, b) = (reader(d.socket.clone()), reader(d.socket.clone()));
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    let mut seen = HashSet::new();
+    for block in a.chunks(16).chain(b.chunks(16)) {
+        assert!(
+            seen.insert(block.to_vec()),
+            "a 16-byte block was served twice"
+        );
+    }
+    assert_eq!(seen.len(), 2 * 400 * 64 / 16);
+    // The per-client counter saw both (same uid): 51 200 bytes, plus nothing else.
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    let n = u64::from_be_bytes(ask(&mut s, Request::MyStats).unwrap().try_into().unwrap());
+    assert_eq!(n, 2 * 400 * 64);
+    let uid = rustix::process::geteuid().as_raw();
+    assert_eq!(
+        d.metric(&format!(
+            "qeaas_served_bytes_total{{client=\"uid:{uid}\",face=\"socket\"}}"
+        )),
+        Some(51200.0)
+    );
+}
+
+#[test]
+fn clients_without_permission_are_refused() {
+    if !require(is_root(), "root (to run a client as another user)")
+        || !require(have("setpriv"), "setpriv")
+    {
+        return;
+    }
+    let as_nobody = |sock: &std::path::Path| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                QEAAS,
+                "-s",
+                sock.to_str().unwrap(),
+                "get",
+                "-n",
+                "16",
+            ])
+            .output()
+            .unwrap()
+    };
+    // Layer 1: the socket file's mode (0660, group root) stops the connect.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (_sim, src) = fifo_source(dir.path(), &[]);
+    let port = free_port();
+    let text = config(
+        dir.path(),
+        port,
+        &format!("[kernel]\nenable = false\n{src}"),
+    )
+    .replace("mode = 0o666", "mode = 0o660");
+    let d = daemon_in(dir, port, &text, &[]);
+    let out = as_nobody(&d.socket);
+    assert_eq!(out.status.code(), Some(77), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ermission denied"),
+        "{out:?}"
+    );
+    assert!(d.get(16).is_ok(), "root is still served");
+    drop(d);
+
+    // Layer 2: SO_PEERCRED against the socket group, even when the file mode lets anyone in.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (_sim, src) = fifo_source(dir.path(), &[]);
+    let port = free_port();
+    let text = config(
+        dir.path(),
+        port,
+        &format!("[kernel]\nenable = false\n{src}"),
+    )
+    .replace("mode = 0o666", "mode = 0o666\ngroup = \"root\"");
+    let d = daemon_in(dir, port, &text, &[]);
+    let out = as_nobody(&d.socket);
+    assert_eq!(out.status.code(), Some(77), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("forbidden"),
+        "{out:?}"
+    );
+    assert!(out.stdout.is_empty(), "no byte may reach a refused client");
+    assert_eq!(
+        d.metric("qeaas_served_bytes_total{client=\"uid:65534\",face=\"socket\"}"),
+        None
+    );
+}
+
+fn cap_eff(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hex = s
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim();
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+#[test]
+fn the_process_serving_the_socket_has_no_capabilities() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, src) = fifo_source(dir.path(), &[]);
+    let port = free_port();
+    let text = config(
+        dir.path(),
+        port,
+        &format!("[kernel]\nenable = false\n{src}"),
+    );
+    let d = daemon_in(dir, port, &text, &[]);
+    // SO_PEERCRED on our end names the process that listens on the socket.
+    let s = UnixStream::connect(&d.socket).unwrap();
+    let server = rustix::net::sockopt::socket_peercred(&s)
+        .unwrap()
+        .pid
+        .as_raw_nonzero()
+        .get() as u32;
+    assert_ne!(
+        server,
+        d.proc.pid(),
+        "the supervisor must not serve the socket"
+    );
+    assert_eq!(cap_eff(server), 0, "socket server CapEff");
+    let status = std::fs::read_to_string(format!("/proc/{server}/status")).unwrap();
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    // The supervisor keeps exactly CAP_SYS_ADMIN (bit 21).
+    assert_eq!(cap_eff(d.proc.pid()), 1 << 21);
+}
+
+#[test]
+fn promtool_accepts_live_metrics_and_alert_rules_pass_their_tests() {
+    if !require(have("promtool"), "promtool (Debian package prometheus)") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, src) = fifo_source(dir.path(), &[]);
+    let port = free_port();
+    let text = config(
+        dir.path(),
+        port,
+        &format!("[kernel]\nenable = false\n{src}"),
+    );
+    let d = daemon_in(dir, port, &text, &[]);
+    assert!(wait_until(Duration::from_secs(10), || d.metric(
+        "qeaas_source_state{source=\"qsim\",state=\"healthy\"}"
+    ) == Some(1.0)));
+    let body = scrape(&d.metrics).unwrap();
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), body.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new("promtool")
+        .args([
+            "check",
+            "rules",
+            &format!("{root}/config/prometheus/qeaas-alerts.yml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new("promtool")
+        .arg("test")
+        .arg("rules")
+        .arg(format!("{root}/config/prometheus/qeaas-alerts.test.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_failing_device_is_detected_never_served_and_the_daemon_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, src) = fifo_source(
+        dir.path(),
+        &["--fault", "stuck:0x55", "--fault-after", "20k"],
+    );
+    let port = free_port();
+    let text = config(
+        dir.path(),
+        port,
+        &format!("[kernel]\nenable = false\n[pool]\nqueue_bytes = 4096\n{src}"),
+    );
+    let d = daemon_in(dir, port, &text, &[]);
+    // No consumer: the queue fills, and the idle probe still reads the device once a second.
+    assert!(
+        wait_until(Duration::from_secs(30), || d
+            .metric("qeaas_source_state{source=\"qsim\",state=\"failed\"}")
+            == Some(1.0)),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        d.metric("qeaas_source_health_failures_total{source=\"qsim\",test=\"repetition_count\"}")
+            .unwrap()
+            >= 3.0
+    );
+    // Nothing is served from a failed source: typed error, no bytes.
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    assert_eq!(
+        ask(
+            &mut s,
+            Request::Get {
+                len: 32,
+                wait_ms: 300
+            }
+        ),
+        Err(Status::SourceFailed)
+    );
+    // The daemon is alive and answers status.
+    let st = String::from_utf8(ask(&mut s, Request::Status).unwrap()).unwrap();
+    assert!(st.contains("source.qsim=quantis simulated failed"), "{st}");
+}
+
+#[test]
+fn cli_exit_codes_follow_sysexits() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| Command::new(QEAASD).args(args).output().unwrap();
+    // Missing file: 66.
+    let out = run(&["-c", "/nonexistent/qeaasd.toml", "check-config"]);
+    assert_eq!(out.status.code(), Some(66), "{out:?}");
+    // Unknown field: 78, with the field named.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[kernel]\nfeed_byts = 64\n").unwrap();
+    let out = run(&["-c", bad.to_str().unwrap(), "check-config"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("feed_byts"),
+        "{out:?}"
+    );
+    // Every shipped example is valid.
+    for ex in ["qeaasd.toml", "demo.toml"] {
+        let p = format!("{}/config/{ex}", env!("CARGO_MANIFEST_DIR"));
+        let out = run(&["-c", &p, "check-config"]);
+        assert_eq!(out.status.code(), Some(0), "{ex}: {out:?}");
+    }
+    // list-sources: 69 when no enabled source is present, 0 when one is.
+    let cfg = dir.path().join("q.toml");
+    std::fs::write(
+        &cfg,
+        "[[source]]\nname = \"q\"\nkind = \"quantis\"\npath = \"/dev/qrandom9\"\n",
+    )
+    .unwrap();
+    let out = run(&["-c", cfg.to_str().unwrap(), "list-sources"]);
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not present"));
+    std::fs::write(dir.path().join("noise"), [0u8; 10]).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[source]]\nname = \"f\"\nkind = \"file\"\npath = {:?}\n",
+            dir.path().join("noise")
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        run(&["-c", cfg.to_str().unwrap(), "list-sources"])
+            .status
+            .code(),
+        Some(0)
+    );
+    // Unknown source name on the command line: 78.
+    assert_eq!(
+        run(&[
+            "-c",
+            cfg.to_str().unwrap(),
+            "--disable",
+            "nope",
+            "check-config"
+        ])
+        .status
+        .code(),
+        Some(78)
+    );
+}
+
+#[test]
+fn test_mode_prints_rates_and_feeds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, src) = fifo_source(dir.path(), &[]);
+    let cfg = dir.path().join("q.toml");
+    std::fs::write(&cfg, src).unwrap();
+    let out = Command::new(QEAASD)
+        .args(["-c", cfg.to_str().unwrap(), "test", "--seconds", "2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("qsim") && stdout.contains("healthy") && stdout.contains("MB/s"),
+        "{stdout}"
+    );
+}
