@@ -641,4 +641,60 @@ mod tests {
             Verdict::Intermittent(TestKind::RepetitionCount)
         );
     }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// ln C(n, k) by summing logs: independent of the implementation's lgamma.
+        fn ln_choose(n: u32, k: u32) -> f64 {
+            (1..=k)
+                .map(|i| (f64::from(n - k + i)).ln() - f64::from(i).ln())
+                .sum()
+        }
+
+        /// P(X >= c) for X ~ Binomial(n, p), summed directly.
+        fn tail(n: u32, p: f64, c: u32) -> f64 {
+            (c..=n)
+                .map(|k| {
+                    (ln_choose(n, k) + f64::from(k) * p.ln() + f64::from(n - k) * (1.0 - p).ln())
+                        .exp()
+                })
+                .sum()
+        }
+
+        proptest! {
+            #[test]
+            fn rct_cutoff_is_the_smallest_run_with_probability_at_most_alpha(mb in 100u32..=8000, a in 20u32..=40) {
+                let h = MinEntropy::from_millibits(mb, SampleWidth::Byte).unwrap();
+                let c = rct_cutoff(h, a);
+                // P(C identical in a row) <= 2^-(H (C-1)); C - 1 = ceil(a / H).
+                let hb = f64::from(mb) / 1000.0;
+                prop_assert!(hb * f64::from(c - 1) >= f64::from(a) - 1e-9);
+                prop_assert!(hb * f64::from(c - 2) < f64::from(a));
+            }
+
+            #[test]
+            fn apt_cutoff_is_critbinom_plus_one(mb in 500u32..=8000, a in 20u32..=30) {
+                let h = MinEntropy::from_millibits(mb, SampleWidth::Byte).unwrap();
+                let c = apt_cutoff(h, SampleWidth::Byte, a);
+                let p = (-f64::from(mb) / 1000.0).exp2();
+                let alpha = (-f64::from(a)).exp2();
+                // CRITBINOM = c - 1: P(X <= c - 1) >= 1 - alpha, i.e. P(X >= c) <= alpha,
+                // and c - 1 is the smallest such: P(X >= c - 1) > alpha.
+                prop_assert!(tail(512, p, c) <= alpha * (1.0 + 1e-9));
+                prop_assert!(tail(512, p, c - 1) > alpha * (1.0 - 1e-9));
+            }
+
+            #[test]
+            fn binary_apt_cutoff_is_critbinom_plus_one(mb in 200u32..=1000) {
+                let h = MinEntropy::from_millibits(mb, SampleWidth::Bit).unwrap();
+                let c = apt_cutoff(h, SampleWidth::Bit, 20);
+                let p = (-f64::from(mb) / 1000.0).exp2();
+                let alpha = (-20f64).exp2();
+                prop_assert!(tail(1024, p, c) <= alpha * (1.0 + 1e-9));
+                prop_assert!(tail(1024, p, c - 1) > alpha * (1.0 - 1e-9));
+            }
+        }
+    }
 }
