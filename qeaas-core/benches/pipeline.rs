@@ -1,0 +1,514 @@
+//! Throughput of the qeaas-core pipeline against rngtest and plain BLAKE2s.
+//!
+//! Run with `scripts/bench-core.sh` (pins to one core) or
+//! `cargo bench -p qeaas-core --bench pipeline`.
+//!
+//! Every row is measured in the same process, on the same input bytes (generated beforehand by
+//! xoshiro256**, outside the timed region), one warm-up run and then `QEAAS_BENCH_RUNS` (default
+//! 5) timed runs; the table shows the median and the best. MB/s are 10^6 bytes of the stage's
+//! *input* per second. `QEAAS_BENCH_MIB` (default 64) sets the input size.
+//!
+//! rngtest is the real `/usr/bin/rngtest` (rng-tools5) run as a subprocess on the same bytes; its
+//! speed is the one it reports itself ("FIPS tests speed", avg), which excludes its I/O. Its
+//! wall-clock rate (including the pipe and process start) is shown as a separate row.
+
+use std::hint::black_box;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use qeaas_core::extractor::Toeplitz;
+use qeaas_core::fips::{FipsMonitor, BLOCK_BYTES};
+use qeaas_core::health::{HealthMonitor, HealthParams, MinEntropy, SampleWidth};
+use qeaas_core::pipeline::{Conditioner, Processing, Provenance, SourceSpec};
+use qeaas_core::pool::Pool;
+use qeaas_core::reservoir::Reservoir;
+
+/// Bytes handed to `Conditioner::process` per call (a typical device read).
+const CHUNK: usize = 4096;
+/// Reservoir queue; drained after every chunk, so it never fills.
+const RESERVOIR_CAP: usize = 64 * 1024;
+const RNGTEST: &str = "/usr/bin/rngtest";
+
+/// xoshiro256** (Blackman & Vigna), seeded through splitmix64.
+struct Xoshiro([u64; 4]);
+
+impl Xoshiro {
+    fn new(seed: u64) -> Self {
+        let mut z = seed;
+        let mut next = || {
+            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut x = z;
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            x ^ (x >> 31)
+        };
+        Self([next(), next(), next(), next()])
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let s = &mut self.0;
+        let r = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        r
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) {
+        let mut it = buf.chunks_exact_mut(8);
+        for c in &mut it {
+            c.copy_from_slice(&self.next_u64().to_le_bytes());
+        }
+        let rem = it.into_remainder();
+        let last = self.next_u64().to_le_bytes();
+        rem.copy_from_slice(&last[..rem.len()]);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Stats {
+    median: Duration,
+    best: Duration,
+}
+
+impl Stats {
+    fn mbps(bytes: usize, d: Duration) -> f64 {
+        bytes as f64 / d.as_secs_f64() / 1e6
+    }
+}
+
+/// One warm-up run, then `runs` timed runs of `f`.
+fn measure(runs: usize, mut f: impl FnMut() -> u64) -> Stats {
+    black_box(f());
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(f());
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    Stats {
+        median: times[times.len() / 2],
+        best: times[0],
+    }
+}
+
+fn spec(processing: Processing, millibits: u32) -> SourceSpec {
+    let h = MinEntropy::from_millibits(millibits, SampleWidth::Byte).expect("valid H");
+    SourceSpec {
+        health: HealthParams::new(SampleWidth::Byte, h),
+        processing,
+        provenance: Provenance::Simulated,
+    }
+}
+
+/// Whole pipeline: Conditioner -> Reservoir, the reservoir drained after every chunk.
+/// Returns bytes taken from the reservoir.
+fn run_pipeline(data: &[u8], spec: SourceSpec, ex: Option<Arc<Toeplitz>>, out: &mut [u8]) -> u64 {
+    let mut cond = Conditioner::new(spec, ex);
+    let mut res = Reservoir::new(RESERVOIR_CAP);
+    let mut taken = 0u64;
+    for chunk in data.chunks(CHUNK) {
+        cond.process(chunk, &mut |b, mb| res.absorb(b, mb));
+        let n = res.ready();
+        if n > 0 {
+            res.take(&mut out[..n]).expect("ready bytes can be taken");
+            taken += n as u64;
+        }
+    }
+    let rc = res.counters();
+    assert_eq!(
+        rc.bits_dropped, 0,
+        "reservoir filled up: the bench must drain it"
+    );
+    black_box(&out[..]);
+    taken
+}
+
+/// Runs rngtest on `data` and returns (its own FIPS speed avg in bytes/s, wall time, blocks).
+fn rngtest_once(data: &[u8]) -> Result<(f64, Duration, usize), String> {
+    let blocks = (data.len() - 4) / BLOCK_BYTES;
+    let input = &data[..blocks * BLOCK_BYTES + 4];
+    let t = Instant::now();
+    let mut child = Command::new(RNGTEST)
+        .arg("-c")
+        .arg(blocks.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {RNGTEST}: {e}"))?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let stderr = std::thread::scope(|s| {
+        // Write from a second thread so a full stderr pipe can never deadlock us. It blocks on
+        // the pipe almost all the time, so it does not compete with rngtest for the pinned core.
+        s.spawn(move || {
+            // rngtest exits after -c blocks; a broken pipe at the very end is harmless.
+            let _ = stdin.write_all(input);
+        });
+        child.wait_with_output()
+    })
+    .map_err(|e| format!("rngtest: {e}"))?
+    .stderr;
+    let wall = t.elapsed();
+    let text = String::from_utf8_lossy(&stderr);
+    let speed = parse_fips_speed(&text)
+        .ok_or_else(|| format!("no 'FIPS tests speed' line in rngtest output:\n{text}"))?;
+    Ok((speed, wall, blocks))
+}
+
+/// Parses `FIPS tests speed: (min=..; avg=X; max=..)UNIT` into bytes per second.
+fn parse_fips_speed(text: &str) -> Option<f64> {
+    let line = text.lines().find(|l| l.contains("FIPS tests speed"))?;
+    let avg = line.split("avg=").nth(1)?;
+    let (num, rest) = avg.split_once(';')?;
+    let value: f64 = num.trim().parse().ok()?;
+    let unit = rest.rsplit(')').next()?.trim();
+    let bits_per_unit = match unit {
+        "bits/s" => 1.0,
+        "Kibits/s" => 1024.0,
+        "Mibits/s" => 1024.0 * 1024.0,
+        "Gibits/s" => 1024.0 * 1024.0 * 1024.0,
+        "Tibits/s" => 1024.0f64.powi(4),
+        _ => return None,
+    };
+    Some(value * bits_per_unit / 8.0)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn cpus_allowed() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Cpus_allowed_list"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Row {
+    name: &'static str,
+    /// Bytes of this stage's input per run.
+    bytes: usize,
+    stats: Stats,
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; ignore all arguments.
+    let mib = env_usize("QEAAS_BENCH_MIB", 64);
+    let runs = env_usize("QEAAS_BENCH_RUNS", 5).max(1);
+    let len = mib * 1024 * 1024;
+
+    println!("qeaas-core pipeline benchmark");
+    println!("CPU:           {}", cpu_model());
+    println!("CPUs allowed:  {} (pin with taskset -c N)", cpus_allowed());
+    #[cfg(target_arch = "x86_64")]
+    println!(
+        "SIMD:          sse4.1={} avx2={} (blake2s_simd picks at run time; std feature on)",
+        std::is_x86_feature_detected!("sse4.1"),
+        std::is_x86_feature_detected!("avx2")
+    );
+    println!(
+        "input:         {mib} MiB from xoshiro256**, {CHUNK}-byte chunks, 1 warm-up + {runs} runs"
+    );
+
+    let mut data = vec![0u8; len];
+    Xoshiro::new(0x005e_ed0f_9ea5).fill(&mut data);
+    let ex = Arc::new(Toeplitz::default_shape());
+    let raw = spec(Processing::Raw, 7000);
+    let post = spec(Processing::PostProcessed, 8000);
+    let mut out = vec![0u8; RESERVOIR_CAP];
+    let mut rows: Vec<Row> = Vec::new();
+
+    // a. Raw source: health -> FIPS -> Toeplitz -> reservoir (drained).
+    let mut raw_out = 0;
+    let stats = measure(runs, || {
+        raw_out = run_pipeline(&data, raw, Some(ex.clone()), &mut out);
+        raw_out
+    });
+    rows.push(Row {
+        name: "pipeline RAW (H=7.0/B, Toeplitz) -> reservoir",
+        bytes: len,
+        stats,
+    });
+
+    // b. Post-processed source: health -> FIPS -> reservoir.
+    let mut post_out = 0;
+    let stats = measure(runs, || {
+        post_out = run_pipeline(&data, post, None, &mut out);
+        post_out
+    });
+    rows.push(Row {
+        name: "pipeline POST (H=8.0/B, no extractor) -> reservoir",
+        bytes: len,
+        stats,
+    });
+
+    // c. Stages alone.
+    let stats = measure(runs, || {
+        let mut m = HealthMonitor::new(raw.health);
+        let mut pass = 0u64;
+        for c in data.chunks(CHUNK) {
+            pass += u64::from(m.check(black_box(c)).usable());
+        }
+        pass
+    });
+    let health_stats = stats;
+    rows.push(Row {
+        name: "stage: health tests (RCT+APT, H=7.0)",
+        bytes: len,
+        stats,
+    });
+
+    let stats = measure(runs, || {
+        let mut m = FipsMonitor::new();
+        for c in data.chunks(CHUNK) {
+            m.feed(black_box(c));
+        }
+        m.counters().failures
+    });
+    let fips_stats = stats;
+    rows.push(Row {
+        name: "stage: FIPS 140-2 counters",
+        bytes: len,
+        stats,
+    });
+
+    let stats = measure(runs, || {
+        let mut o = [0u8; 96];
+        let mut acc = 0u64;
+        for b in data.chunks_exact(ex.input_bytes()) {
+            ex.extract(black_box(b), &mut o);
+            acc ^= u64::from(black_box(&o)[0]);
+        }
+        acc
+    });
+    let ex_stats = stats;
+    rows.push(Row {
+        name: "stage: Toeplitz extractor 1024->768",
+        bytes: len / ex.input_bytes() * ex.input_bytes(),
+        stats,
+    });
+
+    // The reservoir as the POST pipeline feeds it: 4 KiB pieces at 8 bits/byte.
+    let stats = measure(runs, || {
+        let mut r = Reservoir::new(RESERVOIR_CAP);
+        let mut taken = 0u64;
+        for c in data.chunks(CHUNK) {
+            r.absorb(c, c.len() as u64 * 8000);
+            let n = r.ready();
+            r.take(&mut out[..n]).expect("ready");
+            taken += n as u64;
+        }
+        taken
+    });
+    rows.push(Row {
+        name: "stage: reservoir (4 KiB @ 8 bit/B, drained)",
+        bytes: len,
+        stats,
+    });
+
+    // The reservoir as the RAW pipeline feeds it: 96-byte extractor blocks credited 768 bits.
+    let res_raw_bytes = len / 96 * 96;
+    let stats = measure(runs, || {
+        let mut r = Reservoir::new(RESERVOIR_CAP);
+        let mut taken = 0u64;
+        for (i, c) in data[..res_raw_bytes].chunks_exact(96).enumerate() {
+            r.absorb(c, 768_000);
+            if i % 32 == 31 {
+                let n = r.ready();
+                r.take(&mut out[..n]).expect("ready");
+                taken += n as u64;
+            }
+        }
+        taken
+    });
+    let res_raw_stats = stats;
+    rows.push(Row {
+        name: "stage: reservoir (96 B @ 768 bit, drained)",
+        bytes: res_raw_bytes,
+        stats,
+    });
+
+    let stats = measure(runs, || {
+        let mut p = Pool::new();
+        for c in data.chunks(CHUNK) {
+            p.mix(c);
+        }
+        u64::from(p.credit_bits())
+    });
+    rows.push(Row {
+        name: "stage: pool mix only (no extraction)",
+        bytes: len,
+        stats,
+    });
+
+    // d. Plain BLAKE2s over the same bytes.
+    let blake = measure(runs, || {
+        u64::from(blake2s_simd::blake2s(black_box(&data)).as_bytes()[0])
+    });
+    rows.push(Row {
+        name: "plain BLAKE2s (blake2s_simd::blake2s)",
+        bytes: len,
+        stats: blake,
+    });
+
+    // e. rngtest's own FIPS speed, same bytes.
+    let mut rngtest: Option<(f64, f64)> = None; // (median bytes/s, best bytes/s)
+    let mut rngtest_wall: Option<(Duration, Duration, usize)> = None;
+    let mut rngtest_note = String::new();
+    if std::path::Path::new(RNGTEST).exists() {
+        let rt_runs = runs.min(3);
+        let mut speeds = Vec::new();
+        let mut walls = Vec::new();
+        let mut blocks = 0;
+        for _ in 0..rt_runs {
+            match rngtest_once(&data) {
+                Ok((s, w, b)) => {
+                    speeds.push(s);
+                    walls.push(w);
+                    blocks = b;
+                }
+                Err(e) => {
+                    rngtest_note = e;
+                    break;
+                }
+            }
+        }
+        if !speeds.is_empty() {
+            speeds.sort_by(f64::total_cmp);
+            walls.sort();
+            rngtest = Some((speeds[speeds.len() / 2], speeds[speeds.len() - 1]));
+            rngtest_wall = Some((walls[walls.len() / 2], walls[0], blocks));
+        }
+    } else {
+        rngtest_note = format!("{RNGTEST} not found (apt-get install rng-tools5)");
+    }
+
+    let blake_mbps = Stats::mbps(len, blake.median);
+    let rt_mbps = rngtest.map(|(m, _)| m / 1e6);
+    let ratio = |v: f64, base: Option<f64>| match base {
+        Some(b) if b > 0.0 => format!("{:>8.2}x", v / b),
+        _ => format!("{:>9}", "n/a"),
+    };
+
+    println!();
+    println!(
+        "{:<52} {:>10} {:>10} {:>9} {:>9}",
+        "stage", "MB/s med", "MB/s best", "vs rngt", "vs B2s"
+    );
+    println!("{}", "-".repeat(94));
+    for r in &rows {
+        let m = Stats::mbps(r.bytes, r.stats.median);
+        let b = Stats::mbps(r.bytes, r.stats.best);
+        println!(
+            "{:<52} {:>10.1} {:>10.1} {} {}",
+            r.name,
+            m,
+            b,
+            ratio(m, rt_mbps),
+            ratio(m, Some(blake_mbps))
+        );
+    }
+    if let Some((m, b)) = rngtest {
+        let (m, b) = (m / 1e6, b / 1e6);
+        println!(
+            "{:<52} {:>10.1} {:>10.1} {} {}",
+            "rngtest FIPS tests speed (its own avg)",
+            m,
+            b,
+            ratio(m, rt_mbps),
+            ratio(m, Some(blake_mbps))
+        );
+    }
+    if let Some((wm, wb, blocks)) = rngtest_wall {
+        let bytes = blocks * BLOCK_BYTES + 4;
+        let m = Stats::mbps(bytes, wm);
+        println!(
+            "{:<52} {:>10.1} {:>10.1} {} {}",
+            "rngtest wall clock (incl. pipe, process start)",
+            m,
+            Stats::mbps(bytes, wb),
+            ratio(m, rt_mbps),
+            ratio(m, Some(blake_mbps))
+        );
+    }
+    if !rngtest_note.is_empty() {
+        println!("rngtest: {rngtest_note}");
+    }
+    println!("{}", "-".repeat(94));
+    println!("MB/s = 10^6 bytes of the stage's input per second; ratios use the medians.");
+
+    // Where the RAW pipeline's time should go, from the stage medians: per input byte it runs
+    // health + FIPS + extractor on 1 byte and the reservoir on 0.75 byte.
+    let per_byte = |s: Stats, bytes: usize| s.median.as_secs_f64() / bytes as f64;
+    let parts = [
+        ("health", per_byte(health_stats, len)),
+        ("FIPS", per_byte(fips_stats, len)),
+        ("extractor", per_byte(ex_stats, len / 128 * 128)),
+        ("reservoir", 0.75 * per_byte(res_raw_stats, res_raw_bytes)),
+    ];
+    let total: f64 = parts.iter().map(|p| p.1).sum();
+    print!("RAW pipeline, sum of stages: {:.1} MB/s;", 1e-6 / total);
+    for (n, t) in parts {
+        print!(" {n} {:.0}%", 100.0 * t / total);
+    }
+    println!();
+    println!(
+        "output: RAW {:.1} MB/s of full-entropy bytes ({} of {} in), POST {:.1} MB/s ({} of {} in)",
+        Stats::mbps(raw_out as usize, rows[0].stats.median),
+        raw_out,
+        len,
+        Stats::mbps(post_out as usize, rows[1].stats.median),
+        post_out,
+        len
+    );
+
+    println!();
+    println!("targets (issue): pipeline >= 10x rngtest, >= 0.5x plain BLAKE2s");
+    for (i, label) in [(0usize, "RAW "), (1, "POST")] {
+        let m = Stats::mbps(rows[i].bytes, rows[i].stats.median);
+        let vs_rt = match rt_mbps {
+            Some(r) => {
+                let x = m / r;
+                format!(
+                    "{x:.2}x rngtest -> {}",
+                    if x >= 10.0 { "MET" } else { "NOT MET" }
+                )
+            }
+            None => "rngtest n/a".into(),
+        };
+        let y = m / blake_mbps;
+        println!(
+            "  {label} pipeline {m:>8.1} MB/s: {vs_rt}; {y:.2}x BLAKE2s -> {}",
+            if y >= 0.5 { "MET" } else { "NOT MET" }
+        );
+    }
+}
