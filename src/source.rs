@@ -158,7 +158,7 @@ pub fn open(cfg: &Source) -> Result<Opened, OpenError> {
             _ => Provenance::Hardware,
         }
     };
-    let mut details = format!("{kind}");
+    let mut details = kind.to_string();
     let source: Box<dyn NoiseSource> = match cfg.kind {
         SourceKind::Serial => {
             if !is_char {

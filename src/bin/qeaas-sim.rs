@@ -90,13 +90,10 @@ fn main() {
             );
             threads.push(std::thread::spawn(move || sim::serve_pty(&p, g, &o)));
         }
-        threads
-            .into_iter()
-            .map(|t| {
-                t.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("panic")))
-            })
-            .collect()
+        threads.into_iter().try_for_each(|t| {
+            t.join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("panic")))
+        })
     };
     if let Err(e) = result {
         eprintln!("qeaas-sim: {e}");

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what qeaas needs to build and test on Debian 12: the Rust toolchain (via rustup when
+# cargo is missing) and the Debian packages the tests drive for real.
+set -euo pipefail
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+PKGS=(build-essential pkg-config curl ca-certificates git
+      strace            # the kernel-feeding test traces qeaasd's ioctls
+      rng-tools5        # rngtest (FIPS 140-2) and rngd, the peer we are compared with
+      prometheus        # promtool: checks live metrics and the alert rules
+      util-linux        # setpriv: runs a client as another user
+      jitterentropy-rngd  # its unit is the sandboxing reference for systemd/qeaasd.service
+      python3)
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  # Do not start rngd/jitterentropy from the package postinst: we only want the binaries.
+  $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $SUDO systemctl disable --now rng-tools-debian.service rngd.service jitterentropy.service >/dev/null 2>&1 || true
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -x "$HOME/.cargo/bin/cargo" ] || {
+    echo "==> installing Rust with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt
+  }
+  # shellcheck disable=SC1091
+  . "$HOME/.cargo/env"
+fi
+cargo --version

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, unit, property and black-box integration tests. Installs the
+# Debian packages the tests drive for real (strace, promtool, rngtest, setpriv). Some tests need
+# root and CAP_SYS_ADMIN (real RNDADDENTROPY): run as root, as CI does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || exec sudo -E "$0" "$@"
+scripts/setup-debian.sh
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+echo "==> cargo fmt --check"; cargo fmt --all -- --check
+echo "==> cargo clippy -D warnings"; cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo test"; CI=${CI:-1} cargo test --workspace --locked
