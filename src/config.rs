@@ -301,8 +301,11 @@ impl Config {
                 self.kernel.feed_bytes
             ));
         }
-        if self.kernel.interval_secs == 0 {
-            return bad("kernel.interval_secs must be at least 1".into());
+        if !(1..=86_400).contains(&self.kernel.interval_secs) {
+            return bad("kernel.interval_secs must be 1..=86400".into());
+        }
+        if self.socket.max_wait_ms > 600_000 {
+            return bad("socket.max_wait_ms must be at most 600000".into());
         }
         if !(1..=65535).contains(&self.socket.max_request) {
             return bad("socket.max_request must be 1..=65535".into());
@@ -426,7 +429,10 @@ impl Config {
             preset,
             baud,
             read_bytes,
-            retry: Duration::from_secs(s.retry_secs.unwrap_or(2)),
+            retry: match s.retry_secs.unwrap_or(2) {
+                r @ 1..=3600 => Duration::from_secs(r),
+                r => return Err(err(format!("retry_secs = {r}: must be 1..=3600"))),
+            },
             simulated: s.simulated,
             hardware: s.hardware,
         })
@@ -494,6 +500,11 @@ mod tests {
     fn bad_values_are_explained() {
         for (t, want) in [
             ("[kernel]\nfeed_bytes = 100", "32..=64"),
+            ("[kernel]\ninterval_secs = 9223372036854775807", "1..=86400"),
+            (
+                "[[source]]\nname = \"a\"\nkind = \"hwrng\"\nretry_secs = 0",
+                "1..=3600",
+            ),
             (
                 "[[source]]\nname = \"a\"\nkind = \"file\"",
                 "needs a path",
@@ -533,5 +544,36 @@ mod tests {
             ["b"]
         );
         assert!(c.active_sources(&["zz".into()], &[]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary text never panics the parser or the validator.
+        #[test]
+        fn arbitrary_text_is_accepted_or_rejected_cleanly(t in "\\PC{0,200}") {
+            let _ = Config::parse(&t, Path::new("fuzz.toml"));
+        }
+
+        /// Structured mutations of a valid file: every value position gets an arbitrary token.
+        #[test]
+        fn mutated_values_are_rejected_cleanly(v in prop_oneof![
+            Just("-1".to_string()), Just("1e999".to_string()), Just("\"\"".to_string()),
+            Just("nan".to_string()), Just("[]".to_string()), Just("18446744073709551616".to_string()),
+            "[a-z0-9.\"]{1,12}"
+        ]) {
+            for key in ["min_entropy", "read_bytes", "startup_samples", "alpha_log2", "baud", "retry_secs", "raw", "path", "kind"] {
+                let t = format!("[[source]]\nname = \"a\"\nkind = \"file\"\npath = \"/x\"\n{key} = {v}\n");
+                let _ = Config::parse(&t, Path::new("fuzz.toml"));
+            }
+            for (table, key) in [("kernel", "feed_bytes"), ("kernel", "interval_secs"), ("socket", "mode"), ("socket", "max_request"), ("pool", "queue_bytes"), ("metrics", "listen")] {
+                let t = format!("[{table}]\n{key} = {v}\n");
+                let _ = Config::parse(&t, Path::new("fuzz.toml"));
+            }
+        }
     }
 }

@@ -244,6 +244,8 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
                     info!("first seeding done: ready");
                     let _ = link.lock().map(|mut l| l.ready());
                     ready_sent = true;
+                    // Only the watchdog is left to do here: wake rarely.
+                    tick = tokio::time::interval(Duration::from_secs(5));
                 }
             }
             if last_ping.elapsed() >= Duration::from_secs(10) {

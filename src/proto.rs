@@ -201,3 +201,19 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary headers never panic, and whatever decodes re-encodes to the same bytes.
+        #[test]
+        fn decode_is_total_and_canonical(h in proptest::array::uniform8(any::<u8>())) {
+            if let Ok(r) = decode_request(&h) {
+                prop_assert_eq!(encode_request(r), h);
+            }
+        }
+    }
+}
