@@ -14,14 +14,10 @@ use qeaas::proto::{Request, Status};
 /// A simulated Quantis on a named pipe in `dir`, and the `[[source]]` table for it.
 fn fifo_source(dir: &std::path::Path, extra_sim_args: &[&str]) -> (Proc, String) {
     let fifo = dir.join("qrandom0");
-    let mut args = vec![
-        "--fifo",
-        fifo.to_str().unwrap(),
-        "--rate",
-        "2M",
-        "--seed",
-        "7",
-    ];
+    let mut args = vec!["--fifo", fifo.to_str().unwrap(), "--seed", "7"];
+    if !extra_sim_args.contains(&"--rate") {
+        args.extend(["--rate", "2M"]);
+    }
     args.extend_from_slice(extra_sim_args);
     let p = sim(&args);
     assert!(
@@ -636,4 +632,81 @@ fn test_mode_prints_rates_and_feeds_nothing() {
         stdout.contains("qsim") && stdout.contains("healthy") && stdout.contains("MB/s"),
         "{stdout}"
     );
+}
+
+#[test]
+fn a_slow_source_shows_startup_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    // 300 bytes/s: the 1024-sample start-up test takes over 3 s.
+    let (_sim, src) = fifo_source(dir.path(), &["--rate", "300"]);
+    let port = free_port();
+    let text = config(
+        dir.path(),
+        port,
+        &format!(
+            "[kernel]\nenable = false\n{}",
+            src.replace("retry_secs = 1", "retry_secs = 1\nread_bytes = 64")
+        ),
+    );
+    let d = daemon_in(dir, port, &text, &[]);
+    assert!(
+        wait_until(Duration::from_secs(15), || d
+            .log_text()
+            .contains("start-up test: ")),
+        "{}",
+        d.log_text()
+    );
+    let line = d
+        .log_text()
+        .lines()
+        .find(|l| l.contains("start-up test: "))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("/1024 samples"), "{line}");
+    assert!(wait_until(Duration::from_secs(20), || d.metric(
+        "qeaas_source_state{source=\"qsim\",state=\"healthy\"}"
+    ) == Some(1.0)));
+}
+
+#[test]
+fn readiness_is_notified_after_the_first_kernel_seeding() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (_sim, src) = fifo_source(dir.path(), &[]);
+    let port = free_port();
+    let cfg = dir.path().join("qeaasd.toml");
+    std::fs::write(
+        &cfg,
+        config(
+            dir.path(),
+            port,
+            &format!("[kernel]\ninterval_secs = 60\nfeed_uncredited = true\n{src}"),
+        ),
+    )
+    .unwrap();
+    let _d = Proc(
+        Command::new(QEAASD)
+            .args(["-c", cfg.to_str().unwrap(), "run"])
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("a notification");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(msg.contains("READY=1"), "{msg}");
+    // Ready means the kernel had been fed: the metrics already show the first RNDADDENTROPY.
+    let fed = metric(
+        &scrape(&format!("127.0.0.1:{port}")).unwrap(),
+        "qeaas_kernel_ioctls_total{ioctl=\"RNDADDENTROPY\"}",
+    );
+    assert!(fed >= Some(1.0), "{fed:?}");
 }
