@@ -710,3 +710,55 @@ fn readiness_is_notified_after_the_first_kernel_seeding() {
     );
     assert!(fed >= Some(1.0), "{fed:?}");
 }
+
+#[test]
+fn the_egd_socket_serves_legacy_clients_and_refuses_their_entropy() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, src) = fifo_source(dir.path(), &[]);
+    let port = free_port();
+    let egd = dir.path().join("egd.sock");
+    let text = config(
+        dir.path(),
+        port,
+        &format!("[kernel]\nenable = false\n{src}"),
+    )
+    .replace("mode = 0o666", &format!("mode = 0o666\negd_path = {egd:?}"));
+    let d = daemon_in(dir, port, &text, &[]);
+    assert!(wait_until(Duration::from_secs(10), || d
+        .metric("qeaas_ready_bytes")
+        .unwrap_or(0.0)
+        > 100.0));
+    let mut s = UnixStream::connect(&egd).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // 0x00: entropy level, u32 BE bits.
+    s.write_all(&[0x00]).unwrap();
+    let mut lvl = [0u8; 4];
+    s.read_exact(&mut lvl).unwrap();
+    assert!(u32::from_be_bytes(lvl) >= 800);
+    // 0x02 n: blocking read of exactly n bytes.
+    s.write_all(&[0x02, 48]).unwrap();
+    let mut b = [0u8; 48];
+    s.read_exact(&mut b).unwrap();
+    // 0x01 n: non-blocking read: count, then that many bytes.
+    s.write_all(&[0x01, 20]).unwrap();
+    let mut c = [0u8; 1];
+    s.read_exact(&mut c).unwrap();
+    assert_eq!(c[0], 20);
+    let mut b2 = [0u8; 20];
+    s.read_exact(&mut b2).unwrap();
+    assert_ne!(&b[..20], &b2[..]);
+    // 0x03: a client offering entropy is cut off; nothing it sends is mixed or credited.
+    s.write_all(&[0x03, 0x00, 0x80, 16]).unwrap();
+    s.write_all(&[0u8; 16]).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    let uid = rustix::process::geteuid().as_raw();
+    assert_eq!(
+        d.metric(&format!(
+            "qeaas_served_bytes_total{{client=\"uid:{uid}\",face=\"egd\"}}"
+        )),
+        Some(68.0)
+    );
+}
