@@ -48,7 +48,21 @@ impl Proc {
     pub fn pid(&self) -> u32 {
         self.0.id()
     }
+    /// Terminates the process's children first (a wrapper such as strace detaches and leaves its
+    /// tracee running when it is killed), then the process.
     pub fn terminate(&mut self) {
+        if let Ok(children) =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.0.id()))
+        {
+            for pid in children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                }
+            }
+        }
         let _ = rustix::process::kill_process(
             rustix::process::Pid::from_raw(self.0.id() as i32).expect("pid"),
             rustix::process::Signal::TERM,
