@@ -762,3 +762,74 @@ fn the_egd_socket_serves_legacy_clients_and_refuses_their_entropy() {
         Some(68.0)
     );
 }
+
+/// The systemd unit runs qeaasd as a system user with CAP_SYS_ADMIN as its only (ambient)
+/// capability. Reproduce that with setpriv and check that kernel feeding works and the worker
+/// still ends up with nothing.
+#[test]
+fn runs_as_a_system_user_with_only_ambient_cap_sys_admin_like_the_unit() {
+    if !require(is_root(), "root") || !require(have("setpriv"), "setpriv") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (_sim, src) = fifo_source(dir.path(), &[]);
+    std::fs::set_permissions(
+        dir.path().join("qrandom0"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let port = free_port();
+    let text = config(
+        dir.path(),
+        port,
+        &format!("[kernel]\ninterval_secs = 1\nfeed_uncredited = true\n{src}"),
+    );
+    let d = daemon_in(
+        dir,
+        port,
+        &text,
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all,+sys_admin",
+            "--ambient-caps=-all,+sys_admin",
+            "--bounding-set=-all,+sys_admin",
+            "--",
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || d
+            .metric("qeaas_kernel_ioctls_total{ioctl=\"RNDRESEEDCRNG\"}")
+            >= Some(2.0)),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(
+        d.metric("qeaas_kernel_errors_total"),
+        Some(0.0),
+        "{}",
+        d.log_text()
+    );
+    let s = UnixStream::connect(&d.socket).unwrap();
+    let worker = rustix::net::sockopt::socket_peercred(&s)
+        .unwrap()
+        .pid
+        .as_raw_nonzero()
+        .get() as u32;
+    let status = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for pid in [worker, d.proc.pid()] {
+        assert!(
+            status(pid)
+                .lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("65534")),
+            "{}",
+            status(pid)
+        );
+    }
+    assert_eq!(cap_eff(worker), 0);
+    assert_eq!(cap_eff(d.proc.pid()), 1 << 21);
+}
