@@ -216,7 +216,7 @@ mod tests {
     #[test]
     fn takes_never_overlap() {
         let mut r = Reservoir::new(1 << 16);
-        let data: alloc::vec::Vec<u8> = (0..40_000u32).map(|i| (i * 7919 >> 3) as u8).collect();
+        let data: alloc::vec::Vec<u8> = (0..40_000u32).map(|i| ((i * 7919) >> 3) as u8).collect();
         r.absorb(&data, 40_000 * 8000);
         let mut seen = alloc::collections::BTreeSet::new();
         let mut buf = [0u8; 32];
