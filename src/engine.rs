@@ -20,8 +20,9 @@ use zeroize::Zeroize;
 use crate::config::Source;
 use crate::source::{self, OpenError};
 
-/// How often a source is read while the ready queue is full (health monitoring of idle sources).
-pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a source is read while the ready queue is full (health monitoring of idle sources):
+/// a permanent failure (three failed probes) is reported within ~15 s, inside the alert window.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What a source is doing, for humans and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
