@@ -2,12 +2,14 @@
 //!
 //! These are kept as statistics, not as a gate: about one block in a thousand of perfect data
 //! fails one of them. The gate is [`crate::health`]. The thresholds are those of FIPS 140-2
-//! (change notice 1) as implemented in rng-tools' `fips.c`.
+//! (change notice 1) as implemented in rng-tools' `fips.c`, and bits are read most significant
+//! first within a byte, as rngtest reads them, so the runs tests agree with rngtest block for
+//! block. (rngtest consumes the first 4 bytes of its input to prime the continuous test, so its
+//! blocks start 4 bytes later than ours on the same stream.)
 
 /// Bytes per FIPS block (20 000 bits).
 pub const BLOCK_BYTES: usize = 2500;
 const BLOCK_BITS: u32 = (BLOCK_BYTES * 8) as u32;
-const WORDS: usize = BLOCK_BYTES.div_ceil(8);
 
 /// Inclusive bounds on the number of runs of length 1, 2, 3, 4, 5 and 6+ (each for zeros and for
 /// ones).
@@ -92,8 +94,8 @@ pub fn test_block(block: &[u8; BLOCK_BYTES], prev_word: &mut Option<u32>) -> Blo
     let ones: u32 = block.iter().map(|b| b.count_ones()).sum();
     r.monobit = !(9725 < ones && ones < 10275);
 
-    let (counts, longest) = run_counts(block);
-    r.long_run = longest >= LONG_RUN;
+    let (counts, long) = run_counts(block);
+    r.long_run = long;
     r.runs = counts.iter().any(|c| {
         c.iter()
             .zip(RUN_BOUNDS.iter())
@@ -102,47 +104,67 @@ pub fn test_block(block: &[u8; BLOCK_BYTES], prev_word: &mut Option<u32>) -> Blo
     r
 }
 
-/// Counts of runs of zeros (`[0]`) and ones (`[1]`) of length 1..=5 and 6+, and the longest run.
-fn run_counts(block: &[u8; BLOCK_BYTES]) -> ([[u32; 6]; 2], u32) {
-    // Load bits least significant first into 64-bit words; the last word holds 32 bits.
-    let mut words = [0u64; WORDS];
+const WORDS: usize = BLOCK_BYTES.div_ceil(8);
+
+/// Counts of runs of zeros (`[0]`) and ones (`[1]`) of length 1..=5 and 6+, and whether any run
+/// is at least [`LONG_RUN`] long, with bits read most significant first within each byte, as
+/// rngtest does.
+///
+/// Bit-parallel and branch-free: position `i` starts a run of ones if `a[i] & !a[i-1]`, and that
+/// run is at least `L` long if `a[i] & ... & a[i+L-1]`; 64 positions are handled per step, with
+/// the neighbouring words supplying the bits across the boundary. Runs of zeros are runs of ones
+/// of the complement.
+fn run_counts(block: &[u8; BLOCK_BYTES]) -> ([[u32; 6]; 2], bool) {
+    // Big-endian words: position 64 w + t is bit 63 - t of word w. Bits past the end are zero.
+    let mut ones = [0u64; WORDS + 1];
     for (i, c) in block.chunks(8).enumerate() {
         let mut buf = [0u8; 8];
         buf[..c.len()].copy_from_slice(c);
-        words[i] = u64::from_le_bytes(buf);
+        ones[i] = u64::from_be_bytes(buf);
     }
-    // A run ends at bit i where bit i != bit i+1, or at the last bit. The transition mask of a
-    // word is w ^ (w >> 1 | next word's first bit << 63); walk its set bits.
-    let mut counts = [[0u32; 6]; 2];
-    let mut start: u32 = 0;
-    let mut longest = 0;
+    let tail_bits = BLOCK_BITS as usize - 64 * (WORDS - 1);
+    let last_mask = if tail_bits == 64 {
+        u64::MAX
+    } else {
+        !(u64::MAX >> tail_bits)
+    };
+    let mut zeros = [0u64; WORDS + 1];
     for i in 0..WORDS {
-        let w = words[i];
-        let base = (i * 64) as u32;
-        let valid = (BLOCK_BITS - base).min(64);
-        let mut t = if i + 1 < WORDS {
-            w ^ ((w >> 1) | (words[i + 1] << 63))
-        } else {
-            // Final partial word: bits past the end are not data; the last valid bit ends a run.
-            let mask = if valid == 64 {
-                u64::MAX
-            } else {
-                (1u64 << valid) - 1
-            };
-            ((w ^ (w >> 1)) & (mask >> 1)) | (1u64 << (valid - 1))
-        };
-        while t != 0 {
-            let pos = t.trailing_zeros();
-            let end = base + pos;
-            let len = end - start + 1;
-            let bit = ((w >> pos) & 1) as usize;
-            counts[bit][(len.min(6) - 1) as usize] += 1;
-            longest = longest.max(len);
-            start = end + 1;
-            t &= t - 1;
-        }
+        zeros[i] = !ones[i];
     }
-    (counts, longest)
+    zeros[WORDS - 1] &= last_mask;
+
+    let mut counts = [[0u32; 6]; 2];
+    let mut long = false;
+    for (bit, a) in [(0usize, &zeros), (1, &ones)] {
+        // ge[L-1] = number of runs of length >= L.
+        let mut ge = [0u32; 7];
+        for w in 0..WORDS {
+            let (x, next) = (a[w], a[w + 1]);
+            let prev = if w == 0 { 0 } else { a[w - 1] };
+            let start = x & !((x >> 1) | (prev << 63));
+            let mut all = x;
+            ge[0] += start.count_ones();
+            for l in 1..6u32 {
+                // AND in a[i + l]: the word shifted up by l, topped up from the next word.
+                all &= (x << l) | (next >> (64 - l));
+                ge[l as usize] += (start & all).count_ones();
+            }
+            // At least 26 in a row, by doubling over a 128-bit window.
+            let v = (u128::from(x) << 64) | u128::from(next);
+            let y1 = v & (v << 1);
+            let y2 = y1 & (y1 << 2);
+            let y3 = y2 & (y2 << 4);
+            let y4 = y3 & (y3 << 8);
+            let y26 = y4 & (y3 << 16) & (y1 << 24);
+            long |= (y26 >> 64) as u64 & start != 0;
+        }
+        for l in 0..5 {
+            counts[bit][l] = ge[l] - ge[l + 1];
+        }
+        counts[bit][5] = ge[5];
+    }
+    (counts, long)
 }
 
 /// Streams bytes into 2500-byte blocks and keeps the counters.
@@ -176,9 +198,17 @@ impl FipsMonitor {
         self.counters
     }
 
-    /// Adds bytes; tests every completed block.
+    /// Adds bytes; tests every completed block. Whole blocks in `data` are tested in place.
     pub fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
+            if self.fill == 0 && data.len() >= BLOCK_BYTES {
+                let (block, rest) = data.split_at(BLOCK_BYTES);
+                let block: &[u8; BLOCK_BYTES] = block.try_into().expect("BLOCK_BYTES long");
+                let r = test_block(block, &mut self.prev);
+                self.count(r);
+                data = rest;
+                continue;
+            }
             let n = (BLOCK_BYTES - self.fill).min(data.len());
             self.buf[self.fill..self.fill + n].copy_from_slice(&data[..n]);
             self.fill += n;
@@ -186,19 +216,23 @@ impl FipsMonitor {
             if self.fill == BLOCK_BYTES {
                 self.fill = 0;
                 let r = test_block(&self.buf, &mut self.prev);
-                let c = &mut self.counters;
-                if r.passed() {
-                    c.successes += 1;
-                } else {
-                    c.failures += 1;
-                }
-                c.monobit += u64::from(r.monobit);
-                c.poker += u64::from(r.poker);
-                c.runs += u64::from(r.runs);
-                c.long_run += u64::from(r.long_run);
-                c.continuous += u64::from(r.continuous);
+                self.count(r);
             }
         }
+    }
+
+    fn count(&mut self, r: BlockResult) {
+        let c = &mut self.counters;
+        if r.passed() {
+            c.successes += 1;
+        } else {
+            c.failures += 1;
+        }
+        c.monobit += u64::from(r.monobit);
+        c.poker += u64::from(r.poker);
+        c.runs += u64::from(r.runs);
+        c.long_run += u64::from(r.long_run);
+        c.continuous += u64::from(r.continuous);
     }
 }
 
@@ -206,9 +240,9 @@ impl FipsMonitor {
 mod tests {
     use super::*;
 
-    /// A slow bit-by-bit reference for the runs and long-run tests.
+    /// A slow bit-by-bit reference for the runs and long-run tests (most significant bit first).
     fn runs_reference(block: &[u8; BLOCK_BYTES]) -> ([[u32; 6]; 2], u32) {
-        let bit = |i: usize| (block[i / 8] >> (i % 8)) & 1;
+        let bit = |i: usize| (block[i / 8] >> (7 - i % 8)) & 1;
         let mut counts = [[0u32; 6]; 2];
         let mut longest = 0;
         let mut i = 0;
@@ -247,11 +281,60 @@ mod tests {
         blocks[2][BLOCK_BYTES - 1] = 0x80;
         blocks[3][0] = 1;
         for (i, blk) in blocks.iter().enumerate() {
-            assert_eq!(run_counts(blk), runs_reference(blk), "fixed block {i}");
+            let (c, l) = runs_reference(blk);
+            assert_eq!(run_counts(blk), (c, l >= LONG_RUN), "fixed block {i}");
         }
         for seed in 1..50u64 {
             let blk = xorshift_block(seed);
-            assert_eq!(run_counts(&blk), runs_reference(&blk), "seed {seed}");
+            let (c, l) = runs_reference(&blk);
+            assert_eq!(run_counts(&blk), (c, l >= LONG_RUN), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn long_runs_are_found_exactly_at_26_wherever_they_are() {
+        // Runs of 25 (pass) and 26 (fail) of both bits, placed across word boundaries, at the
+        // start and at the very end of the block.
+        let set = |blk: &mut [u8; BLOCK_BYTES], from: usize, len: usize, v: u8| {
+            for i in from..from + len {
+                let (byte, bit) = (i / 8, 7 - i % 8);
+                blk[byte] = (blk[byte] & !(1 << bit)) | (v << bit);
+            }
+        };
+        let base = xorshift_block(77);
+        for &(pos, len) in &[
+            (0, 25),
+            (0, 26),
+            (50, 26),
+            (60, 25),
+            (60, 26),
+            (127, 26),
+            (19974, 26),
+            (19975, 25),
+            (19968, 32),
+        ] {
+            for v in [0u8, 1] {
+                let mut blk = base;
+                // Fence the run with opposite bits so its length is exact.
+                if pos > 0 {
+                    set(&mut blk, pos - 1, 1, 1 - v);
+                }
+                if pos + len < 20000 {
+                    set(&mut blk, pos + len, 1, 1 - v);
+                }
+                set(&mut blk, pos, len, v);
+                let (c, l) = runs_reference(&blk);
+                assert_eq!(
+                    run_counts(&blk),
+                    (c, l >= LONG_RUN),
+                    "run of {len} {v}s at {pos}"
+                );
+                assert_eq!(
+                    run_counts(&blk).1,
+                    len >= 26 || l >= 26,
+                    "run of {len} {v}s at {pos}"
+                );
+            }
         }
     }
 

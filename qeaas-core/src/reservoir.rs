@@ -96,7 +96,8 @@ impl Reservoir {
             let piece_mb = if take == data.len() {
                 left_mb
             } else {
-                millibits * take as u64 / total_len
+                // u128: millibits * take cannot overflow for any input size.
+                (u128::from(millibits) * take as u128 / u128::from(total_len)) as u64
             };
             left_mb -= piece_mb;
             self.pool.mix(&data[..take]);
@@ -120,12 +121,8 @@ impl Reservoir {
             if self.pool.extract(&mut block).is_err() {
                 break;
             }
-            let cap = self.ring.len();
-            for (i, b) in block.iter().enumerate() {
-                self.ring[(self.head + self.len + i) % cap] = *b;
-            }
+            self.push(&block);
             block.zeroize();
-            self.len += MAX_EXTRACT;
             self.counters.bytes_extracted += MAX_EXTRACT as u64;
         }
     }
@@ -141,21 +138,34 @@ impl Reservoir {
         self.pool.discard_credit();
     }
 
+    /// Appends `block` after the ready bytes (the caller checked there is room).
+    fn push(&mut self, block: &[u8]) {
+        let cap = self.ring.len();
+        let tail = (self.head + self.len) % cap;
+        let first = block.len().min(cap - tail);
+        self.ring[tail..tail + first].copy_from_slice(&block[..first]);
+        self.ring[..block.len() - first].copy_from_slice(&block[first..]);
+        self.len += block.len();
+    }
+
     /// Moves exactly `out.len()` bytes to `out`, or nothing at all.
     pub fn take(&mut self, out: &mut [u8]) -> Result<(), NotEnoughEntropy> {
         if out.len() > self.len {
             self.counters.refusals += 1;
             return Err(NotEnoughEntropy {
-                needed_bits: (out.len() * 8) as u32,
-                credited_bits: (self.len * 8) as u32,
+                needed_bits: u32::try_from(out.len().saturating_mul(8)).unwrap_or(u32::MAX),
+                credited_bits: u32::try_from(self.len * 8).unwrap_or(u32::MAX),
             });
         }
+        // At most two contiguous pieces: up to the end of the ring, then from its start.
         let cap = self.ring.len();
-        for o in out.iter_mut() {
-            *o = self.ring[self.head];
-            self.ring[self.head] = 0;
-            self.head = (self.head + 1) % cap;
-        }
+        let first = out.len().min(cap - self.head);
+        let (a, b) = out.split_at_mut(first);
+        a.copy_from_slice(&self.ring[self.head..self.head + first]);
+        self.ring[self.head..self.head + first].zeroize();
+        b.copy_from_slice(&self.ring[..b.len()]);
+        self.ring[..b.len()].zeroize();
+        self.head = (self.head + out.len()) % cap;
         self.len -= out.len();
         self.counters.bytes_taken += out.len() as u64;
         // Room freed: credit waiting in the pool can now be extracted.
@@ -224,6 +234,37 @@ mod tests {
             assert!(seen.insert(buf), "the same 32 bytes were handed out twice");
         }
         assert_eq!(seen.len(), 1000);
+    }
+
+    #[test]
+    fn a_small_ring_wrapping_around_returns_the_same_stream_as_a_large_one() {
+        let (mut small, mut large) = (Reservoir::new(96), Reservoir::new(1 << 20));
+        let (mut got, mut want) = (alloc::vec::Vec::new(), alloc::vec::Vec::new());
+        let mut s = 12345u32;
+        for i in 0..500u32 {
+            // 40 bytes at 8 bits each: exactly one 32-byte extraction per call in both.
+            let data: [u8; 40] = core::array::from_fn(|j| (i as u8) ^ (j as u8));
+            small.absorb(&data, 40 * 8000);
+            large.absorb(&data, 40 * 8000);
+            s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            // Random sizes, but always leave room for the next block so no credit is dropped.
+            let k =
+                ((s >> 16) as usize % (small.ready() + 1)).max(small.ready().saturating_sub(64));
+            let mut buf = alloc::vec![0u8; k];
+            small.take(&mut buf).unwrap();
+            got.extend_from_slice(&buf);
+        }
+        let mut rest = alloc::vec![0u8; small.ready()];
+        small.take(&mut rest).unwrap();
+        got.extend_from_slice(&rest);
+        want.resize(large.ready(), 0);
+        large.take(&mut want).unwrap();
+        assert_eq!(got.len(), 500 * 32);
+        assert!(got == want, "wrap-around changed the stream");
+        assert!(
+            small.ring.iter().all(|&b| b == 0),
+            "taken bytes are zeroized"
+        );
     }
 
     #[test]
