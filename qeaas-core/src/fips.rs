@@ -150,7 +150,8 @@ fn run_counts(block: &[u8; BLOCK_BYTES]) -> ([[u32; 6]; 2], bool) {
                 all &= (x << l) | (next >> (64 - l));
                 ge[l as usize] += (start & all).count_ones();
             }
-            // At least 26 in a row, by doubling over a 128-bit window.
+            // At least 26 in a row, by doubling over a 128-bit window: 26 = 16 + 8 + 2.
+            const _: () = assert!(LONG_RUN == 16 + 8 + 2);
             let v = (u128::from(x) << 64) | u128::from(next);
             let y1 = v & (v << 1);
             let y2 = y1 & (y1 << 2);
