@@ -255,6 +255,25 @@ fn pump(out: &mut impl Write, g: &mut Generator, o: &ServeOptions) -> io::Result
     }
 }
 
+/// After the device stopped: waits and repairs it if it is to come back (true), else false.
+fn replug(g: &mut Generator, o: &ServeOptions) -> bool {
+    match o.replug_after {
+        Some(d) => {
+            warn!(
+                after = g.produced(),
+                "device stopped (unplugged); replugging in {d:?}"
+            );
+            std::thread::sleep(d);
+            g.repair();
+            true
+        }
+        None => {
+            warn!(after = g.produced(), "device stopped (unplugged)");
+            false
+        }
+    }
+}
+
 fn make_fifo(path: &Path) -> io::Result<()> {
     let _ = std::fs::remove_file(path);
     rustix::fs::mknodat(
@@ -285,19 +304,8 @@ pub fn serve_fifo(path: &Path, mut g: Generator, o: &ServeOptions) -> io::Result
         if o.limit.is_some_and(|l| g.produced() >= l) {
             return Ok(());
         }
-        match o.replug_after {
-            Some(d) => {
-                warn!(
-                    after = g.produced(),
-                    "device stopped (unplugged); replugging in {d:?}"
-                );
-                std::thread::sleep(d);
-                g.repair();
-            }
-            None => {
-                warn!(after = g.produced(), "device stopped (unplugged)");
-                return Ok(());
-            }
+        if !replug(&mut g, o) {
+            return Ok(());
         }
     }
 }
@@ -342,19 +350,8 @@ pub fn serve_pty(link: &Path, mut g: Generator, o: &ServeOptions) -> io::Result<
         if !stopped || o.limit.is_some_and(|l| g.produced() >= l) {
             return Ok(());
         }
-        match o.replug_after {
-            Some(d) => {
-                warn!(
-                    after = g.produced(),
-                    "device stopped (unplugged); replugging in {d:?}"
-                );
-                std::thread::sleep(d);
-                g.repair();
-            }
-            None => {
-                warn!(after = g.produced(), "device stopped (unplugged)");
-                return Ok(());
-            }
+        if !replug(&mut g, o) {
+            return Ok(());
         }
     }
 }

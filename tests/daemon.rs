@@ -30,6 +30,25 @@ fn fifo_source(dir: &std::path::Path, extra_sim_args: &[&str]) -> (Proc, String)
     (p, src)
 }
 
+/// A simulated Quantis on a pipe (`sim_args` for qeaas-sim) and a qeaasd reading it, with `extra`
+/// configuration before the source table. `edit` sees the directory and the config text before
+/// the daemon starts (to change either); `wrapper` runs around qeaasd.
+fn sim_daemon(
+    sim_args: &[&str],
+    extra: &str,
+    edit: impl FnOnce(&std::path::Path, String) -> String,
+    wrapper: &[&str],
+) -> (Proc, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, src) = fifo_source(dir.path(), sim_args);
+    let port = free_port();
+    let text = edit(
+        dir.path(),
+        config(dir.path(), port, &format!("{extra}\n{src}")),
+    );
+    (sim, daemon_in(dir, port, &text, wrapper))
+}
+
 /// RNDADDENTROPY calls in an strace log: (entropy_count, buf_size).
 fn traced_adds(trace: &str) -> Vec<(u32, u32)> {
     trace
@@ -196,9 +215,7 @@ fn hardware_source_feeds_the_kernel_with_honest_credit() {
 
 #[test]
 fn unplug_stops_credit_shows_in_metrics_and_replug_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_sim, src) = fifo_source(
-        dir.path(),
+    let (_sim, d) = sim_daemon(
         &[
             "--fault",
             "stop",
@@ -207,14 +224,10 @@ fn unplug_stops_credit_shows_in_metrics_and_replug_resumes() {
             "--replug-after",
             "3",
         ],
+        "[kernel]\nenable = false\n[pool]\nqueue_bytes = 4096",
+        |_, t| t,
+        &[],
     );
-    let port = free_port();
-    let text = config(
-        dir.path(),
-        port,
-        &format!("[kernel]\nenable = false\n[pool]\nqueue_bytes = 4096\n{src}"),
-    );
-    let d = daemon_in(dir, port, &text, &[]);
     let credited = || {
         d.metric("qeaas_source_credit_total{source=\"qsim\"}")
             .unwrap_or(-1.0)
@@ -276,15 +289,7 @@ fn unplug_stops_credit_shows_in_metrics_and_replug_resumes() {
 
 #[test]
 fn two_consumers_never_get_the_same_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_sim, src) = fifo_source(dir.path(), &[]);
-    let port = free_port();
-    let text = config(
-        dir.path(),
-        port,
-        &format!("[kernel]\nenable = false\n{src}"),
-    );
-    let d = daemon_in(dir, port, &text, &[]);
+    let (_sim, d) = sim_daemon(&[], "[kernel]\nenable = false", |_, t| t, &[]);
     let reader = |sock: std::path::PathBuf| {
         std::thread::spawn(move || {
             let mut s = UnixStream::connect(&sock).unwrap();
@@ -351,21 +356,16 @@ fn clients_without_permission_are_refused() {
             .unwrap()
     };
     // Layer 1: the socket file's mode (0660, group root) stops the connect.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let (_sim, src) = fifo_source(dir.path(), &[]);
-    let port = free_port();
-    let text = config(
-        dir.path(),
-        port,
-        &format!("[kernel]\nenable = false\n{src}"),
-    )
-    .replace("mode = 0o666", "mode = 0o660");
-    let d = daemon_in(dir, port, &text, &[]);
+    let (_sim, d) = sim_daemon(
+        &[],
+        "[kernel]\nenable = false",
+        |dir, t| {
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            t.replace("mode = 0o666", "mode = 0o660")
+        },
+        &[],
+    );
     let out = as_nobody(&d.socket);
     assert_eq!(out.status.code(), Some(77), "{out:?}");
     assert!(
@@ -376,21 +376,16 @@ fn clients_without_permission_are_refused() {
     drop(d);
 
     // Layer 2: SO_PEERCRED against the socket group, even when the file mode lets anyone in.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let (_sim, src) = fifo_source(dir.path(), &[]);
-    let port = free_port();
-    let text = config(
-        dir.path(),
-        port,
-        &format!("[kernel]\nenable = false\n{src}"),
-    )
-    .replace("mode = 0o666", "mode = 0o666\ngroup = \"root\"");
-    let d = daemon_in(dir, port, &text, &[]);
+    let (_sim, d) = sim_daemon(
+        &[],
+        "[kernel]\nenable = false",
+        |dir, t| {
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            t.replace("mode = 0o666", "mode = 0o666\ngroup = \"root\"")
+        },
+        &[],
+    );
     let out = as_nobody(&d.socket);
     assert_eq!(out.status.code(), Some(77), "{out:?}");
     assert!(
@@ -419,15 +414,7 @@ fn the_process_serving_the_socket_has_no_capabilities() {
     if !require(is_root(), "root") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (_sim, src) = fifo_source(dir.path(), &[]);
-    let port = free_port();
-    let text = config(
-        dir.path(),
-        port,
-        &format!("[kernel]\nenable = false\n{src}"),
-    );
-    let d = daemon_in(dir, port, &text, &[]);
+    let (_sim, d) = sim_daemon(&[], "[kernel]\nenable = false", |_, t| t, &[]);
     // SO_PEERCRED on our end names the process that listens on the socket.
     let s = UnixStream::connect(&d.socket).unwrap();
     let server = rustix::net::sockopt::socket_peercred(&s)
@@ -452,15 +439,7 @@ fn promtool_accepts_live_metrics_and_alert_rules_pass_their_tests() {
     if !require(have("promtool"), "promtool (Debian package prometheus)") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (_sim, src) = fifo_source(dir.path(), &[]);
-    let port = free_port();
-    let text = config(
-        dir.path(),
-        port,
-        &format!("[kernel]\nenable = false\n{src}"),
-    );
-    let d = daemon_in(dir, port, &text, &[]);
+    let (_sim, d) = sim_daemon(&[], "[kernel]\nenable = false", |_, t| t, &[]);
     assert!(wait_until(Duration::from_secs(10), || d.metric(
         "qeaas_source_state{source=\"qsim\",state=\"healthy\"}"
     ) == Some(1.0)));
@@ -507,18 +486,12 @@ fn promtool_accepts_live_metrics_and_alert_rules_pass_their_tests() {
 
 #[test]
 fn a_failing_device_is_detected_never_served_and_the_daemon_keeps_running() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_sim, src) = fifo_source(
-        dir.path(),
+    let (_sim, d) = sim_daemon(
         &["--fault", "stuck:0x55", "--fault-after", "20k"],
+        "[kernel]\nenable = false\n[pool]\nqueue_bytes = 4096",
+        |_, t| t,
+        &[],
     );
-    let port = free_port();
-    let text = config(
-        dir.path(),
-        port,
-        &format!("[kernel]\nenable = false\n[pool]\nqueue_bytes = 4096\n{src}"),
-    );
-    let d = daemon_in(dir, port, &text, &[]);
     // No consumer: the queue fills, and the idle probe still reads the device every few seconds.
     assert!(
         wait_until(Duration::from_secs(60), || d
@@ -636,19 +609,13 @@ fn test_mode_prints_rates_and_feeds_nothing() {
 
 #[test]
 fn a_slow_source_shows_startup_progress() {
-    let dir = tempfile::tempdir().unwrap();
     // 300 bytes/s: the 1024-sample start-up test takes over 3 s.
-    let (_sim, src) = fifo_source(dir.path(), &["--rate", "300"]);
-    let port = free_port();
-    let text = config(
-        dir.path(),
-        port,
-        &format!(
-            "[kernel]\nenable = false\n{}",
-            src.replace("retry_secs = 1", "retry_secs = 1\nread_bytes = 64")
-        ),
+    let (_sim, d) = sim_daemon(
+        &["--rate", "300"],
+        "[kernel]\nenable = false",
+        |_, t| t.replace("retry_secs = 1", "retry_secs = 1\nread_bytes = 64"),
+        &[],
     );
-    let d = daemon_in(dir, port, &text, &[]);
     assert!(
         wait_until(Duration::from_secs(15), || d
             .log_text()
@@ -714,17 +681,16 @@ fn readiness_is_notified_after_the_first_kernel_seeding() {
 #[test]
 fn the_egd_socket_serves_legacy_clients_and_refuses_their_entropy() {
     use std::io::{Read, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let (_sim, src) = fifo_source(dir.path(), &[]);
-    let port = free_port();
-    let egd = dir.path().join("egd.sock");
-    let text = config(
-        dir.path(),
-        port,
-        &format!("[kernel]\nenable = false\n{src}"),
-    )
-    .replace("mode = 0o666", &format!("mode = 0o666\negd_path = {egd:?}"));
-    let d = daemon_in(dir, port, &text, &[]);
+    let mut egd = std::path::PathBuf::new();
+    let (_sim, d) = sim_daemon(
+        &[],
+        "[kernel]\nenable = false",
+        |dir, t| {
+            egd = dir.join("egd.sock");
+            t.replace("mode = 0o666", &format!("mode = 0o666\negd_path = {egd:?}"))
+        },
+        &[],
+    );
     assert!(wait_until(Duration::from_secs(10), || d
         .metric("qeaas_ready_bytes")
         .unwrap_or(0.0)
@@ -772,24 +738,16 @@ fn runs_as_a_system_user_with_only_ambient_cap_sys_admin_like_the_unit() {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let (_sim, src) = fifo_source(dir.path(), &[]);
-    std::fs::set_permissions(
-        dir.path().join("qrandom0"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
-    let port = free_port();
-    let text = config(
-        dir.path(),
-        port,
-        &format!("[kernel]\ninterval_secs = 1\nfeed_uncredited = true\n{src}"),
-    );
-    let d = daemon_in(
-        dir,
-        port,
-        &text,
+    let (_sim, d) = sim_daemon(
+        &[],
+        "[kernel]\ninterval_secs = 1\nfeed_uncredited = true",
+        |dir, t| {
+            // The unprivileged daemon must reach its directory and the simulator's pipe.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+            std::fs::set_permissions(dir.join("qrandom0"), std::fs::Permissions::from_mode(0o644))
+                .unwrap();
+            t
+        },
         &[
             "setpriv",
             "--reuid=65534",
