@@ -6,7 +6,10 @@
 #   scripts/demo.sh 20         run 20 seconds, then stop (exit status says whether it worked)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" -eq 0 ] || exec sudo -E "$0" "$@"
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "$0: run this as root (it feeds the kernel with real ioctls)" >&2; exit 77; }
+  exec sudo -E "$0" "$@"
+fi
 scripts/setup-debian.sh >/dev/null
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 SECONDS_TO_RUN=${1:-0}

@@ -4,7 +4,10 @@
 # root and CAP_SYS_ADMIN (real RNDADDENTROPY): run as root, as CI does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" -eq 0 ] || exec sudo -E "$0" "$@"
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "$0: run this as root (it feeds the kernel with real ioctls)" >&2; exit 77; }
+  exec sudo -E "$0" "$@"
+fi
 scripts/setup-debian.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 echo "==> cargo fmt --check"; cargo fmt --all -- --check
