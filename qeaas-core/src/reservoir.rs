@@ -103,9 +103,10 @@ impl Reservoir {
             self.pool.mix(&data[..take]);
             self.counters.bytes_mixed += take as u64;
             data = &data[take..];
-            let mb = self.carry_millibits + piece_mb;
+            // u128: the carried fraction (< 1000) plus a piece of up to u64::MAX millibits.
+            let mb = u128::from(self.carry_millibits) + u128::from(piece_mb);
             let bits = u32::try_from(mb / 1000).unwrap_or(u32::MAX);
-            self.carry_millibits = mb % 1000;
+            self.carry_millibits = (mb % 1000) as u64;
             let accepted = self.pool.credit(bits);
             self.counters.bits_credited += u64::from(accepted);
             self.counters.bits_dropped += u64::from(bits - accepted);
@@ -154,7 +155,7 @@ impl Reservoir {
             self.counters.refusals += 1;
             return Err(NotEnoughEntropy {
                 needed_bits: u32::try_from(out.len().saturating_mul(8)).unwrap_or(u32::MAX),
-                credited_bits: u32::try_from(self.len * 8).unwrap_or(u32::MAX),
+                credited_bits: u32::try_from(self.len.saturating_mul(8)).unwrap_or(u32::MAX),
             });
         }
         // At most two contiguous pieces: up to the end of the ring, then from its start.
@@ -265,6 +266,34 @@ mod tests {
             small.ring.iter().all(|&b| b == 0),
             "taken bytes are zeroized"
         );
+    }
+
+    #[test]
+    fn huge_credit_claims_do_not_overflow() {
+        let mut r = Reservoir::new(4096);
+        // Leave a fractional carry, then a piece claiming u64::MAX millibits: carry + piece would
+        // overflow a u64.
+        r.absorb(&[1], 1500);
+        r.absorb(&[2], u64::MAX);
+        r.absorb(&[3u8; 1000], u64::MAX);
+        // The credit is capped by the pool, whatever the claim: the queue fills, nothing more.
+        assert_eq!(r.ready(), 4096);
+        assert!(r.counters().bits_dropped > 0);
+    }
+
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn refusal_of_a_huge_request_saturates_needed_bits() {
+        let mut r = Reservoir::new(64);
+        r.absorb(&[5u8; 100], 100 * 8000);
+        // 2^29 + 1 bytes = 2^32 + 8 bits: would wrap to 8 in a u32. Zero pages from the allocator:
+        // the buffer is never touched, since the request is refused first.
+        let mut huge = alloc::vec![0u8; (1 << 29) + 1];
+        let e = r.take(&mut huge).unwrap_err();
+        assert_eq!(e.needed_bits, u32::MAX);
+        assert_eq!(e.credited_bits, 64 * 8);
+        assert_eq!(r.counters().refusals, 1);
+        assert_eq!(r.ready(), 64, "a refusal takes nothing");
     }
 
     #[test]
