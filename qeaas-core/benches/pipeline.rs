@@ -22,7 +22,7 @@ use qeaas_core::extractor::Toeplitz;
 use qeaas_core::fips::{FipsMonitor, BLOCK_BYTES};
 use qeaas_core::health::{HealthMonitor, HealthParams, MinEntropy, SampleWidth};
 use qeaas_core::pipeline::{Conditioner, Processing, Provenance, SourceSpec};
-use qeaas_core::pool::Pool;
+use qeaas_core::pool::{Pool, MAX_CREDIT_BITS, MAX_EXTRACT};
 use qeaas_core::reservoir::Reservoir;
 
 /// Bytes handed to `Conditioner::process` per call (a typical device read).
@@ -489,6 +489,21 @@ fn main() {
         Stats::mbps(post_out as usize, rows[1].stats.median),
         post_out,
         len
+    );
+
+    // The ceiling the pool design sets: both pipelines here credit 8 bits per byte reaching the
+    // reservoir, so each 32-byte extraction needs MAX_CREDIT_BITS / 8 = 40 bytes mixed, which
+    // stay in BLAKE2s's 64-byte buffer (no compression), and then costs exactly two compressions
+    // (the final-flag one and the ratchet). RAW feeds the reservoir 96 of every 128 bytes.
+    let per_extraction = f64::from(MAX_CREDIT_BITS) / 8.0;
+    let ceiling = blake_mbps * per_extraction / (2.0 * 64.0);
+    println!(
+        "pool design ceiling ({MAX_EXTRACT} B per {per_extraction} B mixed, 2 compressions each): \
+         reservoir <= {ceiling:.1} MB/s, so RAW <= {:.1} ({:.2}x BLAKE2s), POST <= {ceiling:.1} \
+         ({:.2}x BLAKE2s) even if every other stage took no time",
+        ceiling / 0.75,
+        ceiling / 0.75 / blake_mbps,
+        ceiling / blake_mbps
     );
 
     println!();

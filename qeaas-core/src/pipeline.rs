@@ -92,12 +92,16 @@ pub struct Conditioner {
 }
 
 impl Conditioner {
-    /// A pipeline for `spec`. Raw sources need an extractor (shared: its table is 3 MiB).
+    /// A pipeline for `spec`. Raw sources need an extractor (shared: its table is built once).
     pub fn new(spec: SourceSpec, extractor: Option<Arc<Toeplitz>>) -> Self {
         assert!(
             spec.processing == Processing::PostProcessed || extractor.is_some(),
             "raw sources need an extractor"
         );
+        let carry_capacity = match (spec.processing, &extractor) {
+            (Processing::Raw, Some(ex)) => ex.input_bytes(),
+            _ => 0,
+        };
         Self {
             spec,
             health: HealthMonitor::new(spec.health),
@@ -106,8 +110,11 @@ impl Conditioner {
                 Processing::Raw => extractor,
                 Processing::PostProcessed => None,
             },
-            carry: Vec::new(),
-            held: Vec::new(),
+            // Both buffers get their whole capacity here and never grow: `carry` holds less than
+            // one extractor block, `held` at most `holdback` bytes (see `hold`). Growing a Vec
+            // would leave copies of raw samples behind in freed memory.
+            carry: Vec::with_capacity(carry_capacity),
+            held: Vec::with_capacity(Self::holdback_bytes(&spec)),
             holdback: Self::holdback_bytes(&spec),
             counters: PipelineCounters::default(),
         }
@@ -121,10 +128,8 @@ impl Conditioner {
 
     fn discard_pending(&mut self) -> u64 {
         let n = (self.carry.len() + self.held.len()) as u64;
-        self.carry.zeroize();
-        self.carry.clear();
-        self.held.zeroize();
-        self.held.clear();
+        wipe(&mut self.carry);
+        wipe(&mut self.held);
         n
     }
 
@@ -174,15 +179,45 @@ impl Conditioner {
             self.counters.bytes_discarded += chunk.len() as u64 + self.discard_pending();
             return verdict;
         }
-        self.held.extend_from_slice(chunk);
-        if self.held.len() > self.holdback {
-            let release = self.held.len() - self.holdback;
-            let mut out = core::mem::take(&mut self.held);
-            self.release(&out[..release], sink);
-            self.held.extend_from_slice(&out[release..]);
-            out.zeroize();
-        }
+        self.hold(chunk, sink);
         verdict
+    }
+
+    /// Puts `chunk` behind the held bytes and releases all but the newest `holdback` of the two,
+    /// oldest first. `held` never exceeds `holdback` bytes, so its buffer (allocated in `new`) is
+    /// never reallocated: what stays is moved to its front in place, and bytes of `chunk` that
+    /// are released at once are released straight from `chunk`.
+    fn hold(&mut self, chunk: &[u8], sink: &mut impl FnMut(&[u8], u64)) {
+        let h = self.held.len();
+        let Some(release) = (h + chunk.len())
+            .checked_sub(self.holdback)
+            .filter(|&r| r > 0)
+        else {
+            self.held.extend_from_slice(chunk);
+            return;
+        };
+        // Out of `self` while `release` borrows it (no allocation: `take` leaves an empty Vec);
+        // `Wiped` zeroes it should `sink` unwind.
+        let mut held = Wiped(core::mem::take(&mut self.held));
+        if release <= h {
+            self.release(&held.0[..release], sink);
+            held.0.copy_within(release.., 0);
+            held.0.truncate(h - release);
+            // Ends at exactly `holdback >= h` bytes: the stale copies past `h - release` are all
+            // overwritten.
+            held.0.extend_from_slice(chunk);
+        } else {
+            if h > 0 {
+                self.release(&held.0, sink);
+            }
+            let (now, keep) = chunk.split_at(release - h);
+            self.release(now, sink);
+            // `holdback >= h` bytes again: every old byte is overwritten.
+            held.0.clear();
+            held.0.extend_from_slice(keep);
+        }
+        debug_assert_eq!(held.0.len(), self.holdback);
+        self.held = core::mem::take(&mut held.0);
     }
 
     /// Conditions bytes that have passed the hold-back.
@@ -230,6 +265,30 @@ impl Conditioner {
         self.counters.bytes_out += out.len() as u64;
         self.counters.millibits_out += mb;
         sink(out, mb);
+    }
+}
+
+impl Drop for Conditioner {
+    fn drop(&mut self) {
+        wipe(&mut self.carry);
+        wipe(&mut self.held);
+    }
+}
+
+/// Zeroes all of `buf`'s allocation, spare capacity included, and empties it (keeping the
+/// allocation).
+fn wipe(buf: &mut Vec<u8>) {
+    buf.resize(buf.capacity(), 0);
+    buf.as_mut_slice().zeroize();
+    buf.clear();
+}
+
+/// A buffer of raw samples that is wiped when dropped, also when unwinding.
+struct Wiped(Vec<u8>);
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
     }
 }
 
@@ -315,5 +374,104 @@ mod tests {
         assert_eq!(out[..96], expect);
         // 128 bytes at 6.5 bits = 832 bits in; 832 - 64 = 768 credited per block.
         assert_eq!(mb, 10 * 768 * 1000);
+    }
+
+    /// Feeds the start-up test in 64-byte chunks (so it ends exactly at 1024 bytes), then the
+    /// rest of `data` in chunks cycling through `sizes`.
+    fn run_sizes(c: &mut Conditioner, data: &[u8], sizes: &[usize]) -> (Vec<u8>, u64) {
+        let (mut out, mut mb) = run(c, &data[..1024], 64);
+        let mut rest = &data[1024..];
+        for &n in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (ch, r) = rest.split_at(n.min(rest.len()));
+            rest = r;
+            c.process(ch, &mut |b, m| {
+                out.extend_from_slice(b);
+                mb += m;
+            });
+        }
+        (out, mb)
+    }
+
+    #[test]
+    fn release_does_not_depend_on_chunk_sizes() {
+        let data = noise(4, 30_000);
+        let ex = Arc::new(Toeplitz::default_shape());
+        // Smaller and larger than the 1024-byte hold-back, and equal to it.
+        let plans: [&[usize]; 7] = [
+            &[64],
+            &[1],
+            &[1023, 1, 1024, 1025],
+            &[4096],
+            &[10_000],
+            &[7, 3000, 129, 1500, 2],
+            &[28_976],
+        ];
+        for processing in [Processing::PostProcessed, Processing::Raw] {
+            let mk = || Conditioner::new(spec(processing), Some(ex.clone()));
+            let want = run_sizes(&mut mk(), &data, &[64]);
+            for plan in plans {
+                assert_eq!(
+                    run_sizes(&mut mk(), &data, plan),
+                    want,
+                    "{processing:?} {plan:?}"
+                );
+            }
+            // Everything after start-up but the newest 1024 bytes, through the extractor or not.
+            let released = &data[1024..data.len() - 1024];
+            match processing {
+                Processing::PostProcessed => assert_eq!(want.0, released),
+                Processing::Raw => {
+                    assert_eq!(want.0.len(), released.len() / 128 * 96);
+                    let mut block = [0u8; 96];
+                    ex.extract(&released[128..256], &mut block);
+                    assert_eq!(want.0[96..192], block);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn buffers_are_allocated_once_and_hold_the_newest_bytes() {
+        let ex = Arc::new(Toeplitz::default_shape());
+        let mut c = Conditioner::new(spec(Processing::Raw), Some(ex));
+        let data = noise(5, 40_000);
+        let (held, carry) = (
+            (c.held.as_ptr(), c.held.capacity()),
+            (c.carry.as_ptr(), c.carry.capacity()),
+        );
+        assert!(held.1 >= c.holdback && carry.1 >= 128);
+        run(&mut c, &data[..1024], 64);
+        let mut fed = 1024;
+        for &n in [1, 1023, 1024, 1025, 5000, 3, 700, 4096, 129, 10_000]
+            .iter()
+            .cycle()
+            .take(20)
+        {
+            let n = n.min(data.len() - fed);
+            c.process(&data[fed..fed + n], &mut |_, _| {});
+            fed += n;
+            assert_eq!(
+                (c.held.as_ptr(), c.held.capacity()),
+                held,
+                "held reallocated"
+            );
+            assert_eq!(
+                (c.carry.as_ptr(), c.carry.capacity()),
+                carry,
+                "carry reallocated"
+            );
+            let kept = c.holdback.min(fed - 1024);
+            assert_eq!(c.held, data[fed - kept..fed], "after {fed} bytes");
+            assert!(c.carry.len() < 128);
+        }
+        // A failure discards what is pending and keeps the buffers.
+        c.process(&[0u8; 4096], &mut |_, _| {
+            panic!("a stuck source released bytes")
+        });
+        assert!(c.held.is_empty() && c.carry.is_empty());
+        assert_eq!((c.held.as_ptr(), c.held.capacity()), held);
     }
 }

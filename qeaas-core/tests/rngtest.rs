@@ -325,6 +325,12 @@ fn ten_megabytes_of_conditioned_output_pass_rngtest() {
     // Cross-check of `qeaas_core::fips` against rngtest on the same 4000 blocks: every counter
     // must agree (rngtest bootstraps its continuous test with the 4 skipped bytes, FipsMonitor
     // with nothing; that only matters if they equal the first word, which they do not here).
+    // With the default seed they do. rngtest's run counting has quirks that we do not copy (see
+    // `qeaas_core::fips` and `rngtest_miscounts_a_run_at_a_block_start`), which change the
+    // verdict of a block whose poker statistic or run count sits at a bound. Measured on 200 000
+    // blocks of random data: rngtest reported 3 poker and 1 runs failure more than FipsMonitor,
+    // all else equal. So with another seed (`QEAAS_RNGTEST_SEED`), one poker or runs failure of
+    // difference in 4000 blocks (expected for about 8 % of seeds) is not a defect.
     assert_ne!(data[..4], data[4..8]);
     eprintln!("qeaas_core::fips: {ours:?}");
     eprintln!("rngtest:          {c:?}");
@@ -391,4 +397,74 @@ fn mildly_biased_raw_bytes_fail_rngtest() {
     );
     assert!(c.failures >= BIASED_BLOCKS as u64 * 99 / 100, "{text}");
     assert!(c.monobit >= BIASED_BLOCKS as u64 * 99 / 100, "{text}");
+}
+
+/// A block laid out run by run, most significant bit first, alternating from a run of ones.
+fn block_from_runs(ones: &[usize], zeros: &[usize]) -> Vec<u8> {
+    let mut block = vec![0u8; BLOCK_BYTES];
+    let mut pos = 0;
+    for (&one, &zero) in ones.iter().zip(zeros) {
+        for i in pos..pos + one {
+            block[i / 8] |= 0x80 >> (i % 8);
+        }
+        pos += one + zero;
+    }
+    assert_eq!(pos, BLOCK_BYTES * 8);
+    block
+}
+
+/// Documents, against the real rngtest, the quirk `qeaas_core::fips` does not copy: at the
+/// start of its first block (whose first bit is 1) rngtest counts one run of six or more zeros
+/// that is not there. A block with exactly 209 runs of six or more ones (the upper bound,
+/// inclusive) passes the runs test in `FipsMonitor`, and fails it in rngtest, which files the
+/// ones' runs under the zeros' counters and adds the phantom run to the same counter; with 208
+/// both pass.
+#[test]
+fn rngtest_miscounts_a_run_at_a_block_start() {
+    // Runs of lengths 1..=5 and 6+ (some 7 long, to fill 20 000 bits exactly), 5052 of each
+    // colour, all inside the bounds; the last run is a single zero.
+    let lengths = |counts: [usize; 6], sevens: usize| -> Vec<usize> {
+        let mut v = Vec::new();
+        for (l, &n) in counts.iter().enumerate() {
+            v.extend(std::iter::repeat_n(l + 1, n));
+        }
+        let n = v.len();
+        v[n - sevens..].fill(7);
+        v
+    };
+    let bin = rngtest_binary();
+    for (ones_6, ones_1, sevens, rngtest_runs) in [(209, 2450, 26, 1), (208, 2451, 31, 0)] {
+        let mut ones = lengths([ones_1, 1250, 625, 312, 156, ones_6], sevens);
+        let mut zeros = lengths([2503, 1250, 625, 312, 156, 156], 25);
+        let mut rng = Xoshiro::new(0x0fa1);
+        for v in [&mut ones, &mut zeros] {
+            for i in (1..v.len()).rev() {
+                v.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+            }
+        }
+        let last = zeros.len() - 1;
+        let single = zeros.iter().position(|&l| l == 1).unwrap();
+        zeros.swap(single, last);
+        let block = block_from_runs(&ones, &zeros);
+
+        let mut m = FipsMonitor::new();
+        m.feed(&block);
+        let c = m.counters();
+        assert_eq!((c.successes, c.failures), (1, 0), "{ones_6}: {c:?}");
+
+        let Some(bin) = &bin else { return };
+        let mut data = vec![0x5a, 0xa5, 0x5a, 0xa5];
+        data.extend_from_slice(&block);
+        let (c, text) = run_rngtest(bin, "quirk", &data, 1);
+        assert_eq!(
+            c,
+            RngtestCounts {
+                successes: 1 - rngtest_runs,
+                failures: rngtest_runs,
+                runs: rngtest_runs,
+                ..RngtestCounts::default()
+            },
+            "{ones_6} runs of 6+ ones:\n{text}"
+        );
+    }
 }
