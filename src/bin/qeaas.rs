@@ -1,13 +1,13 @@
 //! `qeaas`: client for the local entropy socket.
 #![forbid(unsafe_code)]
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use qeaas::client::{Client, ClientError};
 use qeaas::exit;
-use qeaas::proto::{self, Request, Status};
+use qeaas::proto::Status;
 
 /// Reads entropy and status from qeaasd's local socket.
 #[derive(Parser, Debug)]
@@ -45,27 +45,19 @@ fn fail(msg: impl std::fmt::Display, code: i32) -> ! {
     std::process::exit(code)
 }
 
-fn ask(s: &mut UnixStream, r: Request) -> Result<Vec<u8>, Status> {
-    s.write_all(&proto::encode_request(r))
-        .unwrap_or_else(|e| fail(e, exit::IOERR));
-    let mut h = [0u8; proto::ANSWER_HEADER_LEN];
-    s.read_exact(&mut h)
-        .unwrap_or_else(|e| fail(format!("daemon closed the connection: {e}"), exit::IOERR));
-    let (status, len) =
-        proto::decode_answer_header(&h).unwrap_or_else(|| fail("malformed answer", exit::SOFTWARE));
-    let mut body = vec![0u8; usize::from(len)];
-    s.read_exact(&mut body)
-        .unwrap_or_else(|e| fail(e, exit::IOERR));
-    if status == Status::Ok {
-        Ok(body)
-    } else {
-        Err(status)
-    }
+fn refused(e: ClientError) -> ! {
+    let code = match e {
+        ClientError::Refused(Status::Forbidden) => exit::NOPERM,
+        ClientError::Refused(_) => exit::UNAVAILABLE,
+        ClientError::Io(_) => exit::IOERR,
+        ClientError::Protocol => exit::SOFTWARE,
+    };
+    fail(e, code)
 }
 
 fn main() {
     let a = Args::parse();
-    let mut s = UnixStream::connect(&a.socket).unwrap_or_else(|e| {
+    let mut s = Client::connect(&a.socket).unwrap_or_else(|e| {
         let code = if e.kind() == std::io::ErrorKind::PermissionDenied {
             exit::NOPERM
         } else {
@@ -73,14 +65,6 @@ fn main() {
         };
         fail(format!("{}: {e}", a.socket.display()), code)
     });
-    let refused = |st: Status| -> ! {
-        let code = if st == Status::Forbidden {
-            exit::NOPERM
-        } else {
-            exit::UNAVAILABLE
-        };
-        fail(st.text(), code)
-    };
     match a.cmd {
         Cmd::Get {
             bytes,
@@ -91,8 +75,7 @@ fn main() {
             let mut left = bytes;
             while left > 0 {
                 let n = left.min(4096) as u16;
-                let b =
-                    ask(&mut s, Request::Get { len: n, wait_ms }).unwrap_or_else(|st| refused(st));
+                let b = s.get(n, wait_ms).unwrap_or_else(|e| refused(e));
                 if hex {
                     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
                     out.write_all(h.as_bytes())
@@ -107,15 +90,10 @@ fn main() {
             }
         }
         Cmd::Status => {
-            let b = ask(&mut s, Request::Status).unwrap_or_else(|st| refused(st));
-            print!("{}", String::from_utf8_lossy(&b));
+            print!("{}", s.status().unwrap_or_else(|e| refused(e)));
         }
         Cmd::MyStats => {
-            let b = ask(&mut s, Request::MyStats).unwrap_or_else(|st| refused(st));
-            let n = u64::from_be_bytes(
-                b.try_into()
-                    .unwrap_or_else(|_| fail("malformed answer", exit::SOFTWARE)),
-            );
+            let n = s.my_stats().unwrap_or_else(|e| refused(e));
             println!("{n}");
         }
     }
