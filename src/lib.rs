@@ -51,3 +51,16 @@ pub fn init_logging() {
         .with_target(false)
         .try_init();
 }
+
+/// Makes any panic, in any thread, abort the process after it is reported. A bug in the daemon
+/// must not leave it half-alive (a reader thread gone, accounting mid-update): the supervisor
+/// dies with the worker and systemd restarts the unit. Installed by `qeaasd` at start, not by
+/// the release profile, because the workspace also builds the OpenSSL provider, which must
+/// unwind so that its FFI guard can turn a panic into an error for the host application.
+pub fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        std::process::abort();
+    }));
+}

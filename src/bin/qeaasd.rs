@@ -46,6 +46,7 @@ enum Cmd {
 
 fn main() {
     qeaas::init_logging();
+    qeaas::abort_on_panic();
     let a = Args::parse();
     let config = a.config.clone().unwrap_or_else(daemon::default_config);
     let sel = Selection {
