@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: qeaasd fed by the simulated Quantis (a named pipe and a pseudo-terminal), serving
 # every face built so far on loopback: the kernel (mixing with zero credit: simulated data is never
-# credited), the local socket, the EGD socket and Prometheus metrics. Shows live what it does.
+# credited), the local socket, the EGD socket, Prometheus metrics, and OpenSSL drawing through the
+# QEAAS provider (openssl-provider/). Shows live what it does.
 #   scripts/demo.sh            run until Ctrl-C
 #   scripts/demo.sh 20         run 20 seconds, then stop (exit status says whether it worked)
 set -euo pipefail
@@ -15,7 +16,7 @@ scripts/setup-debian.sh >/dev/null
 SECONDS_TO_RUN=${1:-0}
 
 echo "==> building (release)"
-cargo build --release --locked --bins 2>&1 | tail -1
+cargo build --release --locked --workspace 2>&1 | tail -1
 BIN=target/release
 RUN=/run/qeaas-demo
 mkdir -p "$RUN"
@@ -32,6 +33,25 @@ DAEMON=$!
 for _ in $(seq 100); do [ -S "$RUN/entropy.sock" ] && break; sleep 0.1; done
 [ -S "$RUN/entropy.sock" ] || { echo "qeaasd did not start:"; cat "$LOG"; exit 1; }
 
+# OpenSSL (Debian's 3.0) with the provider in the generator role: every RAND_bytes byte is a pool byte.
+cat >"$RUN/openssl.cnf" <<CNF
+openssl_conf = openssl_init
+[openssl_init]
+random = random_sect
+providers = provider_sect
+[provider_sect]
+default = default_sect
+qeaas = qeaas_sect
+[default_sect]
+activate = 1
+[qeaas_sect]
+module = $PWD/$BIN/libqeaas_provider.so
+activate = 1
+socket = $RUN/entropy.sock
+[random_sect]
+random = QEAAS
+CNF
+
 metric() { curl -s 127.0.0.1:9864/metrics | awk -v k="$1" '$1==k {print $2}'; }
 echo "==> qeaasd is up: socket $RUN/entropy.sock, EGD $RUN/egd.sock, metrics http://127.0.0.1:9864/metrics"
 echo "    processes:"
@@ -43,7 +63,9 @@ start=$(date +%s)
 ok=1
 while :; do
   hex=$("$BIN/qeaas" -s "$RUN/entropy.sock" get -n 32 --hex) || ok=0
-  printf '%s  socket: %s\n' "$(date +%T)" "$hex"
+  printf '%s  socket:  %s\n' "$(date +%T)" "$hex"
+  ossl=$(OPENSSL_CONF=$RUN/openssl.cnf openssl rand -hex 32 2>&1) || ok=0
+  printf '          openssl: %s  (openssl rand via the QEAAS provider)\n' "$ossl"
   printf '          sources: quantis-sim=%s truerng-sim=%s | ready %s B | kernel: %s adds, %s bytes, credit %s bits | served %s B\n' \
     "$(curl -s 127.0.0.1:9864/metrics | awk '/^qeaas_source_state\{source="quantis-sim"/ && $2==1 {match($1,/state="[a-z]+"/); print substr($1,RSTART+7,RLENGTH-8)}')" \
     "$(curl -s 127.0.0.1:9864/metrics | awk '/^qeaas_source_state\{source="truerng-sim"/ && $2==1 {match($1,/state="[a-z]+"/); print substr($1,RSTART+7,RLENGTH-8)}')" \
@@ -54,6 +76,8 @@ while :; do
   sleep 2
 done
 echo
+echo "==> is OpenSSL really drawing from the pool? (scripts/openssl-check.sh)"
+QEAAS_BIN=$BIN/qeaas scripts/openssl-check.sh -c "$RUN/openssl.cnf" || ok=0
 echo "==> daemon log (last lines):"; tail -n 5 "$LOG" | sed 's/\x1b\[[0-9;]*m//g'
 # Worked if entropy was served and the kernel was fed.
 [ "$ok" = 1 ] && [ "$(metric 'qeaas_kernel_ioctls_total{ioctl="RNDADDENTROPY"}')" -ge 1 ]

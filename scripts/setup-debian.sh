@@ -11,7 +11,9 @@ PKGS=(build-essential pkg-config curl ca-certificates git
       prometheus        # promtool: checks live metrics and the alert rules
       util-linux        # setpriv: runs a client as another user
       jitterentropy-rngd  # its unit is the sandboxing reference for systemd/qeaasd.service
-      python3)
+      python3
+      openssl libssl-dev  # the provider's tests drive Debian's openssl 3.0; C drivers link libcrypto
+      make perl binutils)  # build OpenSSL 3.5 from openssl-src; nm checks the provider's exports
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

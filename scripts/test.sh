@@ -12,4 +12,7 @@ scripts/setup-debian.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 echo "==> cargo fmt --check"; cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"; cargo clippy --workspace --all-targets --locked -- -D warnings
+# OpenSSL 3.5 for the provider's second ABI suite (openssl-provider/tests/openssl35.rs), from the
+# sources in the locked openssl-src package: ~5 min once, then a no-op.
+echo "==> OpenSSL 3.5 for the provider tests"; openssl-provider/scripts/build-openssl.sh
 echo "==> cargo test"; CI=${CI:-1} cargo test --workspace --locked
