@@ -589,24 +589,30 @@ impl Session {
             _ctx: ctx.ctx.clone(),
         };
         let io_ptr = &mut *s.io as *mut Io as *mut c_void;
-        let mut peer_bytes = sockaddr_bytes(peer);
         // SAFETY: valid session; the `Io` box outlives the WOLFSSL (freed first in Drop) and
-        // does not move (boxed). wolfSSL copies the peer address.
+        // does not move (boxed).
         unsafe {
             sys::wolfSSL_SetIOReadCtx(ssl.as_ptr(), io_ptr);
             sys::wolfSSL_SetIOWriteCtx(ssl.as_ptr(), io_ptr);
             // We drive timeouts ourselves (`on_timeout`) instead of blocking reads.
             sys::wolfSSL_dtls_set_using_nonblock(ssl.as_ptr(), 1);
-            check(
-                "set_peer",
-                sys::wolfSSL_dtls_set_peer(
-                    ssl.as_ptr(),
-                    peer_bytes.as_mut_ptr() as *mut c_void,
-                    peer_bytes.len() as c_uint,
-                ),
-            )?;
         }
+        s.set_peer(peer)?;
         Ok(s)
+    }
+
+    /// The peer's address: DTLS 1.2 and 1.3 cookies are bound to it, so a listener reused
+    /// for many peers must be told each datagram's source.
+    pub fn set_peer(&mut self, peer: SocketAddr) -> Result<(), Error> {
+        let mut b = sockaddr_bytes(peer);
+        // SAFETY: valid session; wolfSSL copies `len` bytes of the address.
+        check("set_peer", unsafe {
+            sys::wolfSSL_dtls_set_peer(
+                self.ssl.as_ptr(),
+                b.as_mut_ptr() as *mut c_void,
+                b.len() as c_uint,
+            )
+        })
     }
 
     /// Server: the secret that keys DTLS 1.2 HelloVerifyRequest and DTLS 1.3 HelloRetryRequest
