@@ -95,6 +95,19 @@ pub struct Config {
     /// Accepted PSK identities.
     #[serde(default)]
     pub psk: Vec<Psk>,
+    /// Our certificate, for clients that authenticate the server by PKI instead of a PSK.
+    pub certificate: Option<Certificate>,
+}
+
+/// A certificate chain and its key (ECDSA P-256 or ML-DSA-44), PEM or DER, read before the
+/// privileges are dropped (the key may be readable by root only).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    /// Chain file, leaf first.
+    pub chain: PathBuf,
+    /// Private key file.
+    pub key: PathBuf,
 }
 
 /// One PSK identity.
@@ -137,8 +150,8 @@ impl Config {
         {
             return bad("idle_secs must be 1..=86400 and handshake_secs 1..=300".into());
         }
-        if c.psk.is_empty() {
-            return bad("no [[psk]] identity: nobody could connect".into());
+        if c.psk.is_empty() && c.certificate.is_none() {
+            return bad("no [[psk]] and no [certificate]: nobody could connect".into());
         }
         c.psk_table()?;
         Ok(c)
@@ -215,6 +228,8 @@ mod tests {
             "[[psk]]\nidentity = \"a\"\nkey = \"k\"\nkey_hex = \"00\"\n".into(),
             "[[psk]]\nidentity = \"a\"\nkey_hex = \"0g\"\n".into(),
             "[[psk]]\nidentity = \"a\"\n".into(),
+            format!("{OK}[certificate]\nchain = \"c\"\n"),
+            "[certificate]\nchain = \"c\"\nkey = \"k\"\nbogus = 1\n".to_string(),
             format!("{OK}[[psk]]\nidentity = \"a\"\nkey = \"other\"\n"),
         ] {
             assert!(Config::parse(&bad).is_err(), "accepted:\n{bad}");

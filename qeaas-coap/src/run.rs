@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use qeaas::client::AsyncClient;
-use qeaas_wolfssl_sys::{Context, Role, Version};
+use qeaas_wolfssl_sys::{Context, Format, Role, Version};
 use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
@@ -31,17 +31,35 @@ pub enum RunError {
     NoUser(String),
 }
 
-/// The server context: DTLS 1.3 with a fallback to 1.2 (libcoap's clients), our PSKs, and
-/// the post-quantum groups first.
+/// The server context: DTLS 1.3 with a fallback to 1.2 (libcoap's clients), our PSKs, our
+/// certificate if configured, and the post-quantum groups first. Reads the key files, so it
+/// runs before the privileges are dropped.
 pub fn server_context(cfg: &Config) -> Result<Context, RunError> {
     use qeaas_wolfssl_sys::Group::*;
     let mut ctx = Context::new(Role::Server, Version::Any)?;
-    ctx.set_psk_server(
-        cfg.psk_table()
-            .map_err(|e| RunError::Io("config", io::Error::other(e)))?,
-    );
+    let table = cfg
+        .psk_table()
+        .map_err(|e| RunError::Io("config", io::Error::other(e)))?;
+    if !table.is_empty() {
+        ctx.set_psk_server(table);
+    }
+    if let Some(c) = &cfg.certificate {
+        let chain = std::fs::read(&c.chain).map_err(|e| RunError::Io("certificate chain", e))?;
+        let key = std::fs::read(&c.key).map_err(|e| RunError::Io("certificate key", e))?;
+        ctx.use_certificate_chain(&chain, format_of(&chain))?;
+        ctx.use_private_key(&key, format_of(&key))?;
+    }
     ctx.set_groups(&[MlKem512, MlKem768, X25519MlKem768, X25519, P256])?;
     Ok(ctx)
+}
+
+/// PEM if it looks like PEM, else DER.
+fn format_of(data: &[u8]) -> Format {
+    if data.windows(10).any(|w| w == b"-----BEGIN") {
+        Format::Pem
+    } else {
+        Format::Der
+    }
 }
 
 fn random_secret() -> io::Result<Vec<u8>> {
@@ -126,8 +144,8 @@ async fn fetch(
     Err(Unavailable)
 }
 
-/// Serves forever on `sock` (already bound; privileges already dropped).
-pub async fn serve(cfg: Config, sock: std::net::UdpSocket) -> Result<(), RunError> {
+/// Serves forever on `sock` with `ctx` (both made before the privileges were dropped).
+pub async fn serve(cfg: Config, sock: std::net::UdpSocket, ctx: Context) -> Result<(), RunError> {
     sock.set_nonblocking(true)
         .map_err(|e| RunError::Io("udp", e))?;
     let sock = UdpSocket::from_std(sock).map_err(|e| RunError::Io("udp", e))?;
@@ -139,7 +157,7 @@ pub async fn serve(cfg: Config, sock: std::net::UdpSocket) -> Result<(), RunErro
         idle: Duration::from_secs(cfg.idle_secs),
         handshake: Duration::from_secs(cfg.handshake_secs),
     };
-    let mut server = Server::new(server_context(&cfg)?, secret, limits);
+    let mut server = Server::new(ctx, secret, limits);
     let mut client: Option<AsyncClient> = None;
     let mut buf = vec![0u8; 65536];
     let mut tick = tokio::time::interval(Duration::from_millis(250));

@@ -25,7 +25,7 @@ fn libcoap_clients_get_fresh_pool_bytes_over_dtls12_psk() {
     if !clients_present() {
         return;
     }
-    let s = Stack::start("");
+    let s = Stack::start(|_| String::new());
     let mut seen = HashSet::new();
     for client in CLIENTS {
         for _ in 0..2 {
@@ -67,7 +67,7 @@ fn a_wrong_key_or_an_unknown_identity_gets_nothing() {
     if !clients_present() {
         return;
     }
-    let s = Stack::start("");
+    let s = Stack::start(|_| String::new());
     for client in CLIENTS {
         let before = s.served_to_frontend();
         assert_eq!(
@@ -100,7 +100,7 @@ fn the_frontend_runs_as_nobody_without_capabilities() {
     if !require(is_root(), "root (the frontend drops from root to nobody)") {
         return;
     }
-    let s = Stack::start("");
+    let s = Stack::start(|_| String::new());
     let pid = s.coapd.pid();
     assert_eq!(proc_status(pid, "CapEff:"), "0000000000000000");
     assert_eq!(proc_status(pid, "CapPrm:"), "0000000000000000");
@@ -126,12 +126,16 @@ struct Dtls13 {
 
 impl Dtls13 {
     fn connect(port: u16, group: Group, key: &str) -> Result<Dtls13, String> {
+        let mut ctx = Context::new(Role::Client, Version::Dtls13).unwrap();
+        ctx.set_psk_client(ID.as_bytes(), key.as_bytes());
+        Self::connect_ctx(port, group, ctx)
+    }
+
+    fn connect_ctx(port: u16, group: Group, mut ctx: Context) -> Result<Dtls13, String> {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.connect(("127.0.0.1", port)).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let mut ctx = Context::new(Role::Client, Version::Dtls13).unwrap();
-        ctx.set_psk_client(ID.as_bytes(), key.as_bytes());
         ctx.set_groups(&[group]).unwrap();
         let mut s = Session::new(&ctx, sock.peer_addr().unwrap()).unwrap();
         s.use_key_share(group).unwrap();
@@ -197,7 +201,7 @@ impl Dtls13 {
 
 #[test]
 fn dtls13_ml_kem_512_psk_client_on_our_wolfssl_build() {
-    let s = Stack::start("");
+    let s = Stack::start(|_| String::new());
     let mut c = Dtls13::connect(s.port, Group::MlKem512, KEY).expect("handshake");
     assert_eq!(c.s.version().as_deref(), Some("DTLSv1.3"));
     assert_eq!(c.s.group().as_deref(), Some("ML_KEM_512"));
@@ -223,7 +227,7 @@ fn dtls13_ml_kem_512_psk_client_on_our_wolfssl_build() {
 
 #[test]
 fn a_stopped_daemon_gives_5_03_and_no_bytes() {
-    let mut s = Stack::start("");
+    let mut s = Stack::start(|_| String::new());
     let mut c = Dtls13::connect(s.port, Group::X25519, KEY).expect("handshake");
     // Stop qeaasd: the frontend stays up and says 5.03.
     drop(std::mem::replace(
@@ -240,7 +244,7 @@ fn a_stopped_daemon_gives_5_03_and_no_bytes() {
 
 #[test]
 fn garbage_datagrams_create_no_state_and_crash_nothing() {
-    let s = Stack::start("");
+    let s = Stack::start(|_| String::new());
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut junk: Vec<Vec<u8>> = vec![vec![], vec![0x16], vec![0x16, 0xfe, 0xfd], vec![0xff; 1400]];
     // A DTLS 1.2 record header claiming a ClientHello with a bogus length.
@@ -267,4 +271,69 @@ fn garbage_datagrams_create_no_state_and_crash_nothing() {
             .any(|l| l.contains("cookie verified") && l.contains(&format!(":{junk_port}"))),
         "garbage got a session:\n{log}"
     );
+}
+
+fn with_certificate(dir: &std::path::Path) -> String {
+    make_pki(dir);
+    format!(
+        "[certificate]\nchain = {:?}\nkey = {:?}\n",
+        dir.join("srv.pem"),
+        dir.join("srv.key")
+    )
+}
+
+#[test]
+fn libcoap_clients_with_ecdsa_certificates_verified_or_not() {
+    if !clients_present() || !require(have("openssl"), "openssl (certificate generation)") {
+        return;
+    }
+    let s = Stack::start(with_certificate);
+    let p = |f: &str| s.dir.path().join(f).display().to_string();
+    let (cli, key, ca, other) = (p("cli.pem"), p("cli.key"), p("ca.pem"), p("other-ca.pem"));
+    let mut seen = HashSet::new();
+    for client in CLIENTS {
+        for auth in [
+            vec!["-c", &cli, "-j", &key, "-n"],
+            vec!["-c", &cli, "-j", &key, "-R", &ca],
+        ] {
+            let before = s.served_to_frontend();
+            let b = s
+                .coap_client_args(client, &auth, "entropy")
+                .unwrap_or_else(|| panic!("{client} {auth:?}: nothing; log:\n{}", s.log()));
+            assert_eq!(b.len(), 32);
+            assert!(seen.insert(b));
+            assert_eq!(s.served_to_frontend() - before, 32);
+        }
+        // Verification is real: a client trusting another CA refuses our server.
+        let before = s.served_to_frontend();
+        assert_eq!(
+            s.coap_client_args(client, &["-c", &cli, "-j", &key, "-R", &other], "entropy"),
+            None,
+            "{client}"
+        );
+        assert_eq!(s.served_to_frontend(), before);
+    }
+    assert!(s.log().contains("cipher=\"ECDHE-ECDSA-"), "{}", s.log());
+}
+
+#[test]
+fn dtls13_ml_kem_512_with_a_verified_ecdsa_certificate() {
+    if !require(have("openssl"), "openssl (certificate generation)") {
+        return;
+    }
+    let s = Stack::start(with_certificate);
+    let ca = std::fs::read(s.dir.path().join("ca.pem")).unwrap();
+    let mut ctx = Context::new(Role::Client, Version::Dtls13).unwrap();
+    ctx.verify_peer(&ca, qeaas_wolfssl_sys::Format::Pem)
+        .unwrap();
+    let mut c = Dtls13::connect_ctx(s.port, Group::MlKem512, ctx).expect("handshake");
+    assert_eq!(c.s.version().as_deref(), Some("DTLSv1.3"));
+    assert_eq!(c.s.group().as_deref(), Some("ML_KEM_512"));
+    assert_eq!(c.get(1, "entropy").payload.len(), 32);
+    // The same server against a client trusting another CA: refused.
+    let other = std::fs::read(s.dir.path().join("other-ca.pem")).unwrap();
+    let mut ctx = Context::new(Role::Client, Version::Dtls13).unwrap();
+    ctx.verify_peer(&other, qeaas_wolfssl_sys::Format::Pem)
+        .unwrap();
+    assert!(Dtls13::connect_ctx(s.port, Group::MlKem512, ctx).is_err());
 }

@@ -46,6 +46,14 @@ fn main() -> ExitCode {
             return ExitCode::from(71); // EX_OSERR
         }
     };
+    // Credentials are read while we may still read root-only key files.
+    let ctx = match qeaas_coap::run::server_context(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("qeaas-coapd: {e}");
+            return ExitCode::from(78);
+        }
+    };
     if let Err(e) = qeaas_coap::run::drop_privileges(&cfg.user) {
         eprintln!("qeaas-coapd: {e}");
         return ExitCode::from(77); // EX_NOPERM
@@ -60,7 +68,7 @@ fn main() -> ExitCode {
             return ExitCode::from(71);
         }
     };
-    match rt.block_on(qeaas_coap::run::serve(cfg, sock)) {
+    match rt.block_on(qeaas_coap::run::serve(cfg, sock, ctx)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("qeaas-coapd: {e}");

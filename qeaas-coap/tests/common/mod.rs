@@ -134,7 +134,7 @@ pub struct Stack {
 
 impl Stack {
     /// Starts everything; `coapd_extra` is appended to the frontend's config.
-    pub fn start(coapd_extra: &str) -> Stack {
+    pub fn start(coapd_extra: impl FnOnce(&Path) -> String) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         // The frontend drops to `nobody` and must still reach the daemon's socket in here.
         std::fs::set_permissions(
@@ -191,7 +191,8 @@ impl Stack {
             &ccfg,
             format!(
                 "listen = \"127.0.0.1:{port}\"\nsocket = {socket:?}\nuser = \"nobody\"\nhandshake_secs = 3\n\
-                 {coapd_extra}\n[[psk]]\nidentity = \"{ID}\"\nkey = \"{KEY}\"\n"
+                 [[psk]]\nidentity = \"{ID}\"\nkey = \"{KEY}\"\n{}\n",
+                coapd_extra(dir.path())
             ),
         )
         .unwrap();
@@ -251,12 +252,17 @@ impl Stack {
     /// Runs `client` (coap-client-gnutls or -openssl) with PSK `id`/`key` for `path`; the
     /// payload, from `-o`, or None when nothing was written.
     pub fn coap_client(&self, client: &str, id: &str, key: &str, path: &str) -> Option<Vec<u8>> {
+        self.coap_client_args(client, &["-u", id, "-k", key], path)
+    }
+
+    /// Runs `client` with `auth` arguments (PSK or certificates).
+    pub fn coap_client_args(&self, client: &str, auth: &[&str], path: &str) -> Option<Vec<u8>> {
         let out = self.dir.path().join(format!("out-{}", rand_suffix()));
         // The exit status is not used: libcoap's clients exit 0 on some failures.
         let _ = Command::new("timeout")
-            .args([
-                "20", client, "-m", "get", "-B", "4", "-u", id, "-k", key, "-o",
-            ])
+            .args(["20", client, "-m", "get", "-B", "4"])
+            .args(auth)
+            .arg("-o")
             .arg(&out)
             .arg(self.url(path))
             .stdout(Stdio::null())
@@ -292,4 +298,74 @@ pub fn scrape(addr: &str) -> Option<String> {
     s.read_to_string(&mut body).ok()?;
     let (head, body) = body.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// An ECDSA P-256 test PKI made with Debian's `openssl`: `ca.pem`, `srv.pem`/`srv.key` (SAN
+/// IP:127.0.0.1), `cli.pem`/`cli.key`, and an unrelated `other-ca.pem`.
+pub fn make_pki(dir: &Path) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let (k, c) = (format!("{ca}.key"), format!("{ca}.pem"));
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                &k,
+                "-out",
+                &c,
+                "-days",
+                "2",
+                "-subj",
+                "/CN=qeaas test CA",
+            ],
+        ]
+        .concat());
+    }
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    for n in ["srv", "cli"] {
+        let (k, r, c) = (format!("{n}.key"), format!("{n}.csr"), format!("{n}.pem"));
+        run(&[
+            &["req"][..],
+            &ec,
+            &["-keyout", &k, "-out", &r, "-subj", "/CN=127.0.0.1"],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &r,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &c,
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ]);
+    }
+    // The frontend reads its key before dropping to nobody; the clients run as root.
 }
