@@ -337,3 +337,28 @@ fn dtls13_ml_kem_512_with_a_verified_ecdsa_certificate() {
         .unwrap();
     assert!(Dtls13::connect_ctx(s.port, Group::MlKem512, ctx).is_err());
 }
+
+#[test]
+fn dtls13_ml_kem_512_with_a_verified_ml_dsa_44_certificate() {
+    let mut key = qeaas_wolfssl_sys::MlDsa44::generate().unwrap();
+    let cert = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, "qeaas-coapd", 7).unwrap();
+    let key_der = key.private_der().unwrap();
+    let s = Stack::start(|dir| {
+        std::fs::write(dir.join("mldsa.der"), &cert).unwrap();
+        std::fs::write(dir.join("mldsa-key.der"), &key_der).unwrap();
+        format!(
+            "[certificate]\nchain = {:?}\nkey = {:?}\n",
+            dir.join("mldsa.der"),
+            dir.join("mldsa-key.der")
+        )
+    });
+    let mut ctx = Context::new(Role::Client, Version::Dtls13).unwrap();
+    ctx.verify_peer(&cert, qeaas_wolfssl_sys::Format::Der)
+        .unwrap();
+    let mut c = Dtls13::connect_ctx(s.port, Group::MlKem512, ctx).expect("handshake");
+    assert_eq!(c.s.version().as_deref(), Some("DTLSv1.3"));
+    assert_eq!(c.s.group().as_deref(), Some("ML_KEM_512"));
+    let before = s.served_to_frontend();
+    assert_eq!(c.get(1, "entropy").payload.len(), 32);
+    assert_eq!(s.served_to_frontend() - before, 32);
+}

@@ -9,5 +9,6 @@
 #![deny(unsafe_code)]
 
 pub mod wolf;
+pub mod x509;
 
-pub use wolf::{Context, Error, Format, Group, Progress, Role, Session, Version};
+pub use wolf::{Context, Error, Format, Group, MlDsa44, Progress, Role, Session, Version};

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use qeaas_wolfssl_sys::{Context, Group, Progress, Role, Session, Version};
+use qeaas_wolfssl_sys::{Context, Format, Group, Progress, Role, Session, Version};
 
 const ID: &[u8] = b"device-1";
 const KEY: &[u8] = b"0123456789abcdef";
@@ -196,4 +196,30 @@ fn garbage_never_gets_past_the_stateless_listener() {
         l.feed(d);
         assert!(!matches!(l.accept_stateless(), Ok(true)));
     }
+}
+
+#[test]
+fn dtls13_ml_kem_512_with_a_verified_ml_dsa_44_certificate() {
+    let mut key = qeaas_wolfssl_sys::MlDsa44::generate().unwrap();
+    let cert = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, "qeaas test", 1).unwrap();
+    let mut sctx = Context::new(Role::Server, Version::Dtls13).unwrap();
+    sctx.use_certificate_chain(&cert, Format::Der).unwrap();
+    sctx.use_private_key(&key.private_der().unwrap(), Format::Der)
+        .unwrap();
+    sctx.set_groups(&[Group::MlKem512]).unwrap();
+    let verified_client = |ca: &[u8]| {
+        let mut c = Context::new(Role::Client, Version::Dtls13).unwrap();
+        c.verify_peer(ca, Format::Der).unwrap();
+        c.set_groups(&[Group::MlKem512]).unwrap();
+        let mut s = Session::new(&c, addr(1)).unwrap();
+        s.use_key_share(Group::MlKem512).unwrap();
+        s
+    };
+    let (mut s, mut c, _) = handshake(&sctx, verified_client(&cert)).unwrap();
+    assert_eq!(c.group().as_deref(), Some("ML_KEM_512"));
+    echo(&mut s, &mut c);
+    // A client trusting another ML-DSA key refuses this server.
+    let mut other = qeaas_wolfssl_sys::MlDsa44::generate().unwrap();
+    let other_ca = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut other, "other", 2).unwrap();
+    assert!(handshake(&sctx, verified_client(&other_ca)).is_err());
 }
