@@ -6,6 +6,10 @@
 //! `wolfssl-sys` 5.3.0 (never built itself). The safe, sans-IO API lives here rather than in a
 //! separate crate so that every `unsafe` line of the project's TLS stack sits in one module,
 //! [`wolf`], next to the declarations it relies on; dependents (`qeaas-coap`) forbid unsafe code.
+//!
+//! The C build and `user_settings.h` cover the bare-metal riscv32imc client too (build.rs picks
+//! the device section for `riscv32*` targets); this Rust wrapper uses `std` and is for the host.
+//! The firmware will declare the few client functions it needs itself.
 #![deny(unsafe_code)]
 
 pub mod wolf;

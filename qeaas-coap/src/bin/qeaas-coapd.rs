@@ -31,7 +31,20 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("qeaas-coapd: {}: {e}", args.config.display());
-            return ExitCode::from(78); // EX_CONFIG
+            // As qeaasd: 66 (EX_NOINPUT) for an unreadable file, 78 (EX_CONFIG) for a bad one.
+            return ExitCode::from(match e {
+                qeaas_coap::config::ConfigError::Read(..) => 66,
+                _ => 78,
+            });
+        }
+    };
+    // Credentials are read while we may still read root-only key files (check-config loads
+    // them too, so a bad certificate or key is caught there).
+    let ctx = match qeaas_coap::run::server_context(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("qeaas-coapd: {e}");
+            return ExitCode::from(78);
         }
     };
     if args.command == "check-config" {
@@ -44,14 +57,6 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("qeaas-coapd: bind {}: {e}", cfg.listen);
             return ExitCode::from(71); // EX_OSERR
-        }
-    };
-    // Credentials are read while we may still read root-only key files.
-    let ctx = match qeaas_coap::run::server_context(&cfg) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("qeaas-coapd: {e}");
-            return ExitCode::from(78);
         }
     };
     if let Err(e) = qeaas_coap::run::drop_privileges(&cfg.user) {
