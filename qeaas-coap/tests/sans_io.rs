@@ -185,3 +185,24 @@ fn entropy_is_fetched_once_per_request_and_duplicates_are_replayed() {
     srv.on_tick(now + Duration::from_secs(31));
     assert_eq!(srv.peers(), 0);
 }
+
+#[test]
+fn two_peers_interleaved_before_their_cookies_share_the_listener() {
+    let mut srv = server(Limits {
+        max_handshakes: 4,
+        ..limits()
+    });
+    let now = Instant::now();
+    let (a, mut ca) = client(40010);
+    let (b, mut cb) = client(40011);
+    ca.handshake().unwrap();
+    cb.handshake().unwrap();
+    assert_eq!(step(&mut srv, a, &mut ca, now).0, 1);
+    assert_eq!(step(&mut srv, b, &mut cb, now).0, 1);
+    assert_eq!(srv.peers(), 0);
+    // Each answers its own retry; both cookies verify against the one listener secret.
+    assert!(handshake(&mut srv, b, &mut cb, now));
+    assert!(handshake(&mut srv, a, &mut ca, now));
+    assert_eq!(srv.peers(), 2);
+    assert_eq!(srv.counters().handshakes, 2);
+}
