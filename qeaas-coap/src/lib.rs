@@ -1,0 +1,14 @@
+//! `qeaas-coapd`: CoAP over DTLS in front of qeaasd, as an unprivileged client of its local
+//! socket. `GET /entropy?n=N` returns N fresh pool bytes (default 32), `/.well-known/core`
+//! lists it. DTLS 1.2 (PSK-AES128-CCM-8 for libcoap clients) and DTLS 1.3 with ML-KEM, via
+//! wolfSSL ([`qeaas_wolfssl_sys`]).
+//!
+//! - [`coap`]: resource logic, sans-IO.
+//! - [`server`]: DTLS sessions and the stateless cookie listener, sans-IO.
+//! - [`run`]: the tokio UDP loop, the daemon client, dropping privileges.
+#![forbid(unsafe_code)]
+
+pub mod coap;
+pub mod config;
+pub mod run;
+pub mod server;

@@ -1,0 +1,192 @@
+//! The I/O shell: one UDP socket, one tokio task, the daemon's local socket.
+//!
+//! Requests are served one at a time: while the daemon is asked for bytes (at most `wait_ms`)
+//! no other datagram is read. That keeps every piece of state in one place with no locks; the
+//! daemon answers from a ready queue in microseconds.
+
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use qeaas::client::AsyncClient;
+use qeaas_wolfssl_sys::{Context, Format, Role, Version};
+use tokio::net::UdpSocket;
+use tracing::{info, warn};
+
+use crate::coap::Unavailable;
+use crate::config::Config;
+use crate::server::{Limits, Out, Server};
+
+/// Why the frontend stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Socket or privilege operation failed.
+    #[error("{0}: {1}")]
+    Io(&'static str, io::Error),
+    /// wolfSSL refused the configuration.
+    #[error(transparent)]
+    Tls(#[from] qeaas_wolfssl_sys::Error),
+    /// The configured user does not exist.
+    #[error("user {0:?} not found in /etc/passwd")]
+    NoUser(String),
+}
+
+/// The server context: DTLS 1.3 with a fallback to 1.2 (libcoap's clients), our PSKs, our
+/// certificate if configured, and the post-quantum groups first. Reads the key files, so it
+/// runs before the privileges are dropped.
+pub fn server_context(cfg: &Config) -> Result<Context, RunError> {
+    use qeaas_wolfssl_sys::Group::*;
+    let mut ctx = Context::new(Role::Server, Version::Any)?;
+    let table = cfg
+        .psk_table()
+        .map_err(|e| RunError::Io("config", io::Error::other(e)))?;
+    if !table.is_empty() {
+        ctx.set_psk_server(table);
+    }
+    if let Some(c) = &cfg.certificate {
+        let chain = std::fs::read(&c.chain).map_err(|e| RunError::Io("certificate chain", e))?;
+        let key = std::fs::read(&c.key).map_err(|e| RunError::Io("certificate key", e))?;
+        ctx.use_certificate_chain(&chain, format_of(&chain))?;
+        ctx.use_private_key(&key, format_of(&key))?;
+    }
+    ctx.set_groups(&[MlKem512, MlKem768, X25519MlKem768, X25519, P256])?;
+    Ok(ctx)
+}
+
+/// PEM if it looks like PEM, else DER.
+fn format_of(data: &[u8]) -> Format {
+    if data.windows(10).any(|w| w == b"-----BEGIN") {
+        Format::Pem
+    } else {
+        Format::Der
+    }
+}
+
+fn random_secret() -> io::Result<Vec<u8>> {
+    // The cookie key needs no pool bytes: it is not entropy served to anyone.
+    let mut b = vec![0u8; 32];
+    io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut b)?;
+    Ok(b)
+}
+
+/// `(uid, gid)` of `user` from /etc/passwd (no NSS: system users are local).
+fn lookup(user: &str) -> Option<(u32, u32)> {
+    let t = std::fs::read_to_string("/etc/passwd").ok()?;
+    t.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 4 && f[0] == user).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+    })
+}
+
+/// When root: become `user` with no supplementary groups and no capabilities at all, and no
+/// way back (no_new_privs). Must run before any other thread exists: the set*id calls here
+/// change only the calling thread.
+pub fn drop_privileges(user: &str) -> Result<(), RunError> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    let (uid, gid) = lookup(user).ok_or_else(|| RunError::NoUser(user.into()))?;
+    if uid == 0 {
+        return Err(RunError::Io(
+            "user",
+            io::Error::other("refusing to run as uid 0"),
+        ));
+    }
+    // Bounding set first, while we still hold CAP_SETPCAP; keep only what the switch needs.
+    qeaas::privsep::drop_capabilities(&[
+        caps::Capability::CAP_SETUID,
+        caps::Capability::CAP_SETGID,
+    ])
+    .map_err(|e| RunError::Io("capabilities", e))?;
+    let g = rustix::process::Gid::from_raw(gid);
+    rustix::thread::set_thread_groups(&[]).map_err(|e| RunError::Io("setgroups", e.into()))?;
+    rustix::thread::set_thread_res_gid(g, g, g).map_err(|e| RunError::Io("setgid", e.into()))?;
+    let u = rustix::process::Uid::from_raw(uid);
+    // Leaving uid 0 clears the permitted and effective sets (no keep-caps).
+    rustix::thread::set_thread_res_uid(u, u, u).map_err(|e| RunError::Io("setuid", e.into()))?;
+    qeaas::privsep::drop_capabilities(&[]).map_err(|e| RunError::Io("capabilities", e))?;
+    info!(user, uid, gid, "privileges dropped");
+    Ok(())
+}
+
+async fn fetch(
+    client: &mut Option<AsyncClient>,
+    path: &Path,
+    n: usize,
+    wait_ms: u16,
+) -> Result<Vec<u8>, Unavailable> {
+    let len = u16::try_from(n).map_err(|_| Unavailable)?;
+    for _ in 0..2 {
+        if client.is_none() {
+            match AsyncClient::connect(path).await {
+                Ok(c) => *client = Some(c),
+                Err(e) => {
+                    warn!("qeaasd socket {}: {e}", path.display());
+                    return Err(Unavailable);
+                }
+            }
+        }
+        let c = client.as_mut().expect("connected above");
+        match c.get(len, wait_ms).await {
+            Ok(b) => return Ok(b),
+            Err(e) if e.status().is_some() => {
+                // The daemon said no (not enough entropy, failed source): 5.03.
+                warn!("qeaasd: {e}");
+                return Err(Unavailable);
+            }
+            Err(e) => {
+                // Broken connection (daemon restarted): reconnect once.
+                warn!("qeaasd: {e}");
+                *client = None;
+            }
+        }
+    }
+    Err(Unavailable)
+}
+
+/// Serves forever on `sock` with `ctx` (both made before the privileges were dropped).
+pub async fn serve(cfg: Config, sock: std::net::UdpSocket, ctx: Context) -> Result<(), RunError> {
+    sock.set_nonblocking(true)
+        .map_err(|e| RunError::Io("udp", e))?;
+    let sock = UdpSocket::from_std(sock).map_err(|e| RunError::Io("udp", e))?;
+    let secret = random_secret().map_err(|e| RunError::Io("/dev/urandom", e))?;
+    let limits = Limits {
+        max_bytes: cfg.max_bytes,
+        max_sessions: cfg.max_sessions,
+        max_handshakes: cfg.max_handshakes,
+        idle: Duration::from_secs(cfg.idle_secs),
+        handshake: Duration::from_secs(cfg.handshake_secs),
+    };
+    let mut server = Server::new(ctx, secret, limits);
+    let mut client: Option<AsyncClient> = None;
+    let mut buf = vec![0u8; 65536];
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    info!(listen = %sock.local_addr().map_err(|e| RunError::Io("udp", e))?, "serving CoAP over DTLS");
+    loop {
+        let outs = tokio::select! {
+            r = sock.recv_from(&mut buf) => match r {
+                Ok((n, from)) => server.on_datagram(from, &buf[..n], Instant::now()),
+                Err(e) => {
+                    // ICMP errors surface here on Linux; they concern one peer, not us.
+                    warn!("recv: {e}");
+                    continue;
+                }
+            },
+            _ = tick.tick() => server.on_tick(Instant::now()),
+        };
+        let mut queue: std::collections::VecDeque<Out> = outs.into();
+        while let Some(o) = queue.pop_front() {
+            match o {
+                Out::Send(to, d) => {
+                    if let Err(e) = sock.send_to(&d, to).await {
+                        warn!(%to, "send: {e}");
+                    }
+                }
+                Out::Fetch(f) => {
+                    let r = fetch(&mut client, &cfg.socket, f.exchange.n, cfg.wait_ms).await;
+                    queue.extend(server.complete(f, r, Instant::now()));
+                }
+            }
+        }
+    }
+}

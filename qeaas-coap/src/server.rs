@@ -1,0 +1,346 @@
+//! The DTLS side of the frontend, sans-IO: datagrams and `now` in, datagrams and entropy
+//! fetches out. [`crate::run`] drives it from one tokio UDP socket.
+//!
+//! No per-peer state exists before a peer proves its address: every datagram from an unknown
+//! address goes to one shared *listener* session that answers a ClientHello without a valid
+//! cookie with a HelloVerifyRequest (DTLS 1.2) or HelloRetryRequest (DTLS 1.3) and keeps
+//! nothing. Only a ClientHello carrying a valid cookie turns the listener into that peer's
+//! session (a fresh listener replaces it). Handshakes in flight and sessions are capped.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use qeaas_wolfssl_sys::{Context, Error as TlsError, Progress, Session};
+use tracing::{debug, info};
+
+use crate::coap::{Action, Endpoint, Exchange, Unavailable};
+
+/// Limits, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest `n=`.
+    pub max_bytes: usize,
+    /// Established sessions.
+    pub max_sessions: usize,
+    /// Handshakes past the cookie.
+    pub max_handshakes: usize,
+    /// Idle timeout of an established session.
+    pub idle: Duration,
+    /// Deadline of a handshake.
+    pub handshake: Duration,
+}
+
+/// Something for the I/O loop to do.
+#[derive(Debug)]
+pub enum Out {
+    /// Send a datagram.
+    Send(SocketAddr, Vec<u8>),
+    /// Get `exchange.n` bytes from qeaasd, then call [`Server::complete`].
+    Fetch(Fetch),
+}
+
+/// A request waiting for the daemon.
+#[derive(Debug)]
+pub struct Fetch {
+    /// The peer.
+    pub peer: SocketAddr,
+    /// The decrypted request (for duplicate detection).
+    request: Vec<u8>,
+    /// The CoAP exchange.
+    pub exchange: Exchange,
+}
+
+/// Counters for logs and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// Handshakes failed after the cookie (wrong key, unknown identity...).
+    pub failed: u64,
+    /// Pool bytes sent to peers (first transmissions only).
+    pub bytes_served: u64,
+    /// Datagrams dropped because a cap was reached.
+    pub dropped_at_cap: u64,
+}
+
+struct Peer {
+    session: Session,
+    established: bool,
+    started: Instant,
+    last: Instant,
+    timer: Instant,
+    coap: Endpoint,
+}
+
+/// All DTLS and CoAP state of the frontend.
+pub struct Server {
+    ctx: Context,
+    secret: Vec<u8>,
+    listener: Option<Session>,
+    peers: HashMap<SocketAddr, Peer>,
+    limits: Limits,
+    /// Seeds CoAP message ids per peer (they need only be unique per endpoint).
+    mid_seed: u16,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("peers", &self.peers.len())
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+/// Largest decrypted CoAP message we accept.
+const MAX_PLAIN: usize = 1500;
+
+impl Server {
+    /// `ctx`: a server context with credentials; `secret`: the cookie key (random per run).
+    pub fn new(ctx: Context, secret: Vec<u8>, limits: Limits) -> Server {
+        Server {
+            ctx,
+            secret,
+            listener: None,
+            peers: HashMap::new(),
+            limits,
+            mid_seed: 1,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Peers with state (handshaking or established).
+    pub fn peers(&self) -> usize {
+        self.peers.len()
+    }
+
+    fn handshaking(&self) -> usize {
+        self.peers.values().filter(|p| !p.established).count()
+    }
+
+    fn listener(&mut self, from: SocketAddr) -> Result<&mut Session, TlsError> {
+        if self.listener.is_none() {
+            let mut l = Session::new(&self.ctx, from)?;
+            l.set_cookie_secret(&self.secret)?;
+            self.listener = Some(l);
+        }
+        let l = self.listener.as_mut().expect("set above");
+        l.set_peer(from)?;
+        Ok(l)
+    }
+
+    /// One datagram from `from`.
+    pub fn on_datagram(&mut self, from: SocketAddr, data: &[u8], now: Instant) -> Vec<Out> {
+        let mut out = Vec::new();
+        if self.peers.contains_key(&from) {
+            self.on_peer_datagram(from, data, now, &mut out);
+            return out;
+        }
+        if self.peers.len() >= self.limits.max_sessions {
+            // Not even a cookie: answering would let a flood cost us CPU for nothing.
+            self.counters.dropped_at_cap += 1;
+            return out;
+        }
+        let l = match self.listener(from) {
+            Ok(l) => l,
+            Err(e) => {
+                debug!(%from, "listener: {e}");
+                self.listener = None;
+                return out;
+            }
+        };
+        l.feed(data);
+        let verified = l.accept_stateless();
+        for d in l.take_datagrams() {
+            out.push(Out::Send(from, d));
+        }
+        match verified {
+            Ok(false) => {}
+            Ok(true) => {
+                let session = self.listener.take().expect("listener present");
+                if self.handshaking() >= self.limits.max_handshakes {
+                    // The client will retransmit and may get in once others finish.
+                    self.counters.dropped_at_cap += 1;
+                    return out;
+                }
+                debug!(%from, "cookie verified: new session");
+                self.mid_seed = self.mid_seed.wrapping_add(0x1001);
+                self.peers.insert(
+                    from,
+                    Peer {
+                        session,
+                        established: false,
+                        started: now,
+                        last: now,
+                        timer: now,
+                        coap: Endpoint::new(self.limits.max_bytes, self.mid_seed),
+                    },
+                );
+                // The ClientHello was consumed; continue with our flight.
+                self.on_peer_datagram(from, &[], now, &mut out);
+            }
+            Err(e) => {
+                // Garbage or a fatal alert: start over with a fresh listener, keep nothing.
+                debug!(%from, "stateless accept: {e}");
+                self.listener = None;
+            }
+        }
+        out
+    }
+
+    fn on_peer_datagram(
+        &mut self,
+        from: SocketAddr,
+        data: &[u8],
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(p) = self.peers.get_mut(&from) else {
+            return;
+        };
+        if !data.is_empty() {
+            p.session.feed(data);
+        }
+        p.last = now;
+        let mut drop_peer = false;
+        if !p.established {
+            match p.session.handshake() {
+                Ok(Progress::Done) => {
+                    p.established = true;
+                    self.counters.handshakes += 1;
+                    info!(
+                        peer = %from,
+                        version = p.session.version().unwrap_or_default(),
+                        cipher = p.session.cipher().unwrap_or_default(),
+                        group = p.session.group().unwrap_or_default(),
+                        identity = p.session.psk_identity().unwrap_or_default(),
+                        "handshake done"
+                    );
+                }
+                Ok(Progress::WantRead) => {
+                    p.timer = now + Duration::from_secs(u64::from(p.session.timeout_secs()));
+                }
+                Err(e) => {
+                    info!(peer = %from, "handshake failed: {e}");
+                    self.counters.failed += 1;
+                    drop_peer = true;
+                }
+            }
+        }
+        if p.established && !drop_peer {
+            let mut buf = vec![0u8; MAX_PLAIN];
+            loop {
+                match p.session.read(&mut buf) {
+                    Ok(Some(n)) => {
+                        let req = &buf[..n];
+                        if let Some(r) = p.coap.cached(req, now) {
+                            if p.session.write(&r).is_err() {
+                                drop_peer = true;
+                                break;
+                            }
+                            continue;
+                        }
+                        match p.coap.handle(req) {
+                            Action::Ignore => {}
+                            Action::Reply(r) => {
+                                p.coap.remember(req, &r, now);
+                                if r.is_empty() || p.session.write(&r).is_err() {
+                                    drop_peer = true;
+                                    break;
+                                }
+                            }
+                            Action::Entropy(exchange) => out.push(Out::Fetch(Fetch {
+                                peer: from,
+                                request: req.to_vec(),
+                                exchange,
+                            })),
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        debug!(peer = %from, "session ends: {e}");
+                        drop_peer = true;
+                        break;
+                    }
+                }
+            }
+        }
+        for d in p.session.take_datagrams() {
+            out.push(Out::Send(from, d));
+        }
+        if drop_peer {
+            self.peers.remove(&from);
+        }
+    }
+
+    /// The daemon answered `fetch`: encrypt and send the CoAP response.
+    pub fn complete(
+        &mut self,
+        fetch: Fetch,
+        bytes: Result<Vec<u8>, Unavailable>,
+        now: Instant,
+    ) -> Vec<Out> {
+        let mut out = Vec::new();
+        let Some(p) = self.peers.get_mut(&fetch.peer) else {
+            // The session ended meanwhile: the bytes are dropped, never given to anyone else.
+            return out;
+        };
+        let served = bytes.as_ref().map(Vec::len).unwrap_or(0);
+        let ok = bytes.as_ref().is_ok_and(|b| b.len() == fetch.exchange.n);
+        let r = fetch.exchange.finish(bytes);
+        p.coap.remember(&fetch.request, &r, now);
+        if p.session.write(&r).is_ok() {
+            if ok {
+                self.counters.bytes_served += served as u64;
+            }
+        } else {
+            p.session.take_datagrams();
+            self.peers.remove(&fetch.peer);
+            return out;
+        }
+        for d in p.session.take_datagrams() {
+            out.push(Out::Send(fetch.peer, d));
+        }
+        out
+    }
+
+    /// Timers: handshake retransmissions and deadlines, idle sessions.
+    pub fn on_tick(&mut self, now: Instant) -> Vec<Out> {
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for (a, p) in self.peers.iter_mut() {
+            if p.established {
+                if now.saturating_duration_since(p.last) >= self.limits.idle {
+                    p.session.close();
+                    gone.push(*a);
+                }
+            } else if now.saturating_duration_since(p.started) >= self.limits.handshake {
+                // A wrong PSK shows up here in DTLS 1.2: the client's Finished does not
+                // decrypt and is silently discarded, as records that fail to decrypt must be.
+                info!(peer = %a, "handshake timed out");
+                self.counters.failed += 1;
+                gone.push(*a);
+            } else if now >= p.timer {
+                if p.session.on_timeout().is_err() {
+                    gone.push(*a);
+                }
+                p.timer = now + Duration::from_secs(u64::from(p.session.timeout_secs()));
+            }
+            for d in p.session.take_datagrams() {
+                out.push(Out::Send(*a, d));
+            }
+        }
+        for a in gone {
+            debug!(peer = %a, "session expired");
+            self.peers.remove(&a);
+        }
+        out
+    }
+}

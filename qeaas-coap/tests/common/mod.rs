@@ -1,0 +1,371 @@
+//! Black-box harness: a simulated Quantis (`qeaas-sim`), `qeaasd` reading it, and
+//! `qeaas-coapd` in front, each a real process in a directory of its own. The root crate's
+//! binaries are built by a nested `cargo build` (as openssl-provider's tests do).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const COAPD: &str = env!("CARGO_BIN_EXE_qeaas-coapd");
+pub const ID: &str = "device-1";
+pub const KEY: &str = "correct horse battery";
+
+/// CI (root, setup-debian.sh run) must have everything; elsewhere a test says why it skips.
+pub fn require(cond: bool, what: &str) -> bool {
+    if cond {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("CI must provide {what}");
+    }
+    eprintln!("SKIPPED: needs {what}");
+    false
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `target/<profile>`.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// `qeaasd` or `qeaas-sim` from the root crate, built once per test binary.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .join("Cargo.toml");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--bins", "-p", "qeaas", "--manifest-path"])
+            .arg(root);
+        if profile_dir().file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        assert!(
+            cmd.status().expect("run cargo build").success(),
+            "cargo build -p qeaas failed"
+        );
+    });
+    let p = profile_dir().join(name);
+    assert!(p.exists(), "{} not built", p.display());
+    p
+}
+
+/// A child killed (and reaped) on drop.
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The three processes. Dropped in field order: the frontend, the daemon, the simulator.
+pub struct Stack {
+    pub coapd: Proc,
+    pub daemon: Proc,
+    pub sim: Proc,
+    pub port: u16,
+    pub metrics: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// Starts everything; `coapd_extra` is appended to the frontend's config.
+    pub fn start(coapd_extra: impl FnOnce(&Path) -> String) -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        // The frontend drops to `nobody` and must still reach the daemon's socket in here.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let fifo = dir.path().join("qrandom0");
+        let sim = Proc(
+            Command::new(bin("qeaas-sim"))
+                .arg("--fifo")
+                .arg(&fifo)
+                .args(["--rate", "4M"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start qeaas-sim"),
+        );
+        assert!(
+            wait_until(Duration::from_secs(10), || fifo.exists()),
+            "no simulator pipe"
+        );
+        let socket = dir.path().join("entropy.sock");
+        let metrics = format!("127.0.0.1:{}", free_tcp_port());
+        let cfg = dir.path().join("qeaasd.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[socket]\npath = {socket:?}\nmode = 0o666\n\n[metrics]\nlisten = \"{metrics}\"\n\n\
+                 [kernel]\nenable = false\n\n[[source]]\nname = \"qsim\"\nkind = \"quantis\"\n\
+                 path = {fifo:?}\nretry_secs = 1\n"
+            ),
+        )
+        .unwrap();
+        let daemon = Proc(
+            Command::new(bin("qeaasd"))
+                .arg("-c")
+                .arg(&cfg)
+                .arg("run")
+                .env("QEAAS_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join("qeaasd.log")).unwrap())
+                .spawn()
+                .expect("start qeaasd"),
+        );
+        assert!(
+            wait_until(Duration::from_secs(20), || socket.exists()
+                && scrape(&metrics).is_some()),
+            "qeaasd did not come up"
+        );
+        let port = free_udp_port();
+        let ccfg = dir.path().join("coapd.toml");
+        std::fs::write(
+            &ccfg,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\nsocket = {socket:?}\nuser = \"nobody\"\nhandshake_secs = 3\n\
+                 [[psk]]\nidentity = \"{ID}\"\nkey = \"{KEY}\"\n{}\n",
+                coapd_extra(dir.path())
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("coapd.log");
+        let coapd = Proc(
+            Command::new(COAPD)
+                .arg("-c")
+                .arg(&ccfg)
+                .env("QEAAS_LOG", "debug")
+                .env("NO_COLOR", "1")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("start qeaas-coapd"),
+        );
+        let s = Stack {
+            coapd,
+            daemon,
+            sim,
+            port,
+            metrics,
+            dir,
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || s
+                .log()
+                .contains("serving CoAP over DTLS")),
+            "qeaas-coapd did not come up; log:\n{}",
+            s.log()
+        );
+        s
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("coapd.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("coaps://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// Pool bytes the daemon handed to the frontend's uid, from the daemon's own metrics.
+    pub fn served_to_frontend(&self) -> u64 {
+        let uid = proc_status(self.coapd.pid(), "Uid:")
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        let text = scrape(&self.metrics).expect("metrics");
+        let series = format!("qeaas_served_bytes_total{{client=\"uid:{uid}\",face=\"socket\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map(|v| v.trim().parse::<f64>().unwrap() as u64)
+            .unwrap_or(0)
+    }
+
+    /// Runs `client` (coap-client-gnutls or -openssl) with PSK `id`/`key` for `path`; the
+    /// payload, from `-o`, or None when nothing was written.
+    pub fn coap_client(&self, client: &str, id: &str, key: &str, path: &str) -> Option<Vec<u8>> {
+        self.coap_client_args(client, &["-u", id, "-k", key], path)
+    }
+
+    /// Runs `client` with `auth` arguments (PSK or certificates).
+    pub fn coap_client_args(&self, client: &str, auth: &[&str], path: &str) -> Option<Vec<u8>> {
+        let out = self.dir.path().join(format!("out-{}", rand_suffix()));
+        // The exit status is not used: libcoap's clients exit 0 on some failures.
+        let _ = Command::new("timeout")
+            .args(["20", client, "-m", "get", "-B", "4"])
+            .args(auth)
+            .arg("-o")
+            .arg(&out)
+            .arg(self.url(path))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run coap-client");
+        std::fs::read(&out).ok().filter(|b| !b.is_empty())
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A line of /proc/PID/status, after its key.
+pub fn proc_status(pid: u32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+/// GET /metrics.
+pub fn scrape(addr: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let (head, body) = body.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// An ECDSA P-256 test PKI made with Debian's `openssl`: `ca.pem`, `srv.pem`/`srv.key` (SAN
+/// IP:127.0.0.1), `cli.pem`/`cli.key`, and an unrelated `other-ca.pem`.
+pub fn make_pki(dir: &Path) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let (k, c) = (format!("{ca}.key"), format!("{ca}.pem"));
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                &k,
+                "-out",
+                &c,
+                "-days",
+                "2",
+                "-subj",
+                "/CN=qeaas test CA",
+            ],
+        ]
+        .concat());
+    }
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    for n in ["srv", "cli"] {
+        let (k, r, c) = (format!("{n}.key"), format!("{n}.csr"), format!("{n}.pem"));
+        run(&[
+            &["req"][..],
+            &ec,
+            &["-keyout", &k, "-out", &r, "-subj", "/CN=127.0.0.1"],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &r,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &c,
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ]);
+    }
+    // The frontend reads its key before dropping to nobody; the clients run as root.
+}

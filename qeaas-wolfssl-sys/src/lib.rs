@@ -1,0 +1,18 @@
+//! wolfSSL 5.9.4 built with qeaas's own configuration (`include/user_settings.h`): DTLS 1.2 and
+//! 1.3, static PSK with AES-CCM (CoAP's mandatory suite), ECDSA P-256 and ML-DSA-44
+//! certificates, ML-KEM-512/768, X25519MLKEM768, X25519 and P-256 key exchange.
+//!
+//! The C library is compiled by `build.rs` from the sources of the crates.io package
+//! `wolfssl-sys` 5.3.0 (never built itself). The safe, sans-IO API lives here rather than in a
+//! separate crate so that every `unsafe` line of the project's TLS stack sits in one module,
+//! [`wolf`], next to the declarations it relies on; dependents (`qeaas-coap`) forbid unsafe code.
+//!
+//! The C build and `user_settings.h` cover the bare-metal riscv32imc client too (build.rs picks
+//! the device section for `riscv32*` targets); this Rust wrapper uses `std` and is for the host.
+//! The firmware will declare the few client functions it needs itself.
+#![deny(unsafe_code)]
+
+pub mod wolf;
+pub mod x509;
+
+pub use wolf::{Context, Error, Format, Group, MlDsa44, Progress, Role, Session, Version};

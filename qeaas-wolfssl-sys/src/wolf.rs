@@ -1,0 +1,967 @@
+//! The only module with `unsafe`: hand-written declarations of the wolfSSL functions we call
+//! (no bindgen: the list is short and the ABI is plain C) and the safe types over them.
+//!
+//! Sans-IO: a [`Session`] never touches a socket. Its wolfSSL object reads datagrams from an
+//! in-memory inbox ([`Session::feed`]) and writes into an outbox ([`Session::take_datagrams`]);
+//! the caller owns the UDP socket and the clock ([`Session::timeout_secs`], [`Session::on_timeout`]).
+#![allow(unsafe_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr};
+use std::net::SocketAddr;
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::sync::{Arc, Once};
+
+/// Raw declarations, from wolfSSL 5.9.4's `wolfssl/ssl.h`.
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+mod sys {
+    use std::ffi::{c_char, c_int, c_uchar, c_uint, c_ulong, c_void};
+
+    #[repr(C)]
+    pub struct WOLFSSL_METHOD {
+        _p: [u8; 0],
+    }
+    #[repr(C)]
+    pub struct WOLFSSL_CTX {
+        _p: [u8; 0],
+    }
+    #[repr(C)]
+    pub struct WOLFSSL {
+        _p: [u8; 0],
+    }
+
+    #[repr(C)]
+    pub struct WC_RNG {
+        _p: [u8; 0],
+    }
+    #[repr(C)]
+    pub struct MlDsaKey {
+        _p: [u8; 0],
+    }
+    /// `WC_ML_DSA_44`.
+    pub const WC_ML_DSA_44: c_uchar = 2;
+
+    pub type IoCb = extern "C" fn(*mut WOLFSSL, *mut c_char, c_int, *mut c_void) -> c_int;
+    pub type PskServerCb =
+        extern "C" fn(*mut WOLFSSL, *const c_char, *mut c_uchar, c_uint) -> c_uint;
+    pub type PskClientCb = extern "C" fn(
+        *mut WOLFSSL,
+        *const c_char,
+        *mut c_char,
+        c_uint,
+        *mut c_uchar,
+        c_uint,
+    ) -> c_uint;
+
+    pub const WOLFSSL_SUCCESS: c_int = 1;
+    pub const WOLFSSL_FAILURE: c_int = 0;
+    pub const WOLFSSL_FILETYPE_PEM: c_int = 1;
+    pub const WOLFSSL_FILETYPE_ASN1: c_int = 2;
+    pub const WOLFSSL_VERIFY_NONE: c_int = 0;
+    pub const WOLFSSL_VERIFY_PEER: c_int = 1;
+    pub const WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT: c_int = 2;
+    pub const WOLFSSL_ERROR_WANT_READ: c_int = 2;
+    pub const WOLFSSL_ERROR_WANT_WRITE: c_int = 3;
+    pub const WOLFSSL_ERROR_ZERO_RETURN: c_int = 6;
+    /// `WOLFSSL_CBIO_ERR_WANT_READ`: the I/O callback has nothing now.
+    pub const CBIO_ERR_WANT_READ: c_int = -2;
+
+    extern "C" {
+        pub fn wolfSSL_Init() -> c_int;
+        pub fn wolfDTLSv1_2_server_method() -> *mut WOLFSSL_METHOD;
+        pub fn wolfDTLSv1_3_server_method() -> *mut WOLFSSL_METHOD;
+        pub fn wolfDTLS_server_method() -> *mut WOLFSSL_METHOD;
+        pub fn wolfDTLSv1_2_client_method() -> *mut WOLFSSL_METHOD;
+        pub fn wolfDTLSv1_3_client_method() -> *mut WOLFSSL_METHOD;
+        pub fn wolfSSL_CTX_new(m: *mut WOLFSSL_METHOD) -> *mut WOLFSSL_CTX;
+        pub fn wolfSSL_CTX_free(ctx: *mut WOLFSSL_CTX);
+        pub fn wolfSSL_CTX_set_psk_server_callback(ctx: *mut WOLFSSL_CTX, cb: PskServerCb);
+        pub fn wolfSSL_CTX_set_psk_client_callback(ctx: *mut WOLFSSL_CTX, cb: PskClientCb);
+        pub fn wolfSSL_CTX_use_certificate_chain_buffer_format(
+            ctx: *mut WOLFSSL_CTX,
+            buf: *const c_uchar,
+            sz: std::ffi::c_long,
+            format: c_int,
+        ) -> c_int;
+        pub fn wolfSSL_CTX_use_certificate_buffer(
+            ctx: *mut WOLFSSL_CTX,
+            buf: *const c_uchar,
+            sz: std::ffi::c_long,
+            format: c_int,
+        ) -> c_int;
+        pub fn wolfSSL_CTX_use_PrivateKey_buffer(
+            ctx: *mut WOLFSSL_CTX,
+            buf: *const c_uchar,
+            sz: std::ffi::c_long,
+            format: c_int,
+        ) -> c_int;
+        pub fn wolfSSL_CTX_load_verify_buffer(
+            ctx: *mut WOLFSSL_CTX,
+            buf: *const c_uchar,
+            sz: std::ffi::c_long,
+            format: c_int,
+        ) -> c_int;
+        pub fn wolfSSL_CTX_set_verify(ctx: *mut WOLFSSL_CTX, mode: c_int, cb: *const c_void);
+        pub fn wolfSSL_CTX_set_groups(
+            ctx: *mut WOLFSSL_CTX,
+            groups: *mut c_int,
+            count: c_int,
+        ) -> c_int;
+        pub fn wolfSSL_CTX_set_cipher_list(ctx: *mut WOLFSSL_CTX, list: *const c_char) -> c_int;
+        pub fn wolfSSL_CTX_SetIORecv(ctx: *mut WOLFSSL_CTX, cb: IoCb);
+        pub fn wolfSSL_CTX_SetIOSend(ctx: *mut WOLFSSL_CTX, cb: IoCb);
+
+        pub fn wolfSSL_new(ctx: *mut WOLFSSL_CTX) -> *mut WOLFSSL;
+        pub fn wolfSSL_free(ssl: *mut WOLFSSL);
+        pub fn wolfSSL_SetIOReadCtx(ssl: *mut WOLFSSL, ctx: *mut c_void);
+        pub fn wolfSSL_SetIOWriteCtx(ssl: *mut WOLFSSL, ctx: *mut c_void);
+        pub fn wolfSSL_GetIOReadCtx(ssl: *mut WOLFSSL) -> *mut c_void;
+        pub fn wolfSSL_dtls_set_peer(ssl: *mut WOLFSSL, peer: *mut c_void, sz: c_uint) -> c_int;
+        pub fn wolfSSL_dtls_set_using_nonblock(ssl: *mut WOLFSSL, nonblock: c_int);
+        pub fn wolfSSL_DTLS_SetCookieSecret(
+            ssl: *mut WOLFSSL,
+            secret: *const c_uchar,
+            sz: c_uint,
+        ) -> c_int;
+        pub fn wolfSSL_send_hrr_cookie(
+            ssl: *mut WOLFSSL,
+            secret: *const c_uchar,
+            sz: c_uint,
+        ) -> c_int;
+        pub fn wolfSSL_UseKeyShare(ssl: *mut WOLFSSL, group: u16) -> c_int;
+        pub fn wolfDTLS_accept_stateless(ssl: *mut WOLFSSL) -> c_int;
+        pub fn wolfSSL_accept(ssl: *mut WOLFSSL) -> c_int;
+        pub fn wolfSSL_connect(ssl: *mut WOLFSSL) -> c_int;
+        pub fn wolfSSL_read(ssl: *mut WOLFSSL, buf: *mut c_void, sz: c_int) -> c_int;
+        pub fn wolfSSL_write(ssl: *mut WOLFSSL, buf: *const c_void, sz: c_int) -> c_int;
+        pub fn wolfSSL_shutdown(ssl: *mut WOLFSSL) -> c_int;
+        pub fn wolfSSL_get_error(ssl: *mut WOLFSSL, ret: c_int) -> c_int;
+        pub fn wolfSSL_is_init_finished(ssl: *const WOLFSSL) -> c_int;
+        pub fn wolfSSL_dtls_get_current_timeout(ssl: *mut WOLFSSL) -> c_int;
+        pub fn wolfSSL_dtls_got_timeout(ssl: *mut WOLFSSL) -> c_int;
+        pub fn wolfSSL_get_version(ssl: *const WOLFSSL) -> *const c_char;
+        pub fn wolfSSL_get_cipher_name(ssl: *mut WOLFSSL) -> *const c_char;
+        pub fn wolfSSL_get_curve_name(ssl: *mut WOLFSSL) -> *const c_char;
+        pub fn wolfSSL_get_psk_identity(ssl: *const WOLFSSL) -> *const c_char;
+        pub fn wolfSSL_ERR_error_string_n(e: c_ulong, buf: *mut c_char, sz: c_ulong);
+
+        // wolfCrypt: ML-DSA key generation and signing, for making certificates.
+        pub fn wc_rng_new(nonce: *mut c_uchar, nonce_sz: c_uint, heap: *mut c_void) -> *mut WC_RNG;
+        pub fn wc_rng_free(rng: *mut WC_RNG);
+        pub fn wc_MlDsaKey_New(heap: *mut c_void, dev_id: c_int) -> *mut MlDsaKey;
+        pub fn wc_MlDsaKey_Delete(key: *mut MlDsaKey, key_p: *mut *mut MlDsaKey) -> c_int;
+        pub fn wc_MlDsaKey_SetParams(key: *mut MlDsaKey, level: c_uchar) -> c_int;
+        pub fn wc_MlDsaKey_MakeKey(key: *mut MlDsaKey, rng: *mut WC_RNG) -> c_int;
+        pub fn wc_MlDsaKey_ExportPubRaw(
+            key: *mut MlDsaKey,
+            out: *mut c_uchar,
+            len: *mut c_uint,
+        ) -> c_int;
+        pub fn wc_MlDsaKey_PrivateKeyToDer(
+            key: *mut MlDsaKey,
+            out: *mut c_uchar,
+            len: c_uint,
+        ) -> c_int;
+        pub fn wc_MlDsaKey_SignCtx(
+            key: *mut MlDsaKey,
+            ctx: *const c_uchar,
+            ctx_len: c_uchar,
+            sig: *mut c_uchar,
+            sig_len: *mut c_uint,
+            msg: *const c_uchar,
+            msg_len: c_uint,
+            rng: *mut WC_RNG,
+        ) -> c_int;
+    }
+}
+
+/// A wolfSSL failure: the library's error code and its text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("wolfSSL {what}: {text} ({code})")]
+pub struct Error {
+    /// What we were doing.
+    pub what: &'static str,
+    /// wolfSSL's (negative) error code, or the failing return value.
+    pub code: i32,
+    /// wolfSSL's description of `code`.
+    pub text: String,
+}
+
+fn error(what: &'static str, code: c_int) -> Error {
+    let mut buf = [0 as c_char; 128];
+    // SAFETY: the buffer is valid for its length; wolfSSL NUL-terminates within `sz`.
+    let text = unsafe {
+        sys::wolfSSL_ERR_error_string_n(
+            code.unsigned_abs() as c_ulong,
+            buf.as_mut_ptr(),
+            buf.len() as c_ulong,
+        );
+        CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned()
+    };
+    Error { what, code, text }
+}
+
+fn check(what: &'static str, ret: c_int) -> Result<(), Error> {
+    if ret == sys::WOLFSSL_SUCCESS {
+        Ok(())
+    } else {
+        Err(error(what, ret))
+    }
+}
+
+/// Which end of the handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts connections.
+    Server,
+    /// Connects.
+    Client,
+}
+
+/// Protocol versions a context speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// DTLS 1.2 only (libcoap's clients).
+    Dtls12,
+    /// DTLS 1.3 only.
+    Dtls13,
+    /// Server only: DTLS 1.3, falling back to 1.2 for clients that do not offer 1.3.
+    Any,
+}
+
+/// Key-exchange groups (IANA code points).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Group {
+    /// ML-KEM-512 (FIPS 203).
+    MlKem512 = 512,
+    /// ML-KEM-768.
+    MlKem768 = 513,
+    /// Hybrid X25519 + ML-KEM-768.
+    X25519MlKem768 = 4588,
+    /// X25519 (ECDHE).
+    X25519 = 29,
+    /// secp256r1 (ECDHE).
+    P256 = 23,
+}
+
+/// Encoding of certificates and keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// PEM text.
+    Pem,
+    /// DER (ASN.1) bytes.
+    Der,
+}
+
+impl Format {
+    fn raw(self) -> c_int {
+        match self {
+            Format::Pem => sys::WOLFSSL_FILETYPE_PEM,
+            Format::Der => sys::WOLFSSL_FILETYPE_ASN1,
+        }
+    }
+}
+
+/// Pre-shared keys: identity to key (server), or the one identity and key (client).
+#[derive(Clone, Default)]
+struct Psk {
+    table: HashMap<Vec<u8>, Vec<u8>>,
+    client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+fn init() {
+    static INIT: Once = Once::new();
+    // SAFETY: wolfSSL_Init has no preconditions; Once runs it a single time.
+    INIT.call_once(|| unsafe {
+        sys::wolfSSL_Init();
+    });
+}
+
+/// A configured wolfSSL context (`WOLFSSL_CTX`): versions, credentials, groups.
+pub struct Context {
+    ctx: Rc<CtxHandle>,
+    role: Role,
+    psk: Arc<Psk>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("role", &self.role)
+            .field("psk_identities", &self.psk.table.len())
+            .finish()
+    }
+}
+
+impl Context {
+    /// A DTLS context with memory I/O (sessions are fed by their owner).
+    pub fn new(role: Role, version: Version) -> Result<Context, Error> {
+        init();
+        // SAFETY: the method constructors return static tables (or NULL on allocation failure,
+        // which wolfSSL_CTX_new rejects); wolfSSL_CTX_new takes ownership of the method.
+        let ctx = unsafe {
+            let m = match (role, version) {
+                (Role::Server, Version::Dtls12) => sys::wolfDTLSv1_2_server_method(),
+                (Role::Server, Version::Dtls13) => sys::wolfDTLSv1_3_server_method(),
+                (Role::Server, Version::Any) => sys::wolfDTLS_server_method(),
+                (Role::Client, Version::Dtls12) => sys::wolfDTLSv1_2_client_method(),
+                (Role::Client, Version::Dtls13) => sys::wolfDTLSv1_3_client_method(),
+                (Role::Client, Version::Any) => {
+                    return Err(Error {
+                        what: "context",
+                        code: 0,
+                        text: "a client must pick DTLS 1.2 or 1.3".into(),
+                    })
+                }
+            };
+            sys::wolfSSL_CTX_new(m)
+        };
+        let ctx = NonNull::new(ctx).ok_or_else(|| error("CTX_new", 0))?;
+        // SAFETY: ctx is a valid context; the callbacks are `extern "C"` functions that live
+        // for the whole program and only touch the `Io` registered per session.
+        unsafe {
+            sys::wolfSSL_CTX_SetIORecv(ctx.as_ptr(), io_recv);
+            sys::wolfSSL_CTX_SetIOSend(ctx.as_ptr(), io_send);
+            // Verification is opted into with `verify_peer`; PSK-only servers have no CA.
+            sys::wolfSSL_CTX_set_verify(ctx.as_ptr(), sys::WOLFSSL_VERIFY_NONE, std::ptr::null());
+        }
+        Ok(Context {
+            ctx: Rc::new(CtxHandle(ctx)),
+            role,
+            psk: Arc::new(Psk::default()),
+        })
+    }
+
+    /// Accepts the PSK identities in `table` (identity to key) and no other.
+    pub fn set_psk_server(&mut self, table: HashMap<Vec<u8>, Vec<u8>>) {
+        self.psk = Arc::new(Psk {
+            table,
+            client: None,
+        });
+        // SAFETY: valid context; the callback reads only its session's `Io`.
+        unsafe { sys::wolfSSL_CTX_set_psk_server_callback(self.ctx.as_ptr(), psk_server_cb) };
+    }
+
+    /// Offers `identity` with `key`.
+    pub fn set_psk_client(&mut self, identity: &[u8], key: &[u8]) {
+        self.psk = Arc::new(Psk {
+            table: HashMap::new(),
+            client: Some((identity.to_vec(), key.to_vec())),
+        });
+        // SAFETY: as above.
+        unsafe { sys::wolfSSL_CTX_set_psk_client_callback(self.ctx.as_ptr(), psk_client_cb) };
+    }
+
+    /// Our certificate chain (leaf first), ECDSA P-256 or ML-DSA-44. PEM may hold a chain;
+    /// DER holds exactly one certificate (wolfSSL's DER chain loader wants length prefixes).
+    pub fn use_certificate_chain(&mut self, data: &[u8], format: Format) -> Result<(), Error> {
+        let len = len_of(data)?;
+        // SAFETY: valid context; wolfSSL copies `len` bytes from `data`.
+        check("certificate", unsafe {
+            match format {
+                Format::Pem => sys::wolfSSL_CTX_use_certificate_chain_buffer_format(
+                    self.ctx.as_ptr(),
+                    data.as_ptr(),
+                    len,
+                    format.raw(),
+                ),
+                Format::Der => sys::wolfSSL_CTX_use_certificate_buffer(
+                    self.ctx.as_ptr(),
+                    data.as_ptr(),
+                    len,
+                    format.raw(),
+                ),
+            }
+        })
+    }
+
+    /// The private key of our certificate.
+    pub fn use_private_key(&mut self, data: &[u8], format: Format) -> Result<(), Error> {
+        let len = len_of(data)?;
+        // SAFETY: as above.
+        check("private key", unsafe {
+            sys::wolfSSL_CTX_use_PrivateKey_buffer(
+                self.ctx.as_ptr(),
+                data.as_ptr(),
+                len,
+                format.raw(),
+            )
+        })
+    }
+
+    /// Trusts `data` (CA certificates) and requires the peer to present a chain to them.
+    pub fn verify_peer(&mut self, data: &[u8], format: Format) -> Result<(), Error> {
+        let len = len_of(data)?;
+        // SAFETY: as above; no verify callback.
+        unsafe {
+            check(
+                "CA",
+                sys::wolfSSL_CTX_load_verify_buffer(
+                    self.ctx.as_ptr(),
+                    data.as_ptr(),
+                    len,
+                    format.raw(),
+                ),
+            )?;
+            sys::wolfSSL_CTX_set_verify(
+                self.ctx.as_ptr(),
+                sys::WOLFSSL_VERIFY_PEER | sys::WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                std::ptr::null(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Key-exchange groups, in order of preference.
+    pub fn set_groups(&mut self, groups: &[Group]) -> Result<(), Error> {
+        let mut raw: Vec<c_int> = groups.iter().map(|g| *g as u16 as c_int).collect();
+        // SAFETY: valid context; wolfSSL copies `count` ints.
+        check("groups", unsafe {
+            sys::wolfSSL_CTX_set_groups(self.ctx.as_ptr(), raw.as_mut_ptr(), raw.len() as c_int)
+        })
+    }
+
+    /// An OpenSSL-style cipher list (e.g. `PSK-AES128-CCM-8`).
+    pub fn set_cipher_list(&mut self, list: &str) -> Result<(), Error> {
+        let c = std::ffi::CString::new(list).map_err(|_| Error {
+            what: "cipher list",
+            code: 0,
+            text: "NUL in cipher list".into(),
+        })?;
+        // SAFETY: valid context and NUL-terminated string.
+        check("cipher list", unsafe {
+            sys::wolfSSL_CTX_set_cipher_list(self.ctx.as_ptr(), c.as_ptr())
+        })
+    }
+
+    /// The role this context was made for.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+}
+
+/// Owns the `WOLFSSL_CTX`; sessions share it so it is freed after the last of them.
+struct CtxHandle(NonNull<sys::WOLFSSL_CTX>);
+
+impl CtxHandle {
+    fn as_ptr(&self) -> *mut sys::WOLFSSL_CTX {
+        self.0.as_ptr()
+    }
+}
+
+impl Drop for CtxHandle {
+    fn drop(&mut self) {
+        // SAFETY: the last owner (context or session, each freeing its WOLFSSL first) is gone.
+        unsafe { sys::wolfSSL_CTX_free(self.0.as_ptr()) };
+    }
+}
+
+fn len_of(data: &[u8]) -> Result<std::ffi::c_long, Error> {
+    std::ffi::c_long::try_from(data.len()).map_err(|_| Error {
+        what: "buffer",
+        code: 0,
+        text: "too large".into(),
+    })
+}
+
+/// The per-session I/O state the callbacks see (boxed: its address is given to wolfSSL).
+struct Io {
+    inbox: VecDeque<Vec<u8>>,
+    outbox: Vec<Vec<u8>>,
+    psk: Arc<Psk>,
+}
+
+/// Upper bound on queued datagrams per session: a flood is dropped, never buffered.
+const INBOX_MAX: usize = 16;
+
+extern "C" fn io_recv(
+    _ssl: *mut sys::WOLFSSL,
+    buf: *mut c_char,
+    sz: c_int,
+    ctx: *mut c_void,
+) -> c_int {
+    if ctx.is_null() || buf.is_null() || sz <= 0 {
+        return sys::CBIO_ERR_WANT_READ;
+    }
+    // SAFETY: ctx is the `Io` box registered by `Session::new`, alive as long as the session;
+    // wolfSSL calls back only from within a session method, which holds `&mut Session`.
+    let io = unsafe { &mut *(ctx as *mut Io) };
+    let Some(d) = io.inbox.pop_front() else {
+        return sys::CBIO_ERR_WANT_READ;
+    };
+    // A datagram longer than the buffer is truncated, as recvfrom would.
+    let n = d.len().min(sz as usize);
+    // SAFETY: wolfSSL gives a writable buffer of `sz` bytes; n <= sz.
+    unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), buf as *mut u8, n) };
+    n as c_int
+}
+
+extern "C" fn io_send(
+    _ssl: *mut sys::WOLFSSL,
+    buf: *mut c_char,
+    sz: c_int,
+    ctx: *mut c_void,
+) -> c_int {
+    if ctx.is_null() || buf.is_null() || sz < 0 {
+        return -1;
+    }
+    // SAFETY: as in io_recv; `buf` holds `sz` readable bytes.
+    let io = unsafe { &mut *(ctx as *mut Io) };
+    let d = unsafe { std::slice::from_raw_parts(buf as *const u8, sz as usize) };
+    io.outbox.push(d.to_vec());
+    sz
+}
+
+fn io_of<'a>(ssl: *mut sys::WOLFSSL) -> Option<&'a Io> {
+    // SAFETY: the read ctx of every session we create is its `Io` box (see `Session::new`).
+    let p = unsafe { sys::wolfSSL_GetIOReadCtx(ssl) };
+    // SAFETY: non-null pointers are our live `Io`.
+    (!p.is_null()).then(|| unsafe { &*(p as *const Io) })
+}
+
+extern "C" fn psk_server_cb(
+    ssl: *mut sys::WOLFSSL,
+    identity: *const c_char,
+    key: *mut u8,
+    max: c_uint,
+) -> c_uint {
+    if identity.is_null() || key.is_null() {
+        return 0;
+    }
+    let Some(io) = io_of(ssl) else { return 0 };
+    // SAFETY: wolfSSL passes the received identity NUL-terminated.
+    let id = unsafe { CStr::from_ptr(identity) }.to_bytes();
+    match io.psk.table.get(id) {
+        // Unknown identity: 0 makes wolfSSL fail the handshake.
+        Some(k) if !k.is_empty() && k.len() <= max as usize => {
+            // SAFETY: `key` is writable for `max` bytes and k.len() <= max.
+            unsafe { std::ptr::copy_nonoverlapping(k.as_ptr(), key, k.len()) };
+            k.len() as c_uint
+        }
+        _ => 0,
+    }
+}
+
+extern "C" fn psk_client_cb(
+    ssl: *mut sys::WOLFSSL,
+    _hint: *const c_char,
+    identity: *mut c_char,
+    id_max: c_uint,
+    key: *mut u8,
+    key_max: c_uint,
+) -> c_uint {
+    if identity.is_null() || key.is_null() {
+        return 0;
+    }
+    let Some(io) = io_of(ssl) else { return 0 };
+    let Some((id, k)) = &io.psk.client else {
+        return 0;
+    };
+    // The identity is written NUL-terminated, hence `<`.
+    if id.len() >= id_max as usize || k.len() > key_max as usize || k.is_empty() {
+        return 0;
+    }
+    // SAFETY: both buffers are writable for their max lengths, checked above.
+    unsafe {
+        std::ptr::copy_nonoverlapping(id.as_ptr(), identity as *mut u8, id.len());
+        *identity.add(id.len()) = 0;
+        std::ptr::copy_nonoverlapping(k.as_ptr(), key, k.len());
+    }
+    k.len() as c_uint
+}
+
+/// What a handshake step achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Waiting for the peer's next flight.
+    WantRead,
+    /// The handshake is complete.
+    Done,
+}
+
+/// One DTLS association (`WOLFSSL`), driven by its owner: feed datagrams in, take datagrams out.
+pub struct Session {
+    ssl: NonNull<sys::WOLFSSL>,
+    io: Box<Io>,
+    role: Role,
+    // Dropped after the WOLFSSL is freed (Drop runs before fields drop).
+    _ctx: Rc<CtxHandle>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("role", &self.role)
+            .field("inbox", &self.io.inbox.len())
+            .field("outbox", &self.io.outbox.len())
+            .finish()
+    }
+}
+
+/// `struct sockaddr_in` / `sockaddr_in6` bytes (Linux layout): wolfSSL binds cookies to them.
+fn sockaddr_bytes(a: SocketAddr) -> Vec<u8> {
+    let mut v = Vec::with_capacity(28);
+    match a {
+        SocketAddr::V4(a) => {
+            v.extend_from_slice(&2u16.to_ne_bytes()); // AF_INET
+            v.extend_from_slice(&a.port().to_be_bytes());
+            v.extend_from_slice(&a.ip().octets());
+            v.extend_from_slice(&[0; 8]);
+        }
+        SocketAddr::V6(a) => {
+            v.extend_from_slice(&10u16.to_ne_bytes()); // AF_INET6
+            v.extend_from_slice(&a.port().to_be_bytes());
+            v.extend_from_slice(&a.flowinfo().to_be_bytes());
+            v.extend_from_slice(&a.ip().octets());
+            v.extend_from_slice(&a.scope_id().to_ne_bytes());
+        }
+    }
+    v
+}
+
+fn cstr_opt(p: *const c_char) -> Option<String> {
+    // SAFETY: wolfSSL returns NULL or a NUL-terminated static/session-owned string, copied here.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
+impl Session {
+    /// A new association on `ctx` with `peer` (the address its datagrams come from / go to).
+    pub fn new(ctx: &Context, peer: SocketAddr) -> Result<Session, Error> {
+        // SAFETY: valid context, kept alive by the session's `_ctx`.
+        let ssl = NonNull::new(unsafe { sys::wolfSSL_new(ctx.ctx.as_ptr()) })
+            .ok_or_else(|| error("new", 0))?;
+        let mut s = Session {
+            ssl,
+            io: Box::new(Io {
+                inbox: VecDeque::new(),
+                outbox: Vec::new(),
+                psk: ctx.psk.clone(),
+            }),
+            role: ctx.role,
+            _ctx: ctx.ctx.clone(),
+        };
+        let io_ptr = &mut *s.io as *mut Io as *mut c_void;
+        // SAFETY: valid session; the `Io` box outlives the WOLFSSL (freed first in Drop) and
+        // does not move (boxed).
+        unsafe {
+            sys::wolfSSL_SetIOReadCtx(ssl.as_ptr(), io_ptr);
+            sys::wolfSSL_SetIOWriteCtx(ssl.as_ptr(), io_ptr);
+            // We drive timeouts ourselves (`on_timeout`) instead of blocking reads.
+            sys::wolfSSL_dtls_set_using_nonblock(ssl.as_ptr(), 1);
+        }
+        s.set_peer(peer)?;
+        Ok(s)
+    }
+
+    /// The peer's address: DTLS 1.2 and 1.3 cookies are bound to it, so a listener reused
+    /// for many peers must be told each datagram's source.
+    pub fn set_peer(&mut self, peer: SocketAddr) -> Result<(), Error> {
+        let mut b = sockaddr_bytes(peer);
+        // SAFETY: valid session; wolfSSL copies `len` bytes of the address.
+        check("set_peer", unsafe {
+            sys::wolfSSL_dtls_set_peer(
+                self.ssl.as_ptr(),
+                b.as_mut_ptr() as *mut c_void,
+                b.len() as c_uint,
+            )
+        })
+    }
+
+    /// Server: the secret that keys DTLS 1.2 HelloVerifyRequest and DTLS 1.3 HelloRetryRequest
+    /// cookies. The same secret on every listening session lets a cookie issued by one be
+    /// checked by another, so the server keeps no state per unverified peer.
+    pub fn set_cookie_secret(&mut self, secret: &[u8]) -> Result<(), Error> {
+        let len = c_uint::try_from(secret.len()).map_err(|_| error("cookie secret", 0))?;
+        // SAFETY: valid session; wolfSSL copies the secret. Returns 0 on success.
+        let r =
+            unsafe { sys::wolfSSL_DTLS_SetCookieSecret(self.ssl.as_ptr(), secret.as_ptr(), len) };
+        if r != 0 {
+            return Err(error("DTLS 1.2 cookie secret", r));
+        }
+        // SAFETY: as above.
+        let r = unsafe { sys::wolfSSL_send_hrr_cookie(self.ssl.as_ptr(), secret.as_ptr(), len) };
+        if r < 0 {
+            return Err(error("DTLS 1.3 cookie secret", r));
+        }
+        Ok(())
+    }
+
+    /// Client: send a key share for `group` in the first ClientHello (no HelloRetryRequest).
+    pub fn use_key_share(&mut self, group: Group) -> Result<(), Error> {
+        // SAFETY: valid session.
+        check("key share", unsafe {
+            sys::wolfSSL_UseKeyShare(self.ssl.as_ptr(), group as u16)
+        })
+    }
+
+    /// Queues one received datagram (dropped beyond a small bound).
+    pub fn feed(&mut self, datagram: &[u8]) {
+        if self.io.inbox.len() < INBOX_MAX {
+            self.io.inbox.push_back(datagram.to_vec());
+        }
+    }
+
+    /// Datagrams to send to the peer, oldest first.
+    pub fn take_datagrams(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.io.outbox)
+    }
+
+    /// Server, before any state is kept for the peer: processes the fed ClientHello and
+    /// answers with a cookie request, keeping nothing. `Ok(true)` once a ClientHello with a
+    /// valid cookie arrived: from then on this session belongs to that peer (call `handshake`).
+    pub fn accept_stateless(&mut self) -> Result<bool, Error> {
+        // SAFETY: valid session; callbacks only touch `self.io`.
+        let r = unsafe { sys::wolfDTLS_accept_stateless(self.ssl.as_ptr()) };
+        match r {
+            sys::WOLFSSL_SUCCESS => Ok(true),
+            sys::WOLFSSL_FAILURE => Ok(false),
+            _ => Err(self.last_error("stateless accept", r)),
+        }
+    }
+
+    /// Drives the handshake with whatever was fed.
+    pub fn handshake(&mut self) -> Result<Progress, Error> {
+        // SAFETY: valid session.
+        let r = unsafe {
+            match self.role {
+                Role::Server => sys::wolfSSL_accept(self.ssl.as_ptr()),
+                Role::Client => sys::wolfSSL_connect(self.ssl.as_ptr()),
+            }
+        };
+        if r == sys::WOLFSSL_SUCCESS {
+            return Ok(Progress::Done);
+        }
+        // SAFETY: valid session.
+        match unsafe { sys::wolfSSL_get_error(self.ssl.as_ptr(), r) } {
+            sys::WOLFSSL_ERROR_WANT_READ | sys::WOLFSSL_ERROR_WANT_WRITE => Ok(Progress::WantRead),
+            e => Err(error("handshake", e)),
+        }
+    }
+
+    /// Whether the handshake has completed.
+    pub fn is_established(&self) -> bool {
+        // SAFETY: valid session.
+        unsafe { sys::wolfSSL_is_init_finished(self.ssl.as_ptr()) == 1 }
+    }
+
+    /// Decrypts the next application record from what was fed. `Ok(None)`: nothing (yet);
+    /// `Err` with [`Error::code`] 0 and `what == "closed"` after the peer's close_notify.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        let len = c_int::try_from(buf.len()).unwrap_or(c_int::MAX);
+        // SAFETY: valid session; buf is writable for len bytes.
+        let r =
+            unsafe { sys::wolfSSL_read(self.ssl.as_ptr(), buf.as_mut_ptr() as *mut c_void, len) };
+        if r > 0 {
+            return Ok(Some(r as usize));
+        }
+        // SAFETY: valid session.
+        match unsafe { sys::wolfSSL_get_error(self.ssl.as_ptr(), r) } {
+            sys::WOLFSSL_ERROR_WANT_READ | sys::WOLFSSL_ERROR_WANT_WRITE => Ok(None),
+            sys::WOLFSSL_ERROR_ZERO_RETURN => Err(Error {
+                what: "closed",
+                code: 0,
+                text: "peer sent close_notify".into(),
+            }),
+            e => Err(error("read", e)),
+        }
+    }
+
+    /// Encrypts `data` as one record (one datagram).
+    pub fn write(&mut self, data: &[u8]) -> Result<(), Error> {
+        let len = c_int::try_from(data.len()).map_err(|_| error("write", 0))?;
+        // SAFETY: valid session; data readable for len bytes.
+        let r =
+            unsafe { sys::wolfSSL_write(self.ssl.as_ptr(), data.as_ptr() as *const c_void, len) };
+        if r == len {
+            Ok(())
+        } else {
+            Err(self.last_error("write", r))
+        }
+    }
+
+    /// Sends close_notify (best effort).
+    pub fn close(&mut self) {
+        // SAFETY: valid session.
+        unsafe { sys::wolfSSL_shutdown(self.ssl.as_ptr()) };
+    }
+
+    /// Seconds until the handshake retransmission timer fires.
+    pub fn timeout_secs(&mut self) -> u32 {
+        // SAFETY: valid session.
+        let t = unsafe { sys::wolfSSL_dtls_get_current_timeout(self.ssl.as_ptr()) };
+        t.max(1) as u32
+    }
+
+    /// The retransmission timer fired: resend the last flight (queued as datagrams).
+    pub fn on_timeout(&mut self) -> Result<(), Error> {
+        // SAFETY: valid session.
+        let r = unsafe { sys::wolfSSL_dtls_got_timeout(self.ssl.as_ptr()) };
+        if r == sys::WOLFSSL_SUCCESS {
+            Ok(())
+        } else {
+            Err(self.last_error("timeout", r))
+        }
+    }
+
+    /// Negotiated version, e.g. `DTLSv1.3`.
+    pub fn version(&self) -> Option<String> {
+        // SAFETY: valid session.
+        cstr_opt(unsafe { sys::wolfSSL_get_version(self.ssl.as_ptr()) })
+    }
+
+    /// Negotiated cipher suite.
+    pub fn cipher(&self) -> Option<String> {
+        // SAFETY: valid session.
+        cstr_opt(unsafe { sys::wolfSSL_get_cipher_name(self.ssl.as_ptr()) })
+    }
+
+    /// Negotiated key-exchange group, if any (none with plain PSK).
+    pub fn group(&self) -> Option<String> {
+        // SAFETY: valid session.
+        cstr_opt(unsafe { sys::wolfSSL_get_curve_name(self.ssl.as_ptr()) })
+    }
+
+    /// The PSK identity the peer used (server side).
+    pub fn psk_identity(&self) -> Option<String> {
+        // SAFETY: valid session.
+        cstr_opt(unsafe { sys::wolfSSL_get_psk_identity(self.ssl.as_ptr()) })
+    }
+
+    fn last_error(&self, what: &'static str, ret: c_int) -> Error {
+        // SAFETY: valid session.
+        error(what, unsafe {
+            sys::wolfSSL_get_error(self.ssl.as_ptr(), ret)
+        })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // SAFETY: the WOLFSSL is freed before `io` (dropped after this), so no callback can
+        // see a dangling `Io`.
+        unsafe { sys::wolfSSL_free(self.ssl.as_ptr()) };
+    }
+}
+
+/// An ML-DSA-44 key pair (FIPS 204), generated by wolfCrypt: for certificates of devices and
+/// servers, and for tests.
+pub struct MlDsa44 {
+    key: NonNull<sys::MlDsaKey>,
+    rng: NonNull<sys::WC_RNG>,
+}
+
+impl std::fmt::Debug for MlDsa44 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MlDsa44 { .. }")
+    }
+}
+
+/// ML-DSA-44 public key size.
+pub const MLDSA44_PUBLIC_LEN: usize = 1312;
+/// ML-DSA-44 signature size.
+pub const MLDSA44_SIGNATURE_LEN: usize = 2420;
+
+fn wc(what: &'static str, r: c_int) -> Result<(), Error> {
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(error(what, r))
+    }
+}
+
+impl MlDsa44 {
+    /// A fresh key pair from wolfCrypt's DRBG (seeded by the OS).
+    pub fn generate() -> Result<MlDsa44, Error> {
+        init();
+        // SAFETY: no nonce, default heap; NULL on failure.
+        let rng =
+            NonNull::new(unsafe { sys::wc_rng_new(std::ptr::null_mut(), 0, std::ptr::null_mut()) })
+                .ok_or_else(|| error("RNG", 0))?;
+        // SAFETY: default heap, no device (-2 = INVALID_DEVID).
+        let key = match NonNull::new(unsafe { sys::wc_MlDsaKey_New(std::ptr::null_mut(), -2) }) {
+            Some(k) => k,
+            None => {
+                // SAFETY: rng came from wc_rng_new and is not used again.
+                unsafe { sys::wc_rng_free(rng.as_ptr()) };
+                return Err(error("ML-DSA key", 0));
+            }
+        };
+        let k = MlDsa44 { key, rng };
+        // SAFETY: valid key and RNG owned by `k`.
+        unsafe {
+            wc(
+                "ML-DSA level",
+                sys::wc_MlDsaKey_SetParams(k.key.as_ptr(), sys::WC_ML_DSA_44),
+            )?;
+            wc(
+                "ML-DSA keygen",
+                sys::wc_MlDsaKey_MakeKey(k.key.as_ptr(), k.rng.as_ptr()),
+            )?;
+        }
+        Ok(k)
+    }
+
+    /// The raw public key (1312 bytes).
+    pub fn public_raw(&self) -> Result<Vec<u8>, Error> {
+        let mut out = vec![0u8; MLDSA44_PUBLIC_LEN];
+        let mut len = out.len() as c_uint;
+        // SAFETY: `out` is writable for `len` bytes; wolfSSL updates `len`.
+        wc("ML-DSA public key", unsafe {
+            sys::wc_MlDsaKey_ExportPubRaw(self.key.as_ptr(), out.as_mut_ptr(), &mut len)
+        })?;
+        out.truncate(len as usize);
+        Ok(out)
+    }
+
+    /// The private key, DER (PKCS#8), as `Context::use_private_key` takes it.
+    pub fn private_der(&self) -> Result<Vec<u8>, Error> {
+        let mut out = vec![0u8; 8192];
+        // SAFETY: `out` is writable for its length; returns the DER size or a negative error.
+        let n = unsafe {
+            sys::wc_MlDsaKey_PrivateKeyToDer(
+                self.key.as_ptr(),
+                out.as_mut_ptr(),
+                out.len() as c_uint,
+            )
+        };
+        if n <= 0 {
+            return Err(error("ML-DSA private key DER", n));
+        }
+        out.truncate(n as usize);
+        Ok(out)
+    }
+
+    /// A pure ML-DSA signature of `msg` with an empty context (as X.509 uses).
+    pub fn sign(&mut self, msg: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut sig = vec![0u8; MLDSA44_SIGNATURE_LEN];
+        let mut len = sig.len() as c_uint;
+        let msg_len = c_uint::try_from(msg.len()).map_err(|_| error("ML-DSA sign", 0))?;
+        // SAFETY: valid key and RNG; `sig` writable for `len`; `msg` readable for msg_len.
+        wc("ML-DSA sign", unsafe {
+            sys::wc_MlDsaKey_SignCtx(
+                self.key.as_ptr(),
+                std::ptr::null(),
+                0,
+                sig.as_mut_ptr(),
+                &mut len,
+                msg.as_ptr(),
+                msg_len,
+                self.rng.as_ptr(),
+            )
+        })?;
+        sig.truncate(len as usize);
+        Ok(sig)
+    }
+}
+
+impl Drop for MlDsa44 {
+    fn drop(&mut self) {
+        // SAFETY: both were allocated by wolfCrypt's constructors and are freed once here.
+        unsafe {
+            sys::wc_MlDsaKey_Delete(self.key.as_ptr(), std::ptr::null_mut());
+            sys::wc_rng_free(self.rng.as_ptr());
+        }
+    }
+}

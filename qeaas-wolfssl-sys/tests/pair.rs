@@ -1,0 +1,225 @@
+//! Two in-memory endpoints on this build, pumped datagram by datagram (no sockets): the
+//! handshakes the frontend and the firmware rely on.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use qeaas_wolfssl_sys::{Context, Format, Group, Progress, Role, Session, Version};
+
+const ID: &[u8] = b"device-1";
+const KEY: &[u8] = b"0123456789abcdef";
+const SECRET: &[u8] = b"cookie secret for these tests, 32";
+
+fn addr(p: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], p))
+}
+
+fn server_ctx(v: Version, groups: &[Group]) -> Context {
+    let mut c = Context::new(Role::Server, v).unwrap();
+    c.set_psk_server(HashMap::from([(ID.to_vec(), KEY.to_vec())]));
+    if !groups.is_empty() {
+        c.set_groups(groups).unwrap();
+    }
+    c
+}
+
+fn client(v: Version, id: &[u8], key: &[u8], share: Option<Group>) -> Session {
+    let mut c = Context::new(Role::Client, v).unwrap();
+    c.set_psk_client(id, key);
+    if let Some(g) = share {
+        c.set_groups(&[g]).unwrap();
+    }
+    let mut s = Session::new(&c, addr(1)).unwrap();
+    if let Some(g) = share {
+        s.use_key_share(g).unwrap();
+    }
+    s
+}
+
+/// Runs the server as qeaas-coapd does: a stateless listener until a ClientHello carries a
+/// valid cookie, then that same session continues the handshake. Returns (server, client,
+/// datagrams the server sent before the cookie was proven).
+fn handshake(sctx: &Context, mut cli: Session) -> Result<(Session, Session, usize), String> {
+    let mut listener = Session::new(sctx, addr(1)).unwrap();
+    listener.set_cookie_secret(SECRET).unwrap();
+    assert_eq!(
+        cli.handshake().map_err(|e| e.to_string())?,
+        Progress::WantRead
+    );
+    let mut pre_cookie = 0;
+    // Stateless phase.
+    for _ in 0..10 {
+        for d in cli.take_datagrams() {
+            listener.feed(&d);
+        }
+        let verified = listener.accept_stateless().map_err(|e| e.to_string())?;
+        let out = listener.take_datagrams();
+        if verified {
+            for d in out {
+                cli.feed(&d);
+            }
+            break;
+        }
+        pre_cookie += out.iter().map(Vec::len).sum::<usize>();
+        for d in out {
+            cli.feed(&d);
+        }
+        cli.handshake().map_err(|e| e.to_string())?;
+    }
+    let mut srv = listener;
+    for _ in 0..20 {
+        let s = srv.handshake().map_err(|e| format!("server: {e}"))?;
+        for d in srv.take_datagrams() {
+            cli.feed(&d);
+        }
+        let c = cli.handshake().map_err(|e| format!("client: {e}"))?;
+        for d in cli.take_datagrams() {
+            srv.feed(&d);
+        }
+        if s == Progress::Done && c == Progress::Done {
+            return Ok((srv, cli, pre_cookie));
+        }
+    }
+    Err("handshake did not finish".into())
+}
+
+fn echo(srv: &mut Session, cli: &mut Session) {
+    cli.write(b"GET /entropy").unwrap();
+    for d in cli.take_datagrams() {
+        srv.feed(&d);
+    }
+    let mut buf = [0u8; 256];
+    let n = srv.read(&mut buf).unwrap().expect("a record");
+    assert_eq!(&buf[..n], b"GET /entropy");
+    srv.write(&buf[..n]).unwrap();
+    for d in srv.take_datagrams() {
+        cli.feed(&d);
+    }
+    let n = cli.read(&mut buf).unwrap().expect("a record");
+    assert_eq!(&buf[..n], b"GET /entropy");
+}
+
+#[test]
+fn dtls12_psk_aes_ccm8_with_a_hello_verify_cookie() {
+    let sctx = server_ctx(Version::Any, &[]);
+    let mut cctx = Context::new(Role::Client, Version::Dtls12).unwrap();
+    cctx.set_psk_client(ID, KEY);
+    cctx.set_cipher_list("PSK-AES128-CCM-8").unwrap();
+    let cli = Session::new(&cctx, addr(1)).unwrap();
+    let (mut s, mut c, pre) = handshake(&sctx, cli).unwrap();
+    assert_eq!(s.version().as_deref(), Some("DTLSv1.2"));
+    assert_eq!(c.cipher().as_deref(), Some("PSK-AES128-CCM-8"));
+    assert_eq!(s.psk_identity().as_deref(), Some("device-1"));
+    assert!(pre > 0, "a HelloVerifyRequest was sent");
+    echo(&mut s, &mut c);
+}
+
+#[test]
+fn dtls13_psk_with_ml_kem_512() {
+    let sctx = server_ctx(Version::Any, &[Group::MlKem512, Group::X25519]);
+    let cli = client(Version::Dtls13, ID, KEY, Some(Group::MlKem512));
+    let (mut s, mut c, pre) = handshake(&sctx, cli).unwrap();
+    assert_eq!(s.version().as_deref(), Some("DTLSv1.3"));
+    assert_eq!(c.group().as_deref(), Some("ML_KEM_512"));
+    assert!(pre > 0, "a HelloRetryRequest cookie was sent");
+    echo(&mut s, &mut c);
+}
+
+#[test]
+fn dtls13_groups_handshake() {
+    for g in [
+        Group::MlKem768,
+        Group::X25519MlKem768,
+        Group::X25519,
+        Group::P256,
+    ] {
+        let sctx = server_ctx(
+            Version::Dtls13,
+            &[
+                Group::MlKem512,
+                Group::MlKem768,
+                Group::X25519MlKem768,
+                Group::X25519,
+                Group::P256,
+            ],
+        );
+        let cli = client(Version::Dtls13, ID, KEY, Some(g));
+        let (mut s, mut c, _) = handshake(&sctx, cli).unwrap_or_else(|e| panic!("{g:?}: {e}"));
+        assert!(c.group().is_some(), "{g:?}");
+        echo(&mut s, &mut c);
+    }
+}
+
+#[test]
+fn a_wrong_key_or_unknown_identity_is_refused() {
+    for v in [Version::Dtls12, Version::Dtls13] {
+        let sctx = server_ctx(Version::Any, &[]);
+        let cli = client(
+            v,
+            ID,
+            b"fedcba9876543210",
+            if v == Version::Dtls13 {
+                Some(Group::X25519)
+            } else {
+                None
+            },
+        );
+        assert!(handshake(&sctx, cli).is_err(), "{v:?}: wrong key accepted");
+        let cli = client(
+            v,
+            b"stranger",
+            KEY,
+            if v == Version::Dtls13 {
+                Some(Group::X25519)
+            } else {
+                None
+            },
+        );
+        assert!(
+            handshake(&sctx, cli).is_err(),
+            "{v:?}: unknown identity accepted"
+        );
+    }
+}
+
+#[test]
+fn garbage_never_gets_past_the_stateless_listener() {
+    let sctx = server_ctx(Version::Any, &[]);
+    let mut l = Session::new(&sctx, addr(9)).unwrap();
+    l.set_cookie_secret(SECRET).unwrap();
+    for d in [
+        &b""[..],
+        b"\x16\xfe\xfd",
+        &[0xffu8; 300],
+        &[0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff],
+    ] {
+        l.feed(d);
+        assert!(!matches!(l.accept_stateless(), Ok(true)));
+    }
+}
+
+#[test]
+fn dtls13_ml_kem_512_with_a_verified_ml_dsa_44_certificate() {
+    let mut key = qeaas_wolfssl_sys::MlDsa44::generate().unwrap();
+    let cert = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, "qeaas test", 1).unwrap();
+    let mut sctx = Context::new(Role::Server, Version::Dtls13).unwrap();
+    sctx.use_certificate_chain(&cert, Format::Der).unwrap();
+    sctx.use_private_key(&key.private_der().unwrap(), Format::Der)
+        .unwrap();
+    sctx.set_groups(&[Group::MlKem512]).unwrap();
+    let verified_client = |ca: &[u8]| {
+        let mut c = Context::new(Role::Client, Version::Dtls13).unwrap();
+        c.verify_peer(ca, Format::Der).unwrap();
+        c.set_groups(&[Group::MlKem512]).unwrap();
+        let mut s = Session::new(&c, addr(1)).unwrap();
+        s.use_key_share(Group::MlKem512).unwrap();
+        s
+    };
+    let (mut s, mut c, _) = handshake(&sctx, verified_client(&cert)).unwrap();
+    assert_eq!(c.group().as_deref(), Some("ML_KEM_512"));
+    echo(&mut s, &mut c);
+    // A client trusting another ML-DSA key refuses this server.
+    let mut other = qeaas_wolfssl_sys::MlDsa44::generate().unwrap();
+    let other_ca = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut other, "other", 2).unwrap();
+    assert!(handshake(&sctx, verified_client(&other_ca)).is_err());
+}
