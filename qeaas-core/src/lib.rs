@@ -9,6 +9,8 @@
 //! * `pipeline`: ties the three together per source and computes the credit (only on targets
 //!   with atomics: it shares the extractor through `Arc`);
 //! * [`pool`]: the BLAKE2s pool (mix, credit, extract), modelled on Linux random.c;
+//! * [`device_pool`]: the embedded client's pool with the paper's parameters (512-byte credit
+//!   cap, refill below 128 bytes, backfeed), accounting server and TRNG credit apart;
 //! * [`reservoir`]: the pool plus a queue from which each byte is handed out once.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -18,6 +20,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod device_pool;
 pub mod extractor;
 pub mod fips;
 pub mod health;
@@ -31,6 +34,8 @@ pub mod reservoir;
 
 #[cfg(feature = "std")]
 impl std::error::Error for pool::NotEnoughEntropy {}
+#[cfg(feature = "std")]
+impl std::error::Error for device_pool::CreditTooLarge {}
 #[cfg(feature = "std")]
 impl std::error::Error for health::InvalidMinEntropy {}
 #[cfg(feature = "std")]
