@@ -3,7 +3,7 @@
 //! The shell's loop is:
 //!
 //! ```text
-//! node.add_trng(bytes, bits)            -- whenever it reads the TRNG (pool low, or periodically)
+//! node.offer_trng(bytes)                -- whenever it reads the TRNG (pool low, or periodically)
 //! node.poll(now)                        -- starts a fetch when due, handles timeouts
 //! while let Some(d) = node.poll_transmit() { send d }
 //! wait for a datagram or node.poll_timeout()
@@ -19,11 +19,28 @@
 use alloc::vec::Vec;
 
 use qeaas_core::device_pool::{CreditTooLarge, DevicePool, DevicePoolStats, Origin};
+use qeaas_core::health::{
+    HealthCounters, HealthMonitor, HealthParams, MinEntropy, SampleWidth, Verdict,
+};
 use qeaas_core::pool::NotEnoughEntropy;
 
 use crate::coap::{ClientConfig, ClientStats, EntropyClient, Outcome};
 use crate::scheduler::{LinkState, RefreshConfig, Scheduler};
 use crate::{Instant, RandomSource};
+
+/// Min-entropy claimed for the chip TRNG, in bits per byte.
+///
+/// Espressif publishes no SP 800-90B assessment of the ESP32-C3 RNG (it is a true RNG only while
+/// the radio or the ADC noise source runs), so the claim is deliberately half of full entropy; the
+/// health tests run with the cut-offs of this claim (RCT 6, APT 62 of 512 at alpha = 2^-20).
+pub const TRNG_BITS_PER_BYTE: u32 = 4;
+
+fn trng_health() -> HealthMonitor {
+    // 4000 millibits per byte is within (0, 8000]: the constructor cannot fail.
+    let h = MinEntropy::from_millibits(TRNG_BITS_PER_BYTE * 1000, SampleWidth::Byte)
+        .unwrap_or_else(|_| unreachable!());
+    HealthMonitor::new(HealthParams::new(SampleWidth::Byte, h))
+}
 
 /// How datagrams reach the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +72,8 @@ pub struct Status {
     pub pool: DevicePoolStats,
     /// The CoAP client's counters.
     pub client: ClientStats,
+    /// The TRNG health tests' counters.
+    pub trng_health: HealthCounters,
     /// Fetches that delivered bytes.
     pub fetches_ok: u64,
     /// Fetches that failed.
@@ -68,6 +87,7 @@ pub struct Node<R> {
     client: EntropyClient<R>,
     sched: Scheduler,
     transport: Transport,
+    trng_health: HealthMonitor,
     fetches_ok: u64,
     fetches_failed: u64,
 }
@@ -86,12 +106,34 @@ impl<R: RandomSource> Node<R> {
             client: EntropyClient::new(client, rng),
             sched: Scheduler::new(refresh, now),
             transport,
+            trng_health: trng_health(),
             fetches_ok: 0,
             fetches_failed: 0,
         }
     }
 
-    /// Mixes TRNG bytes and credits `bits` (at most 8 per byte) to the TRNG.
+    /// Health-tests raw TRNG bytes (SP 800-90B RCT and APT, start-up test first) and mixes them.
+    /// Only chunks that pass while the TRNG is healthy are credited, at [`TRNG_BITS_PER_BYTE`]. A
+    /// failure also discards the pool's credit: the fault may have begun before the tests saw it.
+    pub fn offer_trng(&mut self, chunk: &[u8]) -> Verdict {
+        let verdict = self.trng_health.check(chunk);
+        match verdict {
+            Verdict::Pass => {
+                let bits = TRNG_BITS_PER_BYTE.saturating_mul(chunk.len() as u32);
+                // bits <= 8 * len, so this cannot be refused.
+                let _ = self.pool.add_entropy(Origin::Trng, chunk, bits);
+            }
+            Verdict::Startup | Verdict::Failed => self.pool.mix(Origin::Trng, chunk),
+            Verdict::Intermittent(_) | Verdict::Permanent(_) => {
+                self.pool.mix(Origin::Trng, chunk);
+                self.pool.discard_credit();
+            }
+        }
+        verdict
+    }
+
+    /// Mixes TRNG bytes assessed elsewhere and credits `bits` (at most 8 per byte). Bypasses the
+    /// health tests: [`Self::offer_trng`] is the normal path.
     pub fn add_trng(&mut self, data: &[u8], bits: u32) -> Result<u32, CreditTooLarge> {
         self.pool.add_entropy(Origin::Trng, data, bits)
     }
@@ -143,6 +185,7 @@ impl<R: RandomSource> Node<R> {
             transport: self.transport,
             pool: self.pool.stats(),
             client: self.client.stats(),
+            trng_health: self.trng_health.counters(),
             fetches_ok: self.fetches_ok,
             fetches_failed: self.fetches_failed,
         }

@@ -2,6 +2,7 @@ use super::*;
 use crate::coap::{tests::answer, tests::Script, FetchError};
 use crate::scheduler::FallbackReason;
 use alloc::vec;
+use alloc::vec::Vec;
 use coap_lite::{CoapOption, Packet, ResponseType};
 
 fn node(transport: Transport) -> Node<Script> {
@@ -165,4 +166,40 @@ fn two_fills_never_return_the_same_bytes() {
     n.fill(&mut a).unwrap();
     n.fill(&mut b).unwrap();
     assert_ne!(a, b);
+}
+
+/// A deterministic byte stream that passes RCT and APT (xorshift64).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn trng_is_credited_only_after_startup_and_while_healthy() {
+    let mut n = node(Transport::PlainUdp);
+    // The start-up test needs 1024 samples: the first 1024 bytes are mixed, never credited.
+    for i in 0..16 {
+        assert_eq!(n.offer_trng(&noise(64, i)), Verdict::Startup, "chunk {i}");
+    }
+    assert_eq!(n.status().pool.credit_bits, 0);
+    assert_eq!(n.offer_trng(&noise(64, 99)), Verdict::Pass);
+    assert_eq!(
+        n.status().pool.trng.bits_credited,
+        64 * u64::from(TRNG_BITS_PER_BYTE)
+    );
+    // A stuck TRNG fails the RCT (cut-off 6 at 4 bits/byte) and the credit is dropped.
+    let v = n.offer_trng(&[0x42; 64]);
+    assert!(matches!(v, Verdict::Intermittent(_)), "{v:?}");
+    assert_eq!(n.status().pool.credit_bits, 0);
+    assert_eq!(n.status().trng_health.rct_failures, 1);
+    assert!(n.fill(&mut [0u8; 1]).is_err());
+    // And the next chunks are back in start-up.
+    assert_eq!(n.offer_trng(&noise(64, 7)), Verdict::Startup);
 }
