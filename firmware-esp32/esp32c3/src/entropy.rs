@@ -40,21 +40,22 @@ pub fn with<R>(f: impl FnOnce(&mut Node<HwRandom>) -> R) -> Option<R> {
 }
 
 /// Reads the TRNG into the pool until it is above its refill threshold (or a bounded number of
-/// chunks was read, or the health tests fail). Returns false if the TRNG is not available.
-pub fn top_up_from_trng(node: &mut Node<HwRandom>) -> bool {
+/// chunks was read, or the health tests fail). The TRNG is read outside the critical section, so
+/// interrupts (Wi-Fi) are masked only while a chunk is mixed. Returns false if the TRNG is off.
+pub fn top_up_from_trng() -> bool {
     let Ok(trng) = Trng::try_new() else {
         return false;
     };
     let mut chunk = [0u8; TRNG_CHUNK];
     for _ in 0..MAX_TRNG_CHUNKS {
-        if !node.needs_refill() {
+        if !with(|n| n.needs_refill()).unwrap_or(false) {
             break;
         }
         trng.read(&mut chunk);
-        let v = node.offer_trng(&chunk);
+        let v = with(|n| n.offer_trng(&chunk));
         if matches!(
             v,
-            Verdict::Intermittent(_) | Verdict::Permanent(_) | Verdict::Failed
+            None | Some(Verdict::Intermittent(_) | Verdict::Permanent(_) | Verdict::Failed)
         ) {
             break;
         }
@@ -65,16 +66,8 @@ pub fn top_up_from_trng(node: &mut Node<HwRandom>) -> bool {
 
 /// Fills `dest` from the pool, topping it up from the TRNG first if its credit is short.
 pub fn fill(dest: &mut [u8]) -> bool {
-    with(|node| {
-        for chunk in dest.chunks_mut(qeaas_core::pool::MAX_EXTRACT) {
-            if node.fill(chunk).is_err() {
-                top_up_from_trng(node);
-                if node.fill(chunk).is_err() {
-                    return false;
-                }
-            }
-        }
-        true
+    dest.chunks_mut(qeaas_core::pool::MAX_EXTRACT).all(|chunk| {
+        with(|n| n.fill(chunk).is_ok()).unwrap_or(false)
+            || (top_up_from_trng() && with(|n| n.fill(chunk).is_ok()).unwrap_or(false))
     })
-    .unwrap_or(false)
 }

@@ -76,7 +76,7 @@ async fn main(spawner: Spawner) -> ! {
         ..RefreshConfig::default()
     };
     entropy::init(now(), transport::TRANSPORT, refresh);
-    entropy::with(entropy::top_up_from_trng);
+    entropy::top_up_from_trng();
     // The getrandom backend, end to end; the bytes are not printed.
     let mut probe = [0u8; 32];
     println!(
@@ -148,10 +148,8 @@ async fn main(spawner: Spawner) -> ! {
     let mut buf = [0u8; DATAGRAM];
     let mut last_report = now();
     loop {
+        entropy::top_up_from_trng();
         let out: Vec<Vec<u8>> = entropy::with(|n| {
-            if n.needs_refill() {
-                entropy::top_up_from_trng(n);
-            }
             n.poll(now());
             core::iter::from_fn(|| n.poll_transmit()).collect()
         })
@@ -180,7 +178,7 @@ async fn main(spawner: Spawner) -> ! {
 /// No network: keep the pool topped up from the TRNG and report.
 async fn trng_only() -> ! {
     loop {
-        entropy::with(entropy::top_up_from_trng);
+        entropy::top_up_from_trng();
         report();
         Timer::after(Duration::from_millis(REPORT_MS)).await;
     }
