@@ -12,7 +12,7 @@
 //!   `[ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR]` = 2 to 3 s, doubled on each of at most
 //!   `MAX_RETRANSMIT` = 4 retransmissions; after the last one the fetch fails (93 s worst case).
 //! * A piggybacked response in the ACK, or an empty ACK followed by a separate response (which
-//!   we ACK if it is Confirmable). A Reset for our message id fails the fetch. Confirmable
+//!   we ACK if it is Confirmable, and ACK again if it comes again). A Reset for our message id fails the fetch. Confirmable
 //!   messages we cannot match are answered with a Reset; anything else unmatched is ignored.
 //! * Responses must carry our token and (in an ACK) our message id: a stray or spoofed datagram
 //!   cannot complete a fetch.
@@ -170,6 +170,9 @@ pub struct EntropyClient<R> {
     transmit: VecDeque<Vec<u8>>,
     outcome: Option<Outcome>,
     stats: ClientStats,
+    /// Message id of the last Confirmable response we acknowledged: a duplicate of it (our ACK
+    /// was lost) is acknowledged again rather than reset (RFC 7252 4.5).
+    last_acked_con: Option<u16>,
 }
 
 impl<R: RandomSource> EntropyClient<R> {
@@ -187,6 +190,7 @@ impl<R: RandomSource> EntropyClient<R> {
             transmit: VecDeque::new(),
             outcome: None,
             stats: ClientStats::default(),
+            last_acked_con: None,
         }
     }
 
@@ -288,8 +292,13 @@ impl<R: RandomSource> EntropyClient<R> {
             {
                 if t == MessageType::Confirmable {
                     self.send_empty(MessageType::Acknowledgement, mid);
+                    self.last_acked_con = Some(mid);
                 }
                 self.handle_response(now, &p);
+            }
+            (MessageType::Confirmable, _) if ours && self.last_acked_con == Some(mid) => {
+                self.send_empty(MessageType::Acknowledgement, mid);
+                self.stats.ignored += 1;
             }
             (MessageType::Confirmable, _) => {
                 // RFC 7252 4.2: a Confirmable message we cannot process is rejected.

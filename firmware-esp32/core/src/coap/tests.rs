@@ -161,6 +161,12 @@ fn empty_ack_then_separate_confirmable_response_is_acked() {
     assert_eq!(our_ack.header.code, MessageClass::Empty);
     assert_eq!(our_ack.header.message_id, 0x7777);
     assert_eq!(c.poll_outcome(), Some(Outcome::Entropy(vec![1; 32])));
+    // Our ACK was lost and the server repeats itself: ACK again, deliver nothing twice.
+    c.handle_datagram(t(8000), &bytes(&resp));
+    let again = parse(&c.poll_transmit().unwrap());
+    assert_eq!(again.header.get_type(), MessageType::Acknowledgement);
+    assert_eq!(again.header.message_id, 0x7777);
+    assert_eq!(c.poll_outcome(), None);
 }
 
 #[test]
