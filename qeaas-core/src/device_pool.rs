@@ -440,4 +440,91 @@ mod tests {
         assert_eq!(p.credit_bits(), 0);
         assert_eq!(p.stats().trng.bits_credited, 512);
     }
+
+    mod props {
+        use super::super::*;
+        use alloc::vec::Vec;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Add { server: bool, len: usize, bits: u32 },
+            Fill(usize),
+            Discard,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                6 => (any::<bool>(), 0usize..200, 0u32..2000)
+                    .prop_map(|(server, len, bits)| Op::Add { server, len, bits }),
+                4 => (1usize..100).prop_map(Op::Fill),
+                1 => Just(Op::Discard),
+            ]
+        }
+
+        proptest! {
+            /// Whatever the sequence: credit never exceeds the cap nor what the sources claimed
+            /// (at most 8 bits per byte), every byte handed out was paid for at 8 bits plus the
+            /// margin per block, and the two origins' shares always add up to the credit.
+            #[test]
+            fn accounting_invariants_hold(ops in proptest::collection::vec(op(), 1..60)) {
+                let mut p = DevicePool::new();
+                let mut accepted: u64 = 0;
+                let mut spent: u64 = 0;
+                let mut discarded: u64 = 0;
+                let mut outputs: Vec<Vec<u8>> = Vec::new();
+                for o in ops {
+                    match o {
+                        Op::Add { server, len, bits } => {
+                            let origin = if server { Origin::Server } else { Origin::Trng };
+                            let before = p.credit_bits();
+                            let data: Vec<u8> = (0..len).map(|i| (i as u8) ^ (bits as u8)).collect();
+                            match p.add_entropy(origin, &data, bits) {
+                                Ok(a) => {
+                                    prop_assert!(u64::from(bits) <= 8 * len as u64);
+                                    prop_assert!(a <= bits);
+                                    prop_assert_eq!(p.credit_bits(), before + a);
+                                    accepted += u64::from(a);
+                                }
+                                Err(_) => {
+                                    prop_assert!(u64::from(bits) > 8 * len as u64);
+                                    prop_assert_eq!(p.credit_bits(), before);
+                                }
+                            }
+                        }
+                        Op::Fill(n) => {
+                            let before = p.credit_bits();
+                            let mut out = alloc::vec![0u8; n];
+                            match p.fill(&mut out) {
+                                Ok(()) => {
+                                    let cost = DevicePool::cost_bits(n);
+                                    prop_assert!(cost <= u64::from(before));
+                                    prop_assert_eq!(u64::from(p.credit_bits()), u64::from(before) - cost);
+                                    spent += cost;
+                                    // Short outputs may collide by chance; 16 bytes may not.
+                                    if n >= 16 {
+                                        prop_assert!(!outputs.contains(&out), "an output repeated");
+                                        outputs.push(out);
+                                    }
+                                }
+                                Err(_) => {
+                                    prop_assert!(DevicePool::cost_bits(n) > u64::from(before));
+                                    prop_assert_eq!(p.credit_bits(), before);
+                                }
+                            }
+                        }
+                        Op::Discard => {
+                            discarded += u64::from(p.credit_bits());
+                            p.discard_credit();
+                        }
+                    }
+                    let s = p.stats();
+                    prop_assert!(s.credit_bits <= DEVICE_CREDIT_CAP_BITS);
+                    prop_assert_eq!(s.credit_bits, s.server.bits_held + s.trng.bits_held);
+                    prop_assert_eq!(accepted, spent + discarded + u64::from(s.credit_bits));
+                    prop_assert_eq!(accepted, s.server.bits_credited + s.trng.bits_credited);
+                }
+            }
+        }
+    }
 }
