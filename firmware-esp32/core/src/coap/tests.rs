@@ -38,6 +38,11 @@ pub(crate) fn answer(req: &Packet, code: ResponseType, payload: &[u8]) -> Packet
     p
 }
 
+/// CoAP uint encoding, for other modules' tests.
+pub(crate) fn encode(x: u32) -> Vec<u8> {
+    encode_uint(x)
+}
+
 fn bytes(p: &Packet) -> Vec<u8> {
     p.to_bytes().unwrap()
 }

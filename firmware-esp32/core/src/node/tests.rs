@@ -4,6 +4,7 @@ use crate::scheduler::FallbackReason;
 use alloc::vec;
 use alloc::vec::Vec;
 use coap_lite::{CoapOption, Packet, ResponseType};
+use qeaas_core::device_pool::DEVICE_CREDIT_CAP_BITS;
 
 fn node(transport: Transport) -> Node<Script> {
     Node::new(
@@ -202,4 +203,123 @@ fn trng_is_credited_only_after_startup_and_while_healthy() {
     assert!(n.fill(&mut [0u8; 1]).is_err());
     // And the next chunks are back in start-up.
     assert_eq!(n.offer_trng(&noise(64, 7)), Verdict::Startup);
+}
+
+/// A simulated server for `GET /entropy`: piggybacked 2.05 answers, block-wise in 64-byte blocks
+/// when the body is longer; counts the copies of each message id it receives.
+struct SimServer {
+    body_len: usize,
+    next: u8,
+    seen: alloc::collections::BTreeMap<u16, u32>,
+}
+
+impl SimServer {
+    fn serve(&mut self, d: &[u8]) -> Vec<u8> {
+        let req = Packet::from_bytes(d).expect("node sends valid CoAP");
+        *self.seen.entry(req.header.message_id).or_default() += 1;
+        let num = req.get_first_option(CoapOption::Block2).map_or(0, |v| {
+            v.iter().fold(0u32, |a, b| a << 8 | u32::from(*b)) >> 4
+        }) as usize;
+        let body: Vec<u8> = (0..self.body_len)
+            .map(|i| self.next.wrapping_add(i as u8))
+            .collect();
+        let start = (num * 64).min(body.len());
+        let end = (start + 64).min(body.len());
+        let mut p = answer(&req, ResponseType::Content, &body[start..end]);
+        if self.body_len > 64 {
+            let more = end < body.len();
+            let v = (num as u32) << 4 | u32::from(more) << 3 | 2;
+            p.add_option(CoapOption::Block2, crate::coap::tests::encode(v));
+            if !more {
+                self.next = self.next.wrapping_add(1);
+            }
+        } else {
+            self.next = self.next.wrapping_add(1);
+        }
+        p.to_bytes().unwrap()
+    }
+}
+
+/// Runs a node against the simulated server for `duration_ms` of simulated time, losing each
+/// datagram (either direction) with probability `loss_pct`%. Returns the node and the server.
+fn run_lossy(body_len: usize, loss_pct: u64, duration_ms: u64) -> (Node<Script>, SimServer) {
+    let mut n = node(Transport::Dtls);
+    let mut server = SimServer {
+        body_len,
+        next: 0,
+        seen: Default::default(),
+    };
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut lose = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % 100 < loss_pct
+    };
+    let mut now = 0u64;
+    for _ in 0..1_000_000 {
+        if now >= duration_ms {
+            break;
+        }
+        n.poll(Instant(now));
+        let mut replies = vec![];
+        while let Some(d) = n.poll_transmit() {
+            if !lose() {
+                let r = server.serve(&d);
+                if !lose() {
+                    replies.push(r);
+                }
+            }
+        }
+        for r in replies {
+            now += 10;
+            n.handle_datagram(Instant(now), &r);
+        }
+        now = n.poll_timeout().0.max(now);
+    }
+    assert!(now >= duration_ms, "the simulation made progress");
+    (n, server)
+}
+
+#[test]
+fn lossy_network_fetches_succeed_with_retransmissions() {
+    let (n, server) = run_lossy(32, 30, 3_600_000);
+    let s = n.status();
+    // Nobody drains the pool, so after it fills up fetches follow the 60 s refresh: ~60 an hour.
+    assert!(s.fetches_ok >= 50, "{s:?}");
+    assert_eq!(s.pool.credit_bits, DEVICE_CREDIT_CAP_BITS);
+    // 30% loss each way: an exchange fails only if all 5 transmissions fail ((1 - 0.49)^5).
+    assert!(s.fetches_failed * 10 < s.fetches_ok, "{s:?}");
+    assert!(s.client.retransmissions > 0);
+    assert!(server
+        .seen
+        .values()
+        .all(|&c| c <= 1 + u32::from(crate::coap::MAX_RETRANSMIT)));
+    assert_eq!(s.pool.server.bytes_mixed, 32 * s.fetches_ok);
+}
+
+#[test]
+fn lossy_network_block_wise_bodies_are_whole() {
+    let (n, _) = run_lossy(160, 20, 600_000);
+    let s = n.status();
+    assert!(s.fetches_ok >= 8, "{s:?}");
+    // Every delivered body is the whole 160 bytes, never a part.
+    assert_eq!(s.pool.server.bytes_mixed, 160 * s.fetches_ok);
+}
+
+#[test]
+fn total_loss_means_trng_only_with_growing_backoff() {
+    let (n, server) = run_lossy(32, 100, 3_600_000);
+    let s = n.status();
+    assert_eq!(s.fetches_ok, 0);
+    assert!(server.seen.is_empty());
+    // 93 s per failed fetch at most, then 5, 10, 20, ... 600 s of backoff: about a dozen tries.
+    assert!((8..=20).contains(&s.fetches_failed), "{s:?}");
+    assert!(matches!(
+        s.link,
+        LinkState::TrngOnly {
+            reason: FallbackReason::Unreachable,
+            ..
+        }
+    ));
 }
