@@ -14,7 +14,8 @@ PKGS=(build-essential pkg-config curl ca-certificates git
       libcoap3-bin      # coap-client-gnutls/-openssl: real DTLS 1.2 PSK clients for qeaas-coapd's tests; coap-server: the firmware client's interop peer
       python3
       openssl libssl-dev  # the provider's tests drive Debian's openssl 3.0; C drivers link libcrypto
-      make perl binutils)  # build OpenSSL 3.5 from openssl-src; nm checks the provider's exports
+      make perl binutils  # build OpenSSL 3.5 from openssl-src; nm checks the provider's exports
+      qemu-system-misc python3-venv)  # the firmware core on qemu riscv32; esptool (PyPI) makes the ESP32 image
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
