@@ -15,6 +15,7 @@ PKGS=(build-essential pkg-config curl ca-certificates git
       python3
       openssl libssl-dev  # the provider's tests drive Debian's openssl 3.0; C drivers link libcrypto
       make perl binutils  # build OpenSSL 3.5 from openssl-src; nm checks the provider's exports
+      nginx-light libnginx-mod-stream  # nginx balancing DTLS across two qeaas-coapd in a test
       qemu-system-misc python3-venv)  # the firmware core on qemu riscv32; esptool (PyPI) makes the ESP32 image
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -23,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   # Do not start rngd/jitterentropy from the package postinst: we only want the binaries.
   $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  $SUDO systemctl disable --now rng-tools-debian.service rngd.service jitterentropy.service >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now rng-tools-debian.service rngd.service jitterentropy.service nginx.service >/dev/null 2>&1 || true
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
