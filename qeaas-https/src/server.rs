@@ -1,0 +1,259 @@
+//! The I/O shell: TCP (+ TLS) accept loop, hyper for HTTP/1.1 and HTTP/2, and the local-socket
+//! clients that fetch pool bytes. Every decision is made in [`crate::api`].
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use openssl::ssl::{Ssl, SslAcceptor};
+use qeaas::client::{AsyncClient, ClientError};
+use qeaas::proto::Status;
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::api::{self, Clients, Plan, Reply};
+use crate::config::Config;
+
+/// Idle local-socket connections kept for reuse.
+const POOL_CONNS: usize = 64;
+/// Concurrent client connections; more wait in the listen backlog.
+const MAX_CONNS: usize = 4096;
+/// Time a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shared state of the running server.
+#[derive(Debug)]
+pub struct State {
+    clients: Mutex<Clients>,
+    socket: PathBuf,
+    wait_ms: u16,
+    idle: Mutex<Vec<AsyncClient>>,
+    start: Instant,
+}
+
+impl State {
+    /// From the configuration.
+    pub fn new(cfg: &Config) -> State {
+        State {
+            clients: Mutex::new(Clients::new(cfg, Duration::ZERO)),
+            socket: cfg.socket.clone(),
+            wait_ms: cfg.wait_ms,
+            idle: Mutex::new(Vec::new()),
+            start: Instant::now(),
+        }
+    }
+
+    fn take_conn(&self) -> Option<AsyncClient> {
+        self.idle.lock().ok()?.pop()
+    }
+
+    fn put_conn(&self, c: AsyncClient) {
+        if let Ok(mut v) = self.idle.lock() {
+            if v.len() < POOL_CONNS {
+                v.push(c);
+            }
+        }
+    }
+
+    /// One request to qeaasd on a pooled connection. A failed pooled connection (the daemon
+    /// restarted) is retried once on a fresh one; bytes are never cached or reused.
+    async fn ask<T>(
+        &self,
+        op: impl for<'c> Fn(
+            &'c mut AsyncClient,
+        ) -> Pin<
+            Box<dyn std::future::Future<Output = Result<T, ClientError>> + Send + 'c>,
+        >,
+    ) -> Result<T, ClientError> {
+        let mut reused = true;
+        let mut conn = match self.take_conn() {
+            Some(c) => c,
+            None => {
+                reused = false;
+                AsyncClient::connect(&self.socket).await?
+            }
+        };
+        loop {
+            let r = op(&mut conn).await;
+            match &r {
+                Ok(_)
+                | Err(ClientError::Refused(Status::NotEnoughEntropy | Status::SourceFailed)) => {
+                    self.put_conn(conn);
+                    return r;
+                }
+                Err(ClientError::Io(_)) if reused => {
+                    reused = false;
+                    conn = AsyncClient::connect(&self.socket).await?;
+                }
+                Err(_) => return r,
+            }
+        }
+    }
+
+    async fn fetch(&self, n: u16) -> Result<Vec<u8>, ClientError> {
+        let wait = self.wait_ms;
+        self.ask(move |c| Box::pin(c.get(n, wait))).await
+    }
+
+    async fn status(&self) -> Result<String, ClientError> {
+        self.ask(|c| Box::pin(c.status())).await
+    }
+}
+
+fn to_response(r: Reply, head_only: bool) -> Response<Full<Bytes>> {
+    let body = if head_only { Vec::new() } else { r.body };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(r.content_type));
+    if let Some(s) = r.retry_after {
+        h.insert(RETRY_AFTER, HeaderValue::from(s));
+    }
+    if r.www_authenticate {
+        h.insert(
+            hyper::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"qeaas\""),
+        );
+    }
+    // Entropy must never be cached by a proxy.
+    h.insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+fn daemon_error(e: &ClientError) -> Reply {
+    if e.status().is_none() {
+        warn!("local socket: {e}");
+    }
+    api::daemon_error_reply(e.status())
+}
+
+/// Answers one HTTP request.
+pub async fn handle(
+    state: Arc<State>,
+    req: hyper::Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let head_only = parts.method == hyper::Method::HEAD;
+    let body = match Limited::new(body, api::MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            debug!("request body: {e}");
+            let r = Reply {
+                status: 413,
+                content_type: "text/plain; charset=utf-8",
+                body: b"request body too large\n".to_vec(),
+                retry_after: None,
+                www_authenticate: false,
+            };
+            return Ok(to_response(r, false));
+        }
+    };
+    let request = api::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        authorization: parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
+        accept: parts.headers.get(ACCEPT).map(|v| v.as_bytes()),
+        body: &body,
+    };
+    let now = state.start.elapsed();
+    let plan = match state.clients.lock() {
+        Ok(mut c) => c.plan(&request, now),
+        Err(_) => return Ok(to_response(api::daemon_error_reply(None), false)),
+    };
+    let reply = match plan {
+        Plan::Reply(r) => r,
+        Plan::Pollen { challenge } => match state.fetch(api::POLLEN_BYTES).await {
+            Ok(pool) => api::pollen_reply(&challenge, &pool),
+            Err(e) => daemon_error(&e),
+        },
+        Plan::Entropy { client, bytes, raw } => match state.fetch(bytes).await {
+            Ok(pool) => {
+                if let Ok(mut c) = state.clients.lock() {
+                    c.charge(client, pool.len() as u64);
+                    debug!(client = c.name(client), bytes, "served");
+                }
+                api::entropy_reply(&pool, raw)
+            }
+            Err(e) => daemon_error(&e),
+        },
+        Plan::Health => api::health_reply(state.status().await.ok().as_deref()),
+    };
+    Ok(to_response(reply, head_only))
+}
+
+async fn serve_conn<S>(state: Arc<State>, io: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if let Err(e) = builder.serve_connection(TokioIo::new(io), svc).await {
+        debug!("connection: {e}");
+    }
+}
+
+/// Accepts connections until the process is stopped.
+pub async fn run(
+    state: Arc<State>,
+    listener: std::net::TcpListener,
+    tls: Option<SslAcceptor>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    let tls = tls.map(Arc::new);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNS));
+    loop {
+        let permit = match slots.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return Ok(()),
+        };
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let state = state.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => serve_conn(state, tcp).await,
+                Some(acc) => {
+                    let stream = Ssl::new(acc.context())
+                        .and_then(|ssl| tokio_openssl::SslStream::new(ssl, tcp));
+                    let mut stream = match stream {
+                        Ok(s) => s,
+                        Err(e) => {
+                            warn!("TLS setup: {e}");
+                            return;
+                        }
+                    };
+                    let hs =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, Pin::new(&mut stream).accept())
+                            .await;
+                    match hs {
+                        Ok(Ok(())) => serve_conn(state, stream).await,
+                        Ok(Err(e)) => debug!(%peer, "TLS handshake: {e}"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
