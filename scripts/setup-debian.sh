@@ -11,6 +11,7 @@ PKGS=(build-essential pkg-config curl ca-certificates git
       prometheus        # promtool: checks live metrics and the alert rules
       util-linux        # setpriv: runs a client as another user
       jitterentropy-rngd  # its unit is the sandboxing reference for systemd/qeaasd.service
+      pollinate         # Debian's pollen client: qeaas-https tests seed through the HTTPS face
       python3)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

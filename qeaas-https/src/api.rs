@@ -205,12 +205,12 @@ impl Clients {
                 bytes,
                 raw: wants_raw(req.accept),
             },
-            Err(Refusal::RateLimited { retry_after }) => Plan::Reply(
-                Reply::error(429, "rate limit").retry(retry_after_secs(retry_after)),
-            ),
-            Err(Refusal::QuotaExhausted { resets_in }) => Plan::Reply(
-                Reply::error(403, "quota exhausted").retry(retry_after_secs(resets_in)),
-            ),
+            Err(Refusal::RateLimited { retry_after }) => {
+                Plan::Reply(Reply::error(429, "rate limit").retry(retry_after_secs(retry_after)))
+            }
+            Err(Refusal::QuotaExhausted { resets_in }) => {
+                Plan::Reply(Reply::error(403, "quota exhausted").retry(retry_after_secs(resets_in)))
+            }
         }
     }
 }
@@ -384,7 +384,10 @@ mod tests {
     fn entropy_needs_a_known_token() {
         let mut c = clients(100.0, 100, 1 << 20);
         let now = Duration::ZERO;
-        assert_eq!(status(c.plan(&get("/api/v1/entropy", None, None), now)), 401);
+        assert_eq!(
+            status(c.plan(&get("/api/v1/entropy", None, None), now)),
+            401
+        );
         let wrong = get("/api/v1/entropy", None, Some(b"Bearer nope"));
         assert_eq!(status(c.plan(&wrong, now)), 401);
         let basic = get("/api/v1/entropy", None, Some(b"Basic s3cret"));
@@ -438,7 +441,10 @@ mod tests {
             p => panic!("{p:?}"),
         }
         let small = get("/api/v1/entropy", Some("bytes=1"), auth);
-        assert!(matches!(c.plan(&small, Duration::ZERO), Plan::Entropy { .. }));
+        assert!(matches!(
+            c.plan(&small, Duration::ZERO),
+            Plan::Entropy { .. }
+        ));
         match c.plan(&small, Duration::ZERO) {
             Plan::Reply(r) => {
                 assert_eq!(r.status, 429);
@@ -457,22 +463,26 @@ mod tests {
         let r = entropy_reply(&[0xab, 0x01], false);
         assert_eq!(r.body, b"{\"entropy\":\"ab01\",\"bytes\":2}\n");
         assert_eq!(entropy_reply(&[7], true).body, vec![7]);
-        assert_eq!(
-            daemon_error_reply(Some(Status::SourceFailed)).status,
-            503
-        );
+        assert_eq!(daemon_error_reply(Some(Status::SourceFailed)).status, 503);
         assert_eq!(daemon_error_reply(None).retry_after, Some(5));
         let st = "version=0.1.0\nsource.q=quantis simulated failed read=0\nsource.r=serial real healthy read=9 rct_failures=0\n";
         assert_eq!(health_reply(Some(st)).status, 200);
-        assert_eq!(health_reply(Some(&st.replace(" healthy", " failed"))).status, 503);
+        assert_eq!(
+            health_reply(Some(&st.replace(" healthy", " failed"))).status,
+            503
+        );
         assert_eq!(health_reply(None).status, 503);
     }
 
     #[test]
     fn accept_header() {
         assert!(wants_raw(Some(b"application/octet-stream")));
-        assert!(wants_raw(Some(b"text/html, Application/Octet-Stream;q=0.9")));
-        assert!(!wants_raw(Some(b"application/json, application/octet-stream")));
+        assert!(wants_raw(Some(
+            b"text/html, Application/Octet-Stream;q=0.9"
+        )));
+        assert!(!wants_raw(Some(
+            b"application/json, application/octet-stream"
+        )));
         assert!(!wants_raw(Some(b"*/*")));
         assert!(!wants_raw(Some(&[0xff, 0xfe])));
         assert!(!wants_raw(None));

@@ -197,7 +197,10 @@ rate_per_sec = 2.5
     fn rejects_unknown_keys_in_every_table() {
         for anchor in ["listen =", "cert =", "name ="] {
             let t = GOOD.replacen(anchor, &format!("bogus = 1\n{anchor}"), 1);
-            assert!(Config::parse(&t).is_err(), "accepted a bogus key before {anchor}");
+            assert!(
+                Config::parse(&t).is_err(),
+                "accepted a bogus key before {anchor}"
+            );
         }
     }
 

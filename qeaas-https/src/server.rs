@@ -110,7 +110,8 @@ impl State {
 fn to_response(r: Reply, head_only: bool) -> Response<Full<Bytes>> {
     let body = if head_only { Vec::new() } else { r.body };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *resp.status_mut() =
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(r.content_type));
     if let Some(s) = r.retry_after {

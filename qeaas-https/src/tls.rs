@@ -48,9 +48,10 @@ const ALPN: &[u8] = b"\x02h2\x08http/1.1";
 
 /// A TLS 1.3-only acceptor with the configured groups, certificate and ALPN (h2, http/1.1).
 pub fn acceptor(cfg: &TlsConfig) -> Result<SslAcceptor, TlsError> {
-    let mut b = ctx(SslAcceptor::mozilla_modern_v5(SslMethod::tls_server()), || {
-        "TLS context".into()
-    })?;
+    let mut b = ctx(
+        SslAcceptor::mozilla_modern_v5(SslMethod::tls_server()),
+        || "TLS context".into(),
+    )?;
     ctx(b.set_min_proto_version(Some(SslVersion::TLS1_3)), || {
         "TLS 1.3 minimum".into()
     })?;
@@ -78,6 +79,7 @@ pub enum KeyAlg {
     /// ECDSA on P-256 with SHA-256.
     EcdsaP256,
     /// ML-DSA-44 (FIPS 204), pure mode.
+    #[value(name = "ml-dsa-44")]
     MlDsa44,
 }
 
@@ -138,7 +140,13 @@ fn build_cert(
         None => {
             b.set_issuer_name(&subject_name)?;
             b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-            b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
+            b.append_extension(
+                KeyUsage::new()
+                    .critical()
+                    .key_cert_sign()
+                    .crl_sign()
+                    .build()?,
+            )?;
             b.sign(key, digest(alg))?;
         }
         Some((ca, ca_key)) => {

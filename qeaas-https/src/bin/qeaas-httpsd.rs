@@ -9,7 +9,10 @@ use clap::{Parser, Subcommand};
 use qeaas_https::{config::Config, privdrop, server, tls};
 
 #[derive(Debug, Parser)]
-#[command(version, about = "HTTPS face of qeaas: pollen protocol and JSON entropy API")]
+#[command(
+    version,
+    about = "HTTPS face of qeaas: pollen protocol and JSON entropy API"
+)]
 struct Cli {
     /// Configuration file.
     #[arg(short, long, default_value = "/etc/qeaas/qeaas-httpsd.toml")]
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match real_main(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
