@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use openssl::ssl::{Ssl, SslAcceptor};
 use qeaas::client::{AsyncClient, ClientError};
 use qeaas::proto::Status;
@@ -27,6 +27,10 @@ const POOL_CONNS: usize = 64;
 const MAX_CONNS: usize = 4096;
 /// Time a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent HTTP/2 streams per connection.
+const H2_STREAMS: u32 = 64;
 
 /// Shared state of the running server.
 #[derive(Debug)]
@@ -198,7 +202,16 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A client that trickles its headers is cut off (hyper's header timeout needs a timer).
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_STREAMS);
     if let Err(e) = builder.serve_connection(TokioIo::new(io), svc).await {
         debug!("connection: {e}");
     }
