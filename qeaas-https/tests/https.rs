@@ -215,6 +215,44 @@ fn json_api_over_http1_and_http2_with_limits_and_failures() {
 }
 
 #[test]
+fn stopped_simulator_gives_503_once_the_queue_is_spent() {
+    if !require(have("curl"), "curl") {
+        return;
+    }
+    let mut stack = Stack::start();
+    let certs = stack.certs("ec", "ecdsa-p256");
+    let (_front, port) = stack.frontend("front", &tls_config(&certs, ""));
+    let curl = Curl {
+        ca: certs.join("ca.crt"),
+        port,
+    };
+    assert_eq!(curl.entropy(TOKEN, "?bytes=64", &[]).0, 200);
+    stack.sim.terminate();
+    // What is already conditioned (the daemon's queue, the pipe's buffer) may still be served;
+    // then the answer is 503 with Retry-After, never short or repeated bytes.
+    let mut seen = HashSet::new();
+    let mut refused = None;
+    for _ in 0..200 {
+        let (st, hdr, body) = curl.entropy(TOKEN, "?bytes=4096", &[]);
+        match st {
+            200 => assert!(seen.insert(entropy_json(&body, 4096))),
+            503 => {
+                refused = Some((hdr, body));
+                break;
+            }
+            other => panic!("unexpected {other}: {}", String::from_utf8_lossy(&body)),
+        }
+    }
+    let (hdr, _) = refused.expect("still served 800 KB after the simulator stopped");
+    assert!(hdr.contains("retry-after: "), "{hdr}");
+    assert!(
+        wait_until(Duration::from_secs(20), || curl.get("/health", &[]).0
+            == 503),
+        "/health stayed 200 with the only source gone"
+    );
+}
+
+#[test]
 fn failed_source_gives_503() {
     if !require(have("curl"), "curl") {
         return;
