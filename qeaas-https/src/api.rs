@@ -111,6 +111,9 @@ pub struct Clients {
     names: Vec<String>,
     limits: Vec<Limits>,
     max_bytes: u16,
+    pollen_enabled: bool,
+    /// Shared by every anonymous pollinate client.
+    pollen_bucket: Option<TokenBucket>,
 }
 
 impl Clients {
@@ -121,6 +124,11 @@ impl Clients {
             names: Vec::new(),
             limits: Vec::new(),
             max_bytes: cfg.max_bytes,
+            pollen_enabled: cfg.pollen.enable,
+            pollen_bucket: cfg
+                .pollen
+                .rate_per_sec
+                .map(|r| TokenBucket::new(r, cfg.pollen.burst, now)),
         };
         for (i, cl) in cfg.clients.iter().enumerate() {
             let mut h = [0u8; 32];
@@ -166,13 +174,29 @@ impl Clients {
     /// request that passes has spent its rate token.
     pub fn plan(&mut self, req: &Request<'_>, now: Duration) -> Plan {
         match req.path {
-            "/" => pollen_plan(req),
+            "/" if self.pollen_enabled => self.pollen_admit(pollen_plan(req), now),
             "/health" => match req.method {
                 "GET" | "HEAD" => Plan::Health,
                 _ => Plan::Reply(Reply::error(405, "method not allowed")),
             },
             "/api/v1/entropy" => self.entropy_plan(req, now),
             _ => Plan::Reply(Reply::error(404, "not found")),
+        }
+    }
+
+    /// Spends a token of the shared pollen bucket for a well-formed exchange.
+    fn pollen_admit(&mut self, plan: Plan, now: Duration) -> Plan {
+        let (Plan::Pollen { .. }, Some(b)) = (&plan, self.pollen_bucket.as_mut()) else {
+            return plan;
+        };
+        match b.check(now) {
+            Ok(()) => {
+                b.take();
+                plan
+            }
+            Err(wait) => {
+                Plan::Reply(Reply::text(429, "too many requests\n").retry(retry_after_secs(wait)))
+            }
         }
     }
 
@@ -378,6 +402,34 @@ mod tests {
         req.method = "POST";
         req.body = b"challenge=";
         assert_eq!(status(c.plan(&req, Duration::ZERO)), 400);
+    }
+
+    #[test]
+    fn pollen_rate_limit_and_switch() {
+        let post = Request {
+            method: "POST",
+            path: "/",
+            query: None,
+            authorization: None,
+            accept: None,
+            body: b"challenge=x",
+        };
+        let cfg = "listen = \"127.0.0.1:1\"\n[pollen]\nrate_per_sec = 2.0\nburst = 1\n";
+        let mut c = Clients::new(&Config::parse(cfg).unwrap(), Duration::ZERO);
+        assert!(matches!(c.plan(&post, Duration::ZERO), Plan::Pollen { .. }));
+        // A malformed exchange costs no token.
+        assert_eq!(status(c.plan(&get("/", None, None), Duration::ZERO)), 400);
+        match c.plan(&post, Duration::from_millis(100)) {
+            Plan::Reply(r) => assert_eq!((r.status, r.retry_after), (429, Some(1))),
+            p => panic!("{p:?}"),
+        }
+        assert!(matches!(
+            c.plan(&post, Duration::from_millis(500)),
+            Plan::Pollen { .. }
+        ));
+        let off = "listen = \"127.0.0.1:1\"\n[pollen]\nenable = false\n";
+        let mut c = Clients::new(&Config::parse(off).unwrap(), Duration::ZERO);
+        assert_eq!(status(c.plan(&post, Duration::ZERO)), 404);
     }
 
     #[test]

@@ -44,9 +44,35 @@ pub struct Config {
     /// Largest `bytes=` a JSON API client may ask for at once.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u16,
+    /// The anonymous pollen endpoint.
+    #[serde(default)]
+    pub pollen: PollenConfig,
     /// API clients.
     #[serde(default, rename = "client")]
     pub clients: Vec<ClientConfig>,
+}
+
+/// `[pollen]`: the endpoint for `pollinate`, which sends no credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollenConfig {
+    /// Serve `POST /`.
+    pub enable: bool,
+    /// Requests per second for all pollinate clients together (each takes 64 pool bytes);
+    /// unset: unlimited, as Debian's pollen.
+    pub rate_per_sec: Option<f64>,
+    /// Requests allowed in a burst.
+    pub burst: u32,
+}
+
+impl Default for PollenConfig {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            rate_per_sec: None,
+            burst: 100,
+        }
+    }
 }
 
 /// `[tls]`.
@@ -141,6 +167,11 @@ impl Config {
         if !(1..=4096).contains(&self.max_bytes) {
             return bad(format!("max_bytes = {}: must be 1..=4096", self.max_bytes));
         }
+        if let Some(r) = self.pollen.rate_per_sec {
+            if !(r.is_finite() && r > 0.0) || self.pollen.burst == 0 {
+                return bad("pollen.rate_per_sec and pollen.burst must be > 0".into());
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for c in &self.clients {
             let ok = c.token_sha256.len() == 64 && hex::decode(&c.token_sha256).is_ok();
@@ -175,6 +206,8 @@ mod tests {
 listen = "127.0.0.1:8443"
 socket = "/run/qeaas/entropy.sock"
 user = "nobody"
+[pollen]
+rate_per_sec = 100.0
 [tls]
 cert = "/etc/qeaas/https.crt"
 key = "/etc/qeaas/https.key"
@@ -195,7 +228,7 @@ rate_per_sec = 2.5
 
     #[test]
     fn rejects_unknown_keys_in_every_table() {
-        for anchor in ["listen =", "cert =", "name ="] {
+        for anchor in ["listen =", "rate_per_sec = 100", "cert =", "name ="] {
             let t = GOOD.replacen(anchor, &format!("bogus = 1\n{anchor}"), 1);
             assert!(
                 Config::parse(&t).is_err(),
