@@ -31,6 +31,36 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent HTTP/2 streams per connection.
 const H2_STREAMS: u32 = 64;
+/// Tasks asking qeaasd for pool bytes, each with its own connection.
+const FETCHERS: usize = 4;
+
+/// What a request for pool bytes gets: the bytes, or the daemon's refusal (`None`: the daemon
+/// could not be reached or answered nonsense).
+type Fetched = Result<Vec<u8>, Option<Status>>;
+
+/// A request for `n` pool bytes waiting for a fetcher.
+#[derive(Debug)]
+struct Want {
+    n: u16,
+    tx: tokio::sync::oneshot::Sender<Fetched>,
+}
+
+/// Cuts `bytes` into consecutive slices of `lens`: every requester of a batch gets its own
+/// bytes, none shared, none left over. `None` if the lengths do not add up.
+pub fn split_batch(mut bytes: Vec<u8>, lens: &[u16]) -> Option<Vec<Vec<u8>>> {
+    let total: usize = lens.iter().map(|&n| usize::from(n)).sum();
+    if total != bytes.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(lens.len());
+    // Split from the end so each piece is one allocation-free `split_off`.
+    for &n in lens.iter().rev() {
+        let at = bytes.len() - usize::from(n);
+        out.push(bytes.split_off(at));
+    }
+    out.reverse();
+    Some(out)
+}
 
 /// Shared state of the running server.
 #[derive(Debug)]
@@ -40,12 +70,20 @@ pub struct State {
     wait_ms: u16,
     idle: Mutex<Vec<AsyncClient>>,
     start: Instant,
+    /// Largest batch asked of qeaasd in one request (the largest single API request).
+    max_batch: u16,
+    wants: tokio::sync::mpsc::Sender<Want>,
+    queue: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Want>>,
 }
 
 impl State {
     /// From the configuration.
     pub fn new(cfg: &Config) -> State {
+        let (wants, queue) = tokio::sync::mpsc::channel(MAX_CONNS);
         State {
+            max_batch: cfg.max_bytes.max(api::POLLEN_BYTES),
+            wants,
+            queue: tokio::sync::Mutex::new(queue),
             clients: Mutex::new(Clients::new(cfg, Duration::ZERO)),
             socket: cfg.socket.clone(),
             wait_ms: cfg.wait_ms,
@@ -101,9 +139,72 @@ impl State {
         }
     }
 
-    async fn fetch(&self, n: u16) -> Result<Vec<u8>, ClientError> {
-        let wait = self.wait_ms;
-        self.ask(move |c| Box::pin(c.get(n, wait))).await
+    /// `n` fresh pool bytes. Requests that arrive together are coalesced into one request to
+    /// qeaasd (at most `max_batch` bytes) and the answer is cut into disjoint slices: under load
+    /// this saves a local-socket round trip per HTTP request.
+    async fn fetch(&self, n: u16) -> Fetched {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.wants.send(Want { n, tx }).await.is_err() {
+            return Err(None);
+        }
+        rx.await.unwrap_or(Err(None))
+    }
+
+    /// One fetcher: takes the first waiting request and whatever else is queued and fits, asks
+    /// qeaasd once, hands out the slices.
+    async fn fetcher(self: Arc<Self>) {
+        let mut carry: Option<Want> = None;
+        loop {
+            let mut batch = Vec::new();
+            {
+                let mut q = self.queue.lock().await;
+                let first = match carry.take() {
+                    Some(w) => w,
+                    None => match q.recv().await {
+                        Some(w) => w,
+                        None => return,
+                    },
+                };
+                let mut total = u32::from(first.n);
+                batch.push(first);
+                while let Ok(w) = q.try_recv() {
+                    if total + u32::from(w.n) > u32::from(self.max_batch) {
+                        carry = Some(w);
+                        break;
+                    }
+                    total += u32::from(w.n);
+                    batch.push(w);
+                }
+            }
+            let lens: Vec<u16> = batch.iter().map(|w| w.n).collect();
+            // The sum fits in u16: it is at most max_batch, or one request alone.
+            let total = lens.iter().map(|&n| u32::from(n)).sum::<u32>();
+            let total = u16::try_from(total).unwrap_or(u16::MAX);
+            let wait = self.wait_ms;
+            let r = self.ask(move |c| Box::pin(c.get(total, wait))).await;
+            match r.map(|b| split_batch(b, &lens)) {
+                Ok(Some(pieces)) => {
+                    for (w, p) in batch.into_iter().zip(pieces) {
+                        // A requester that went away leaves its slice unused, never reused.
+                        let _ = w.tx.send(Ok(p));
+                    }
+                }
+                Ok(None) => {
+                    warn!("qeaasd answered a batch with the wrong length");
+                    for w in batch {
+                        let _ = w.tx.send(Err(None));
+                    }
+                }
+                Err(e) => {
+                    if e.status().is_none() {
+                        warn!("local socket: {e}");
+                    }
+                    for w in batch {
+                        let _ = w.tx.send(Err(e.status()));
+                    }
+                }
+            }
+        }
     }
 
     async fn status(&self) -> Result<String, ClientError> {
@@ -133,13 +234,6 @@ fn to_response(r: Reply, head_only: bool) -> Response<Full<Bytes>> {
         HeaderValue::from_static("no-store"),
     );
     resp
-}
-
-fn daemon_error(e: &ClientError) -> Reply {
-    if e.status().is_none() {
-        warn!("local socket: {e}");
-    }
-    api::daemon_error_reply(e.status())
 }
 
 /// Answers one HTTP request.
@@ -180,7 +274,7 @@ pub async fn handle(
         Plan::Reply(r) => r,
         Plan::Pollen { challenge } => match state.fetch(api::POLLEN_BYTES).await {
             Ok(pool) => api::pollen_reply(&challenge, &pool),
-            Err(e) => daemon_error(&e),
+            Err(st) => api::daemon_error_reply(st),
         },
         Plan::Entropy { client, bytes, raw } => match state.fetch(bytes).await {
             Ok(pool) => {
@@ -190,7 +284,7 @@ pub async fn handle(
                 }
                 api::entropy_reply(&pool, raw)
             }
-            Err(e) => daemon_error(&e),
+            Err(st) => api::daemon_error_reply(st),
         },
         Plan::Health => api::health_reply(state.status().await.ok().as_deref()),
     };
@@ -225,6 +319,9 @@ pub async fn run(
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
+    for _ in 0..FETCHERS {
+        tokio::spawn(state.clone().fetcher());
+    }
     let tls = tls.map(Arc::new);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNS));
     loop {
@@ -269,5 +366,20 @@ pub async fn run(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_batch;
+
+    #[test]
+    fn batches_split_into_disjoint_slices_in_order() {
+        let bytes: Vec<u8> = (0..10).collect();
+        let parts = split_batch(bytes, &[3, 1, 6]).unwrap();
+        assert_eq!(parts, vec![vec![0, 1, 2], vec![3], vec![4, 5, 6, 7, 8, 9]]);
+        assert_eq!(split_batch(vec![0; 5], &[3, 3]), None);
+        assert_eq!(split_batch(vec![0; 5], &[3]), None);
+        assert_eq!(split_batch(vec![], &[]), Some(vec![]));
     }
 }
