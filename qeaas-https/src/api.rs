@@ -540,3 +540,46 @@ mod tests {
         assert!(!wants_raw(None));
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a client sends, planning answers without panicking, and a refusal is an
+        /// HTTP error code.
+        #[test]
+        fn plan_is_total(
+            method in prop::sample::select(vec!["GET", "POST", "HEAD", "PUT", "X"]),
+            path in prop::sample::select(vec!["/", "/health", "/api/v1/entropy", "/x", ""]),
+            query in proptest::option::of(".{0,40}"),
+            auth in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+            accept in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+            now_ms in 0u64..10_000_000,
+        ) {
+            let hash = hex::encode(openssl::sha::sha256(b"t"));
+            let cfg = Config::parse(&format!(
+                "listen = \"127.0.0.1:1\"\n[pollen]\nrate_per_sec = 5.0\n[[client]]\nname = \"t\"\ntoken_sha256 = \"{hash}\"\nquota_bytes = 100\nrate_per_sec = 1\n"
+            )).unwrap();
+            let mut c = Clients::new(&cfg, Duration::ZERO);
+            let req = Request {
+                method,
+                path,
+                query: query.as_deref(),
+                authorization: auth.as_deref(),
+                accept: accept.as_deref(),
+                body: &body,
+            };
+            for _ in 0..3 {
+                match c.plan(&req, Duration::from_millis(now_ms)) {
+                    Plan::Reply(r) => prop_assert!((400..600).contains(&r.status)),
+                    Plan::Entropy { bytes, .. } => prop_assert!((1..=4096).contains(&bytes)),
+                    Plan::Pollen { challenge } => prop_assert!(!challenge.is_empty()),
+                    Plan::Health => {}
+                }
+            }
+        }
+    }
+}
