@@ -108,6 +108,7 @@ mod sys {
             groups: *mut c_int,
             count: c_int,
         ) -> c_int;
+        pub fn wolfSSL_CTX_no_dhe_psk(ctx: *mut WOLFSSL_CTX) -> c_int;
         pub fn wolfSSL_CTX_set_cipher_list(ctx: *mut WOLFSSL_CTX, list: *const c_char) -> c_int;
         pub fn wolfSSL_CTX_SetIORecv(ctx: *mut WOLFSSL_CTX, cb: IoCb);
         pub fn wolfSSL_CTX_SetIOSend(ctx: *mut WOLFSSL_CTX, cb: IoCb);
@@ -421,6 +422,18 @@ impl Context {
         check("groups", unsafe {
             sys::wolfSSL_CTX_set_groups(self.ctx.as_ptr(), raw.as_mut_ptr(), raw.len() as c_int)
         })
+    }
+
+    /// DTLS 1.3: resume with the PSK alone (psk_ke), no (EC)DHE key exchange. No forward
+    /// secrecy; for measuring what the key exchange costs.
+    pub fn psk_without_key_exchange(&mut self) -> Result<(), Error> {
+        // SAFETY: valid context. Returns 0 on success.
+        let r = unsafe { sys::wolfSSL_CTX_no_dhe_psk(self.ctx.as_ptr()) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(error("no_dhe_psk", r))
+        }
     }
 
     /// An OpenSSL-style cipher list (e.g. `PSK-AES128-CCM-8`).
