@@ -243,9 +243,11 @@ pub struct Client {
 
 impl Client {
     /// Handshakes with `server` within `timeout`. With a `group` in DTLS 1.3 the first
-    /// ClientHello carries its key share (no HelloRetryRequest beyond the cookie).
+    /// ClientHello carries its key share (no HelloRetryRequest beyond the cookie). With
+    /// `host`, a verified certificate must also name it.
     pub fn connect(
         server: SocketAddr,
+        host: Option<&str>,
         ctx: &Context,
         group: Option<Group>,
         timeout: Duration,
@@ -258,6 +260,9 @@ impl Client {
         let sock = UdpSocket::bind(bind)?;
         sock.connect(server)?;
         let mut session = Session::new(ctx, server).map_err(FetchError::Tls)?;
+        if let Some(h) = host {
+            session.expect_host(h).map_err(setup)?;
+        }
         if let Some(g) = group {
             // DTLS 1.2 has no key shares; wolfSSL refuses the call there, harmlessly.
             let _ = session.use_key_share(g);

@@ -24,10 +24,15 @@ fn stderr(o: &Output) -> String {
 }
 
 fn gen(dir: &Path, algo: &str, clients: &str) {
+    gen_with(dir, algo, clients, &[]);
+}
+
+fn gen_with(dir: &Path, algo: &str, clients: &str, extra: &[&str]) {
     let o = Command::new(COAPD)
         .args(["gen-credentials", "--out"])
         .arg(dir)
         .args(["--clients", clients, "--algo", algo])
+        .args(extra)
         .output()
         .unwrap();
     assert!(o.status.success(), "gen-credentials: {}", stderr(&o));
@@ -239,4 +244,28 @@ fn ecdsa_p256_credentials_verified_by_qeaas_fetch_and_openssl() {
         .output()
         .unwrap();
     assert!(!o.status.success());
+}
+
+#[test]
+fn a_certificate_for_another_host_is_refused_under_the_right_ca() {
+    let s = Stack::start(|dir| {
+        gen_with(
+            &dir.join("creds"),
+            "ml-dsa-44",
+            "0",
+            &["--san", "10.9.9.9", "--san", "elsewhere.invalid"],
+        );
+        std::fs::read_to_string(dir.join("creds/coapd.toml")).unwrap()
+    });
+    let ca = s.dir.path().join("creds/ca.pem");
+    let o = fetch(&[&*s.url("entropy"), "--ca", ca.to_str().unwrap()]);
+    assert!(
+        !o.status.success(),
+        "a certificate for 10.9.9.9 was accepted for 127.0.0.1"
+    );
+    assert!(stderr(&o).contains("handshake"), "{}", stderr(&o));
+    // The server itself is fine: unverified, the same certificate gets through.
+    let o = fetch(&[&*s.url("entropy"), "--insecure"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout.len(), 32);
 }

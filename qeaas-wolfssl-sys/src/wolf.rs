@@ -130,6 +130,8 @@ mod sys {
             secret: *const c_uchar,
             sz: c_uint,
         ) -> c_int;
+        pub fn wolfSSL_check_domain_name(ssl: *mut WOLFSSL, dn: *const c_char) -> c_int;
+        pub fn wolfSSL_check_ip_address(ssl: *mut WOLFSSL, ip: *const c_char) -> c_int;
         pub fn wolfSSL_UseKeyShare(ssl: *mut WOLFSSL, group: u16) -> c_int;
         pub fn wolfDTLS_accept_stateless(ssl: *mut WOLFSSL) -> c_int;
         pub fn wolfSSL_accept(ssl: *mut WOLFSSL) -> c_int;
@@ -699,6 +701,25 @@ impl Session {
             return Err(error("DTLS 1.3 cookie secret", r));
         }
         Ok(())
+    }
+
+    /// Client, with [`Context::verify_peer`]: the server's certificate must also name `host`
+    /// (an IP address is matched against iPAddress subjectAltNames only, a name against
+    /// dNSName entries, or the CN when there are none).
+    pub fn expect_host(&mut self, host: &str) -> Result<(), Error> {
+        let c = std::ffi::CString::new(host).map_err(|_| Error {
+            what: "host name",
+            code: 0,
+            text: "NUL in host name".into(),
+        })?;
+        // SAFETY: valid session and NUL-terminated string; wolfSSL copies it.
+        check("host name", unsafe {
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                sys::wolfSSL_check_ip_address(self.ssl.as_ptr(), c.as_ptr())
+            } else {
+                sys::wolfSSL_check_domain_name(self.ssl.as_ptr(), c.as_ptr())
+            }
+        })
     }
 
     /// Client: send a key share for `group` in the first ClientHello (no HelloRetryRequest).

@@ -89,8 +89,11 @@ fn run(a: &Args) -> Result<(), Error> {
     };
     let ctx = client_context(version, group, &auth)?;
     let server = target.resolve()?;
+    // The certificate must name the host of the URL (not just chain to the CA).
+    let host = matches!(auth, Auth::Ca(_)).then_some(target.host.as_str());
     let mut c = Client::connect(
         server,
+        host,
         &ctx,
         group,
         Duration::from_secs(a.handshake_timeout),
