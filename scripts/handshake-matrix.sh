@@ -70,6 +70,7 @@ for algo in ecdsa-p256 ml-dsa-44; do
     wait_for 10 grep -q "serving CoAP over DTLS" "$dir/coapd-$algo.log" || { cat "$dir/coapd-$algo.log" >&2; exit 1; }
 done
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 "$bin/examples/handshake-matrix" \
     --ecdsa "127.0.0.1:$port_ecdsa_p256" --ecdsa-ca "$dir/ecdsa-p256/ca.pem" \
     --mldsa "127.0.0.1:$port_ml_dsa_44" --mldsa-ca "$dir/ml-dsa-44/ca.pem" \
@@ -77,6 +78,6 @@ done
     --runs "$runs" --md "$out/handshake-matrix.md" --svg "$out/handshake-matrix.svg"
 {
     echo
-    echo "Measured $(date -u +%Y-%m-%d) with \`scripts/handshake-matrix.sh $runs\` (release build) on $(nproc) cores, $(uname -sr)."
+    echo "Measured $(date -u +%Y-%m-%d) with \`scripts/handshake-matrix.sh $runs\` (release build) on $(nproc) cores, $(uname -sr); load average before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shows up as sd and p99)."
 } >>"$out/handshake-matrix.md"
 echo "wrote $out/handshake-matrix.md and $out/handshake-matrix.svg" >&2

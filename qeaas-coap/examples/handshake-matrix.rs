@@ -101,44 +101,62 @@ fn range(v: &[u64]) -> String {
     }
 }
 
-fn run(c: &Config, runs: usize, warmup: usize) -> Result<Samples, String> {
-    let ctx = client_context(Version::Dtls13, c.kx, &c.auth).map_err(|e| e.to_string())?;
+/// One handshake, one GET, close; `Some` sample unless warming up.
+fn once(
+    c: &Config,
+    ctx: &qeaas_wolfssl_sys::Context,
+    target: &Target,
+    s: &mut Samples,
+    record: bool,
+) -> Result<(), String> {
+    let t0 = Instant::now();
+    // Verified rows check the name too, as qeaas-fetch does.
+    let host = matches!(c.auth, Auth::Ca(_)).then_some("127.0.0.1");
+    let mut cl = Client::connect(c.server, host, ctx, c.kx, Duration::from_secs(10))
+        .map_err(|e| format!("{}: {e}", c.label))?;
+    let hs = t0.elapsed();
+    let w = cl.wire();
+    let ses = cl.session();
+    s.negotiated = format!(
+        "{} {}",
+        ses.cipher().unwrap_or_default(),
+        ses.group().unwrap_or_else(|| "no (EC)DHE".into())
+    );
+    let t1 = Instant::now();
+    let body = cl
+        .get(target, Retransmit::default())
+        .map_err(|e| format!("{}: {e}", c.label))?;
+    let rtt = t1.elapsed();
+    if body.len() != 32 {
+        return Err(format!("{}: {} bytes instead of 32", c.label, body.len()));
+    }
+    cl.close();
+    if record {
+        s.hs_ms.push(hs.as_secs_f64() * 1e3);
+        s.rtt_ms.push(rtt.as_secs_f64() * 1e3);
+        s.sent.push(w.sent_bytes);
+        s.recv.push(w.recv_bytes);
+        s.dg_sent.push(w.sent_datagrams);
+        s.dg_recv.push(w.recv_datagrams);
+    }
+    Ok(())
+}
+
+/// All configurations round-robin (run i of every row before run i+1 of any), so that load
+/// from elsewhere on the machine spreads over all rows alike.
+fn run_all(configs: &[Config], runs: usize, warmup: usize) -> Result<Vec<Samples>, String> {
+    let ctxs = configs
+        .iter()
+        .map(|c| client_context(Version::Dtls13, c.kx, &c.auth).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
     let target = Target::parse("coaps://x/entropy").map_err(|e| e.to_string())?;
-    let rt = Retransmit::default();
-    let mut s = Samples::default();
+    let mut samples: Vec<Samples> = configs.iter().map(|_| Samples::default()).collect();
     for i in 0..warmup + runs {
-        let t0 = Instant::now();
-        // Verified rows check the name too, as qeaas-fetch does.
-        let host = matches!(c.auth, Auth::Ca(_)).then_some("127.0.0.1");
-        let mut cl = Client::connect(c.server, host, &ctx, c.kx, Duration::from_secs(10))
-            .map_err(|e| format!("{}: {e}", c.label))?;
-        let hs = t0.elapsed();
-        let w = cl.wire();
-        let ses = cl.session();
-        s.negotiated = format!(
-            "{} {}",
-            ses.cipher().unwrap_or_default(),
-            ses.group().unwrap_or_else(|| "no (EC)DHE".into())
-        );
-        let t1 = Instant::now();
-        let body = cl
-            .get(&target, rt)
-            .map_err(|e| format!("{}: {e}", c.label))?;
-        let rtt = t1.elapsed();
-        if body.len() != 32 {
-            return Err(format!("{}: {} bytes instead of 32", c.label, body.len()));
-        }
-        cl.close();
-        if i >= warmup {
-            s.hs_ms.push(hs.as_secs_f64() * 1e3);
-            s.rtt_ms.push(rtt.as_secs_f64() * 1e3);
-            s.sent.push(w.sent_bytes);
-            s.recv.push(w.recv_bytes);
-            s.dg_sent.push(w.sent_datagrams);
-            s.dg_recv.push(w.recv_datagrams);
+        for ((c, ctx), s) in configs.iter().zip(&ctxs).zip(samples.iter_mut()) {
+            once(c, ctx, &target, s, i >= warmup)?;
         }
     }
-    Ok(s)
+    Ok(samples)
 }
 
 fn svg(rows: &[(&Config, Samples)], runs: usize) -> String {
@@ -291,12 +309,11 @@ fn main() -> Result<(), String> {
             auth: psk.clone(),
         });
     }
-    let mut rows = Vec::new();
-    for c in &configs {
-        eprintln!("{} ...", c.label);
-        let s = run(c, a.runs, a.warmup)?;
-        rows.push((c, s));
-    }
+    eprintln!("{} configurations x {} runs ...", configs.len(), a.runs);
+    let rows: Vec<(&Config, Samples)> = configs
+        .iter()
+        .zip(run_all(&configs, a.runs, a.warmup)?)
+        .collect();
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -322,7 +339,7 @@ fn main() -> Result<(), String> {
     }
     let _ = writeln!(
         md,
-        "\n{} recorded handshakes per row after {} unrecorded; bytes are UDP payloads seen by the client \
+        "\n{} recorded handshakes per row after {} unrecorded, all rows round-robin; bytes are UDP payloads seen by the client \
          from its first ClientHello to handshake completion (cookie round trip included); a range \
          is shown where runs differed.",
         a.runs, a.warmup
