@@ -2,9 +2,9 @@
 //! through wolfCrypt, or ECDSA P-256 through RustCrypto's `p256`), PSKs for N clients, and a
 //! `coapd.toml` snippet naming them.
 //!
-//! X.509 v3 (RFC 5280) is DER-encoded here by hand: neither wolfSSL's certificate generator
-//! (not in our build) nor an X.509 crate knows ML-DSA yet, and one small encoder serves both
-//! algorithms. Key identifiers are the leftmost 160 bits of SHA-256 of the whole
+//! X.509 v3 (RFC 5280) is DER-encoded here by hand, one small encoder for both algorithms with
+//! the keys we already have (wolfSSL's certificate generator is not in our build; unlike
+//! `x509::self_signed_mldsa44` this signs leaves with a CA key and writes their extensions). Key identifiers are the leftmost 160 bits of SHA-256 of the whole
 //! SubjectPublicKeyInfo (in the spirit of RFC 7093; they need only be unique).
 
 use std::fmt::Write as _;
