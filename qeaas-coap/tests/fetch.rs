@@ -269,3 +269,65 @@ fn a_certificate_for_another_host_is_refused_under_the_right_ca() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(o.stdout.len(), 32);
 }
+
+/// A UDP relay to `port` that drops the first DTLS 1.2 application-data record (content type
+/// 23) in each direction: the CoAP request, then the response to its retransmission.
+fn lossy_relay(port: u16) -> u16 {
+    use std::net::UdpSocket;
+    let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+    back.connect(("127.0.0.1", port)).unwrap();
+    let front_port = front.local_addr().unwrap().port();
+    let (f2, b2) = (front.try_clone().unwrap(), back.try_clone().unwrap());
+    let client = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let c2 = client.clone();
+    std::thread::spawn(move || {
+        let mut dropped = false;
+        let mut b = [0u8; 65536];
+        while let Ok((n, from)) = front.recv_from(&mut b) {
+            *c2.lock().unwrap() = Some(from);
+            if !dropped && b[0] == 23 {
+                dropped = true;
+                continue;
+            }
+            let _ = back.send(&b[..n]);
+        }
+    });
+    std::thread::spawn(move || {
+        let mut dropped = false;
+        let mut b = [0u8; 65536];
+        while let Ok(n) = b2.recv(&mut b) {
+            if !dropped && b[0] == 23 {
+                dropped = true;
+                continue;
+            }
+            if let Some(to) = *client.lock().unwrap() {
+                let _ = f2.send_to(&b[..n], to);
+            }
+        }
+    });
+    front_port
+}
+
+#[test]
+fn a_lost_request_and_a_lost_response_are_retransmitted_and_served_once() {
+    let s = Stack::start(|_| String::new());
+    let key = s.dir.path().join("device-1.psk");
+    std::fs::write(&key, KEY).unwrap();
+    let relay = lossy_relay(s.port);
+    let before = s.served_to_frontend();
+    let o = fetch(&[
+        &format!("coaps://127.0.0.1:{relay}/entropy?n=40"),
+        "--dtls",
+        "1.2",
+        "--psk-identity",
+        ID,
+        "--psk-key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}\n{}", stderr(&o), s.log());
+    assert_eq!(o.stdout.len(), 40);
+    // The second transmission was served; the third got the same answer from the server's
+    // duplicate cache, not new pool bytes.
+    assert_eq!(s.served_to_frontend() - before, 40);
+}
