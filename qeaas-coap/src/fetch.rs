@@ -337,8 +337,7 @@ impl Client {
             {
                 Ok(false)
             }
-            // An ICMP port unreachable from an earlier send: nobody listens there.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(FetchError::Io(e)),
+            // Includes ConnectionRefused: an ICMP port unreachable, nobody listens there.
             Err(e) => Err(FetchError::Io(e)),
         }
     }
@@ -353,7 +352,11 @@ impl Client {
             // One confirmable request (one block), with its retransmissions.
             let req = ex.request();
             self.next_mid = ex.mid().wrapping_add(1);
-            let mut timeout = rt.ack_timeout;
+            // RFC 7252 4.2: the first timeout is random in [ACK_TIMEOUT, 1.5 ACK_TIMEOUT], so
+            // that clients started together do not retransmit together.
+            let mut r = [0u8; 1];
+            getrandom::fill(&mut r).map_err(|e| FetchError::Io(std::io::Error::other(e)))?;
+            let mut timeout = rt.ack_timeout + rt.ack_timeout.mul_f64(f64::from(r[0]) / 510.0);
             let mut tries = 0;
             let mut acked = false;
             'request: loop {
