@@ -30,7 +30,7 @@ pub enum FetchError {
     #[error("{0}")]
     Setup(String),
     /// wolfSSL refused a credential or failed the handshake (wrong key, untrusted certificate).
-    #[error("DTLS handshake failed: {0}")]
+    #[error("DTLS handshake failed: {0}{hint}", hint = hint(.0.code))]
     Handshake(TlsError),
     /// wolfSSL failed outside the handshake.
     #[error("DTLS: {0}")]
@@ -49,6 +49,17 @@ pub enum FetchError {
     /// The server's answer made no sense (wrong block, oversized body).
     #[error("bad answer: {0}")]
     Protocol(String),
+}
+
+/// What the common wolfSSL handshake errors mean for a user of `qeaas-fetch`.
+fn hint(code: i32) -> &'static str {
+    match code {
+        -313 => " (the server refused us: wrong PSK identity or key?)",
+        -188 | -155 => " (the server's certificate is not signed by the --ca given)",
+        -150 | -151 => " (a certificate is not valid now: check the clocks)",
+        -322 | -325 => " (the certificate does not name the host in the URL)",
+        _ => "",
+    }
 }
 
 /// A parsed `coaps://` URL.
@@ -179,6 +190,9 @@ pub fn client_context(
                 return Err(FetchError::Setup("PSK key must be 1..=64 bytes".into()));
             }
             ctx.set_psk_client(identity, key);
+            // Without this, wolfSSL's default (no verification) would accept a server that
+            // skips the PSK and shows any certificate: the PSK would authenticate nothing.
+            ctx.refuse_certificates();
             if group.is_none() && version == Version::Dtls13 {
                 ctx.psk_without_key_exchange().map_err(setup)?;
             }

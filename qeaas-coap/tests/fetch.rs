@@ -331,3 +331,33 @@ fn a_lost_request_and_a_lost_response_are_retransmitted_and_served_once() {
     // duplicate cache, not new pool bytes.
     assert_eq!(s.served_to_frontend() - before, 40);
 }
+
+#[test]
+fn a_psk_client_refuses_a_server_that_answers_with_a_certificate_instead() {
+    // This server knows no PSK identity but has a certificate: a client that asked for PSK
+    // authentication must not fall back to an unverified certificate handshake.
+    let s = Stack::start(|dir| {
+        gen(&dir.join("creds"), "ml-dsa-44", "0");
+        std::fs::read_to_string(dir.join("creds/coapd.toml")).unwrap()
+    });
+    let key = s.dir.path().join("stranger.psk");
+    std::fs::write(&key, "some key").unwrap();
+    for v in ["1.3", "1.2"] {
+        let o = fetch(&[
+            &*s.url("entropy"),
+            "--dtls",
+            v,
+            "--handshake-timeout",
+            "3",
+            "--psk-identity",
+            "stranger",
+            "--psk-key-file",
+            key.to_str().unwrap(),
+        ]);
+        assert!(
+            !o.status.success(),
+            "DTLS {v}: accepted a server that skipped the PSK"
+        );
+        assert!(o.stdout.is_empty());
+    }
+}

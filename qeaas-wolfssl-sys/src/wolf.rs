@@ -417,6 +417,20 @@ impl Context {
         Ok(())
     }
 
+    /// Client with a PSK: refuse any server certificate (no CA is trusted), so a server that
+    /// ignores our PSK and presents a certificate instead fails the handshake rather than
+    /// being accepted unauthenticated.
+    pub fn refuse_certificates(&mut self) {
+        // SAFETY: valid context; no callback.
+        unsafe {
+            sys::wolfSSL_CTX_set_verify(
+                self.ctx.as_ptr(),
+                sys::WOLFSSL_VERIFY_PEER | sys::WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                std::ptr::null(),
+            );
+        }
+    }
+
     /// Key-exchange groups, in order of preference.
     pub fn set_groups(&mut self, groups: &[Group]) -> Result<(), Error> {
         let mut raw: Vec<c_int> = groups.iter().map(|g| *g as u16 as c_int).collect();
