@@ -361,3 +361,24 @@ fn a_psk_client_refuses_a_server_that_answers_with_a_certificate_instead() {
         assert!(o.stdout.is_empty());
     }
 }
+
+#[test]
+fn a_stopped_daemon_is_a_5_03_and_exit_69() {
+    let mut s = Stack::start(|_| String::new());
+    let key = s.dir.path().join("device-1.psk");
+    std::fs::write(&key, KEY).unwrap();
+    drop(std::mem::replace(
+        &mut s.daemon,
+        Proc(Command::new("true").spawn().unwrap()),
+    ));
+    let o = fetch(&[
+        &*s.url("entropy"),
+        "--psk-identity",
+        ID,
+        "--psk-key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(69), "{}", stderr(&o));
+    assert!(stderr(&o).contains("5.03"), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+}
