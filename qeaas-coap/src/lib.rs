@@ -6,9 +6,13 @@
 //! - [`coap`]: resource logic, sans-IO.
 //! - [`server`]: DTLS sessions and the stateless cookie listener, sans-IO.
 //! - [`run`]: the tokio UDP loop, the daemon client, dropping privileges.
+//! - [`fetch`]: the client side (`qeaas-fetch`, the handshake measurements).
+//! - [`credentials`]: `qeaas-coapd gen-credentials` (CA, server certificate, PSKs).
 #![forbid(unsafe_code)]
 
 pub mod coap;
 pub mod config;
+pub mod credentials;
+pub mod fetch;
 pub mod run;
 pub mod server;

@@ -71,6 +71,8 @@
 #define HAVE_SERVER_RENEGOTIATION_INFO
 #define WOLFSSL_IGNORE_FILE_WARN
 #define NO_WOLFSSL_DIR
+/* Match iPAddress subjectAltNames (qeaas-fetch checks coaps://127.0.0.1 against them). */
+#define WOLFSSL_IP_ALT_NAME
 #endif
 
 #if defined(QEAAS_WOLFSSL_DEVICE)

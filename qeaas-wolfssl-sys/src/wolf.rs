@@ -108,6 +108,7 @@ mod sys {
             groups: *mut c_int,
             count: c_int,
         ) -> c_int;
+        pub fn wolfSSL_CTX_no_dhe_psk(ctx: *mut WOLFSSL_CTX) -> c_int;
         pub fn wolfSSL_CTX_set_cipher_list(ctx: *mut WOLFSSL_CTX, list: *const c_char) -> c_int;
         pub fn wolfSSL_CTX_SetIORecv(ctx: *mut WOLFSSL_CTX, cb: IoCb);
         pub fn wolfSSL_CTX_SetIOSend(ctx: *mut WOLFSSL_CTX, cb: IoCb);
@@ -129,6 +130,8 @@ mod sys {
             secret: *const c_uchar,
             sz: c_uint,
         ) -> c_int;
+        pub fn wolfSSL_check_domain_name(ssl: *mut WOLFSSL, dn: *const c_char) -> c_int;
+        pub fn wolfSSL_check_ip_address(ssl: *mut WOLFSSL, ip: *const c_char) -> c_int;
         pub fn wolfSSL_UseKeyShare(ssl: *mut WOLFSSL, group: u16) -> c_int;
         pub fn wolfDTLS_accept_stateless(ssl: *mut WOLFSSL) -> c_int;
         pub fn wolfSSL_accept(ssl: *mut WOLFSSL) -> c_int;
@@ -414,6 +417,20 @@ impl Context {
         Ok(())
     }
 
+    /// Client with a PSK: refuse any server certificate (no CA is trusted), so a server that
+    /// ignores our PSK and presents a certificate instead fails the handshake rather than
+    /// being accepted unauthenticated.
+    pub fn refuse_certificates(&mut self) {
+        // SAFETY: valid context; no callback.
+        unsafe {
+            sys::wolfSSL_CTX_set_verify(
+                self.ctx.as_ptr(),
+                sys::WOLFSSL_VERIFY_PEER | sys::WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                std::ptr::null(),
+            );
+        }
+    }
+
     /// Key-exchange groups, in order of preference.
     pub fn set_groups(&mut self, groups: &[Group]) -> Result<(), Error> {
         let mut raw: Vec<c_int> = groups.iter().map(|g| *g as u16 as c_int).collect();
@@ -421,6 +438,18 @@ impl Context {
         check("groups", unsafe {
             sys::wolfSSL_CTX_set_groups(self.ctx.as_ptr(), raw.as_mut_ptr(), raw.len() as c_int)
         })
+    }
+
+    /// DTLS 1.3: resume with the PSK alone (psk_ke), no (EC)DHE key exchange. No forward
+    /// secrecy; for measuring what the key exchange costs.
+    pub fn psk_without_key_exchange(&mut self) -> Result<(), Error> {
+        // SAFETY: valid context. Returns 0 on success.
+        let r = unsafe { sys::wolfSSL_CTX_no_dhe_psk(self.ctx.as_ptr()) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(error("no_dhe_psk", r))
+        }
     }
 
     /// An OpenSSL-style cipher list (e.g. `PSK-AES128-CCM-8`).
@@ -686,6 +715,25 @@ impl Session {
             return Err(error("DTLS 1.3 cookie secret", r));
         }
         Ok(())
+    }
+
+    /// Client, with [`Context::verify_peer`]: the server's certificate must also name `host`
+    /// (an IP address is matched against iPAddress subjectAltNames only, a name against
+    /// dNSName entries, or the CN when there are none).
+    pub fn expect_host(&mut self, host: &str) -> Result<(), Error> {
+        let c = std::ffi::CString::new(host).map_err(|_| Error {
+            what: "host name",
+            code: 0,
+            text: "NUL in host name".into(),
+        })?;
+        // SAFETY: valid session and NUL-terminated string; wolfSSL copies it.
+        check("host name", unsafe {
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                sys::wolfSSL_check_ip_address(self.ssl.as_ptr(), c.as_ptr())
+            } else {
+                sys::wolfSSL_check_domain_name(self.ssl.as_ptr(), c.as_ptr())
+            }
+        })
     }
 
     /// Client: send a key share for `group` in the first ClientHello (no HelloRetryRequest).

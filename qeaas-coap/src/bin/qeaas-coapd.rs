@@ -1,10 +1,14 @@
-//! `qeaas-coapd -c /etc/qeaas/coapd.toml [check-config]`
+//! `qeaas-coapd -c /etc/qeaas/coapd.toml [check-config]`, or
+//! `qeaas-coapd gen-credentials --out DIR [--clients N] [--algo ml-dsa-44|ecdsa-p256]`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+
+#[path = "qeaas-coapd/gen_credentials.rs"]
+mod gen_credentials;
 
 #[derive(Parser)]
 #[command(version, about = "CoAP over DTLS frontend for qeaasd")]
@@ -26,6 +30,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // A separate command line: it needs no configuration file.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "gen-credentials")
+    {
+        return gen_credentials::main();
+    }
     let args = Args::parse();
     let cfg = match qeaas_coap::config::Config::load(&args.config) {
         Ok(c) => c,
