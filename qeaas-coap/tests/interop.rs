@@ -234,6 +234,12 @@ fn a_stopped_daemon_gives_5_03_and_no_bytes() {
         &mut s.daemon,
         Proc(std::process::Command::new("true").spawn().unwrap()),
     ));
+    // The worker outlives the supervisor by a moment (it is told by PR_SET_PDEATHSIG): wait
+    // until nothing answers on the socket any more.
+    let sock = s.dir.path().join("entropy.sock");
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::os::unix::net::UnixStream::connect(&sock).is_err()
+    }));
     let a = c.get(7, "entropy");
     assert_eq!(
         a.header.code,
