@@ -62,6 +62,11 @@ pub struct Counters {
     pub bytes_served: u64,
     /// Datagrams dropped because a cap was reached.
     pub dropped_at_cap: u64,
+    /// Bytes received from peers with no state yet (before their cookie verified).
+    pub unverified_in: u64,
+    /// Bytes sent to peers with no state yet: HelloVerifyRequests and HelloRetryRequests.
+    /// Never more than `unverified_in`, so the listener amplifies nothing.
+    pub unverified_out: u64,
 }
 
 struct Peer {
@@ -121,7 +126,8 @@ impl Server {
         self.peers.len()
     }
 
-    fn handshaking(&self) -> usize {
+    /// Peers past the cookie whose handshake is not finished.
+    pub fn handshaking(&self) -> usize {
         self.peers.values().filter(|p| !p.established).count()
     }
 
@@ -158,8 +164,14 @@ impl Server {
         };
         l.feed(data);
         let verified = l.accept_stateless();
+        let mut sent = 0;
         for d in l.take_datagrams() {
+            sent += d.len() as u64;
             out.push(Out::Send(from, d));
+        }
+        self.counters.unverified_in += data.len() as u64;
+        if !matches!(verified, Ok(true)) {
+            self.counters.unverified_out += sent;
         }
         match verified {
             Ok(false) => {}
@@ -245,6 +257,10 @@ impl Server {
                                 drop_peer = true;
                                 break;
                             }
+                            continue;
+                        }
+                        if p.coap.is_pending(req) {
+                            // Its answer follows when the daemon's bytes arrive.
                             continue;
                         }
                         match p.coap.handle(req) {
