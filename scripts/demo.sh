@@ -22,7 +22,7 @@ RUN=/run/qeaas-demo
 mkdir -p "$RUN"
 LOG=$RUN/qeaasd.log
 
-cleanup() { kill "${DAEMON:-}" "${SIM:-}" 2>/dev/null || true; wait 2>/dev/null || true; }
+cleanup() { kill "${HTTPSD:-}" "${COAPD:-}" "${DAEMON:-}" "${SIM:-}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
 "$BIN/qeaas-sim" --fifo "$RUN/qrandom0" --pty "$RUN/ttyTRNG" --rate 4M 2>"$RUN/sim.log" &
@@ -52,10 +52,54 @@ socket = $RUN/entropy.sock
 random = QEAAS
 CNF
 
+# The CoAP/DTLS face: qeaas-coapd on loopback, dropping to nobody, with a fresh PSK for this run.
+PSK=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+cat >"$RUN/coapd.toml" <<CONF
+listen = "127.0.0.1:5684"
+socket = "$RUN/entropy.sock"
+user = "nobody"
+[[psk]]
+identity = "demo-device"
+key = "$PSK"
+CONF
+"$BIN/qeaas-coapd" -c "$RUN/coapd.toml" 2>"$RUN/coapd.log" &
+COAPD=$!
+# The HTTPS face: qeaas-httpsd on 127.0.0.1:8443 as nobody, an ECDSA certificate from its own CA,
+# one API token for this run; pollinate (Debian's pollen client) and curl use it.
+rm -rf "$RUN/https" && mkdir -p "$RUN/https"
+"$BIN/qeaas-httpsd" gen-cert --dir "$RUN/https" --alg ecdsa-p256 --san localhost --san 127.0.0.1 >/dev/null
+TOKEN=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+cat >"$RUN/httpsd.toml" <<CONF
+listen = "127.0.0.1:8443"
+socket = "$RUN/entropy.sock"
+user = "nobody"
+[tls]
+cert = "$RUN/https/server.crt"
+key = "$RUN/https/server.key"
+[[client]]
+name = "demo"
+token_sha256 = "$(printf %s "$TOKEN" | "$BIN/qeaas-httpsd" hash-token)"
+quota_bytes = 1048576
+rate_per_sec = 10.0
+CONF
+"$BIN/qeaas-httpsd" -c "$RUN/httpsd.toml" run 2>"$RUN/httpsd.log" &
+HTTPSD=$!
+api_get() {
+  curl -sf --cacert "$RUN/https/ca.crt" -H "Authorization: Bearer $TOKEN" \
+    'https://127.0.0.1:8443/api/v1/entropy?bytes=32' | sed -n 's/.*"entropy":"\([0-9a-f]*\)".*/\1/p' | grep .
+}
+
+coap_get() {
+  rm -f "$RUN/coap.out"
+  coap-client-gnutls -B 5 -m get -u demo-device -k "$PSK" -o "$RUN/coap.out" coaps://127.0.0.1:5684/entropy >/dev/null 2>&1 &&
+    [ -s "$RUN/coap.out" ] && od -An -tx1 "$RUN/coap.out" | tr -d ' \n'
+}
+
 metric() { curl -s 127.0.0.1:9864/metrics | awk -v k="$1" '$1==k {print $2}'; }
 echo "==> qeaasd is up: socket $RUN/entropy.sock, EGD $RUN/egd.sock, metrics http://127.0.0.1:9864/metrics"
 echo "    processes:"
-for p in $(pgrep -f "qeaasd -c config/demo.toml run") $(pgrep -f "qeaasd worker --config config/demo.toml"); do
+sleep 0.5
+for p in $(pgrep -f "qeaasd -c config/demo.toml run") $(pgrep -f "qeaasd worker --config config/demo.toml") $COAPD $HTTPSD; do
   printf '      pid %-7s CapEff %s  %s\n' "$p" "$(awk '/CapEff/ {print $2}' /proc/$p/status)" "$(tr '\0' ' ' </proc/$p/cmdline | cut -c1-60)"
 done
 echo
@@ -66,6 +110,10 @@ while :; do
   printf '%s  socket:  %s\n' "$(date +%T)" "$hex"
   ossl=$(OPENSSL_CONF=$RUN/openssl.cnf openssl rand -hex 32 2>&1) || ok=0
   printf '          openssl: %s  (openssl rand via the QEAAS provider)\n' "$ossl"
+  coap=$(coap_get) || { coap="(failed)"; ok=0; }
+  printf '          coaps:   %s  (coap-client-gnutls, DTLS 1.2 PSK, via qeaas-coapd)\n' "$coap"
+  api=$(api_get) || { api="(failed)"; ok=0; }
+  printf '          https:   %s  (curl, JSON API with a bearer token, via qeaas-httpsd)\n' "$api"
   printf '          sources: quantis-sim=%s truerng-sim=%s | ready %s B | kernel: %s adds, %s bytes, credit %s bits | served %s B\n' \
     "$(curl -s 127.0.0.1:9864/metrics | awk '/^qeaas_source_state\{source="quantis-sim"/ && $2==1 {match($1,/state="[a-z]+"/); print substr($1,RSTART+7,RLENGTH-8)}')" \
     "$(curl -s 127.0.0.1:9864/metrics | awk '/^qeaas_source_state\{source="truerng-sim"/ && $2==1 {match($1,/state="[a-z]+"/); print substr($1,RSTART+7,RLENGTH-8)}')" \
@@ -76,6 +124,12 @@ while :; do
   sleep 2
 done
 echo
+echo "==> pollinate (Debian's pollen client, unmodified) seeding from qeaas-httpsd"
+if pollinate --testing --strict -s https://127.0.0.1:8443/ -c "--cacert $RUN/https/ca.crt" >/dev/null 2>&1; then
+  echo "pollinate: ok (it verified the server's sha512 of its challenge)"
+else
+  echo "pollinate: FAILED"; ok=0
+fi
 echo "==> is OpenSSL really drawing from the pool? (scripts/openssl-check.sh)"
 QEAAS_BIN=$BIN/qeaas scripts/openssl-check.sh -c "$RUN/openssl.cnf" || ok=0
 echo "==> daemon log (last lines):"; tail -n 5 "$LOG" | sed 's/\x1b\[[0-9;]*m//g'

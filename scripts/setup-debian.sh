@@ -11,11 +11,14 @@ PKGS=(build-essential pkg-config curl ca-certificates git
       prometheus        # promtool: checks live metrics and the alert rules
       util-linux        # setpriv: runs a client as another user
       jitterentropy-rngd  # its unit is the sandboxing reference for systemd/qeaasd.service
-      libcoap3-bin      # coap-client-gnutls/-openssl: real DTLS 1.2 PSK clients for qeaas-coapd's tests
+      pollinate         # Debian's pollen client: qeaas-https tests seed through the HTTPS face
+      libcoap3-bin      # coap-client-gnutls/-openssl: real DTLS 1.2 PSK clients for qeaas-coapd's tests; coap-server: the firmware client's interop peer
       python3
       python3-venv python3-dev autoconf automake  # aiocoap[tinydtls] in a venv: its DTLSSocket builds tinydtls
       openssl libssl-dev  # the provider's tests drive Debian's openssl 3.0; C drivers link libcrypto
-      make perl binutils)  # build OpenSSL 3.5 from openssl-src; nm checks the provider's exports
+      make perl binutils  # build OpenSSL 3.5 from openssl-src; nm checks the provider's exports
+      nginx-light libnginx-mod-stream  # nginx balancing DTLS across two qeaas-coapd in a test
+      qemu-system-misc python3-venv)  # the firmware core on qemu riscv32; esptool (PyPI) makes the ESP32 image
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -23,7 +26,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   # Do not start rngd/jitterentropy from the package postinst: we only want the binaries.
   $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  $SUDO systemctl disable --now rng-tools-debian.service rngd.service jitterentropy.service >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now rng-tools-debian.service rngd.service jitterentropy.service nginx.service >/dev/null 2>&1 || true
 fi
 
 # aiocoap-client (PyPI aiocoap[tinydtls], DTLS 1.2 PSK): a second real CoAP client for qeaas-coapd's

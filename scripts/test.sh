@@ -16,3 +16,7 @@ echo "==> cargo clippy -D warnings"; cargo clippy --workspace --all-targets --lo
 # sources in the locked openssl-src package: ~5 min once, then a no-op.
 echo "==> OpenSSL 3.5 for the provider tests"; openssl-provider/scripts/build-openssl.sh
 echo "==> cargo test"; CI=${CI:-1} cargo test --workspace --locked
+# The ESP32-C3 firmware must build for riscv32imc and give a flashable image (esptool: a pip
+# install, where espflash would need a 10-minute cargo install); its core runs on qemu riscv32.
+echo "==> firmware: ESP32-C3 image"; QEAAS_IMAGE_TOOL=esptool scripts/build-firmware.sh
+echo "==> firmware: core on qemu-system-riscv32"; scripts/firmware-qemu-smoke.sh

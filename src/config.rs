@@ -172,6 +172,10 @@ pub enum SourceKind {
     Hwrng,
     /// A plain file or named pipe.
     File,
+    /// Another qeaas over the network, delivered into a named pipe by an unprivileged fetcher
+    /// (`qeaas-fetch --follow`). Never hardware: never credited to the kernel, and credited to
+    /// the pool only with `credit = true`.
+    Upstream,
 }
 
 /// Serial device presets.
@@ -225,6 +229,9 @@ pub struct SourceConfig {
     pub alpha_log2: Option<u32>,
     /// Seconds before reopening a failed or unplugged source.
     pub retry_secs: Option<u64>,
+    /// Upstream sources only: credit their bytes to the pool (default false: mixed in, with
+    /// no credit, so they can never back a request alone). The kernel is never credited.
+    pub credit: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -254,6 +261,9 @@ pub struct Source {
     pub simulated: bool,
     /// User-declared hardware (file sources).
     pub hardware: bool,
+    /// Whether this source's data is credited to the pool (false only for upstream sources
+    /// without `credit = true`).
+    pub credit_pool: bool,
 }
 
 /// Assessed defaults per kind: (width, max millibits per sample, raw, default path).
@@ -270,6 +280,7 @@ fn kind_defaults(kind: SourceKind) -> (SampleWidth, u32, bool, &'static str) {
         // The kernel's hw_random drivers vary; claim less.
         SourceKind::Hwrng => (SampleWidth::Byte, 6000, false, "/dev/hwrng"),
         SourceKind::File => (SampleWidth::Byte, 6500, false, ""),
+        SourceKind::Upstream => (SampleWidth::Byte, 6500, false, ""),
     }
 }
 
@@ -383,7 +394,11 @@ impl Config {
         }
         let path = match (&s.path, default_path) {
             (Some(p), _) => p.clone(),
-            (None, "") => return Err(err("a file source needs a path".into())),
+            (None, "") => {
+                return Err(err(
+                    "a file or upstream source needs a path (a file or named pipe)".into(),
+                ))
+            }
             (None, d) => PathBuf::from(d),
         };
         let preset = s.preset.unwrap_or(SerialPreset::Generic);
@@ -393,6 +408,12 @@ impl Config {
         if s.hardware && s.kind != SourceKind::File {
             return Err(err(
                 "hardware = true applies to file sources only (device kinds are detected)".into(),
+            ));
+        }
+        if s.credit.is_some() && s.kind != SourceKind::Upstream {
+            return Err(err(
+                "credit applies to upstream sources only (local sources are always credited)"
+                    .into(),
             ));
         }
         if s.hardware && s.simulated {
@@ -420,7 +441,9 @@ impl Config {
                 } else {
                     Processing::PostProcessed
                 },
-                provenance: if s.simulated {
+                provenance: if s.kind == SourceKind::Upstream {
+                    Provenance::Network
+                } else if s.simulated {
                     Provenance::Simulated
                 } else {
                     Provenance::Hardware
@@ -435,6 +458,7 @@ impl Config {
             },
             simulated: s.simulated,
             hardware: s.hardware,
+            credit_pool: s.kind != SourceKind::Upstream || s.credit == Some(true),
         })
     }
 

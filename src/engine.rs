@@ -167,6 +167,7 @@ impl Engine {
                     crate::config::SourceKind::Serial => "serial",
                     crate::config::SourceKind::Hwrng => "hwrng",
                     crate::config::SourceKind::File => "file",
+                    crate::config::SourceKind::Upstream => "upstream",
                 },
                 provenance: s.spec.provenance,
                 state: SourceState::Absent,
@@ -259,6 +260,10 @@ impl Engine {
             }
             info!(source = %src.name, path = %src.path.display(), "opened ({}); start-up test over {} samples",
                 opened.details, src.spec.health.startup_samples);
+            if opened.provenance == Provenance::Network {
+                info!(source = %src.name, "network entropy: never credited to the kernel; {}",
+                    if src.credit_pool { "credited to the pool (credit = true)" } else { "mixed into the pool without credit (set credit = true to let it back requests)" });
+            }
             if was_open {
                 cond.restart();
             }
@@ -329,6 +334,10 @@ impl Engine {
                         let before = g.reservoir.ready();
                         g.reservoir.flush();
                         warn!(source = %src.name, "discarded {before} ready bytes and the pool's credit");
+                    }
+                    if !src.credit_pool {
+                        // Upstream bytes without `credit = true`: mixed in, never counted.
+                        millibits = 0;
                     }
                     if !staged.is_empty() {
                         if opened.provenance != Provenance::Hardware && millibits > 0 {

@@ -148,7 +148,9 @@ pub fn open(cfg: &Source) -> Result<Opened, OpenError> {
     }
     let kind = node_kind(&meta);
     let is_char = meta.file_type().is_char_device();
-    let provenance = if cfg.simulated {
+    let provenance = if cfg.kind == SourceKind::Upstream {
+        Provenance::Network
+    } else if cfg.simulated {
         Provenance::Simulated
     } else {
         match cfg.kind {
@@ -181,8 +183,8 @@ pub fn open(cfg: &Source) -> Result<Opened, OpenError> {
                 preset: cfg.preset,
             })
         }
-        SourceKind::Quantis | SourceKind::Hwrng | SourceKind::File => {
-            if cfg.kind != SourceKind::File
+        SourceKind::Quantis | SourceKind::Hwrng | SourceKind::File | SourceKind::Upstream => {
+            if !matches!(cfg.kind, SourceKind::File | SourceKind::Upstream)
                 && !is_char
                 && !matches!(provenance, Provenance::Simulated)
             {

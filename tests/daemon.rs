@@ -791,3 +791,47 @@ fn runs_as_a_system_user_with_only_ambient_cap_sys_admin_like_the_unit() {
     assert_eq!(cap_eff(worker), 0);
     assert_eq!(cap_eff(d.proc.pid()), 1 << 21);
 }
+
+#[test]
+fn upstream_entropy_backs_requests_only_with_explicit_credit_and_never_the_kernel() {
+    for credit in [false, true] {
+        let (_sim, d) = sim_daemon(
+            &[],
+            "",
+            |_, text| {
+                let kind = if credit {
+                    "kind = \"upstream\"\ncredit = true"
+                } else {
+                    "kind = \"upstream\""
+                };
+                text.replace("kind = \"quantis\"", kind)
+            },
+            &[],
+        );
+        assert!(
+            wait_until(Duration::from_secs(20), || d
+                .metric("qeaas_source_state{source=\"qsim\",state=\"healthy\"}")
+                == Some(1.0)),
+            "{}",
+            d.log_text()
+        );
+        let r = d.get(32);
+        if credit {
+            assert_eq!(r.map(|b| b.len()), Ok(32), "credit = true backs requests");
+        } else {
+            // Mixed in without credit: alone it can never back a request.
+            assert_eq!(r, Err(Status::NotEnoughEntropy));
+            assert!(
+                d.metric("qeaas_source_read_bytes_total{source=\"qsim\"}")
+                    .unwrap_or(0.0)
+                    > 0.0
+            );
+        }
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        let status = String::from_utf8(ask(&mut s, Request::Status).unwrap()).unwrap();
+        assert!(status.contains("kernel_creditable=false"), "{status}");
+        assert!(d
+            .log_text()
+            .contains("network entropy: never credited to the kernel"));
+    }
+}

@@ -1,0 +1,224 @@
+//! Black-box harness: builds and starts the root crate's `qeaas-sim` and `qeaasd` (the pattern of
+//! the root crate's tests/common), then this crate's `qeaas-httpsd`, and talks to them with real
+//! clients (curl, pollinate, an OpenSSL 3.5 client).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub const HTTPSD: &str = env!("CARGO_BIN_EXE_qeaas-httpsd");
+
+/// `target/<profile>`.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// `qeaasd` or `qeaas-sim`, built once per test binary with a nested `cargo build` in this
+/// test's profile (Cargo does not hold the build lock while tests run).
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--bins", "-p", "qeaas", "--manifest-path"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"));
+        if profile_dir().file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().expect("run cargo build").success());
+    });
+    let p = profile_dir().join(name);
+    assert!(p.exists(), "{} not built", p.display());
+    p
+}
+
+/// In CI (which runs as root with the Debian packages installed) a missing tool or privilege is
+/// a failure; elsewhere the test says what it skipped.
+pub fn require(cond: bool, what: &str) -> bool {
+    if cond {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("CI must provide {what}");
+    }
+    eprintln!("SKIPPED: needs {what}");
+    false
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[path = "../../../tests/common/proc.rs"]
+mod proc;
+pub use proc::*;
+
+/// GET /metrics of qeaasd.
+pub fn scrape(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let (head, body) = body.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// The value of the sample named exactly `series`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// A simulated Quantis, qeaasd reading it, all in one directory that other users can traverse
+/// (the frontend runs as `nobody`).
+pub struct Stack {
+    pub sim: Proc,
+    pub daemon: Proc,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub metrics: String,
+}
+
+impl Stack {
+    pub fn start() -> Stack {
+        Self::start_with(&[])
+    }
+
+    /// With extra `qeaas-sim` arguments (faults).
+    pub fn start_with(sim_args: &[&str]) -> Stack {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let fifo = dir.path().join("qrandom0");
+        let sim = Proc(
+            Command::new(bin("qeaas-sim"))
+                .args([
+                    "--fifo",
+                    fifo.to_str().unwrap(),
+                    "--seed",
+                    "7",
+                    "--rate",
+                    "2M",
+                ])
+                .args(sim_args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start qeaas-sim"),
+        );
+        assert!(wait_until(Duration::from_secs(10), || fifo.exists()));
+        let port = free_port();
+        let socket = dir.path().join("entropy.sock");
+        let cfg = dir.path().join("qeaasd.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[kernel]\nenable = false\n[pool]\nqueue_bytes = 8192\n[socket]\npath = {socket:?}\nmode = 0o666\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n[[source]]\nname = \"qsim\"\nkind = \"quantis\"\npath = {fifo:?}\nretry_secs = 1\n"
+            ),
+        )
+        .unwrap();
+        let daemon = Proc(
+            Command::new(bin("qeaasd"))
+                .args(["-c", cfg.to_str().unwrap(), "run"])
+                .env("QEAAS_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join("qeaasd.log")).unwrap())
+                .spawn()
+                .expect("start qeaasd"),
+        );
+        let metrics = format!("127.0.0.1:{port}");
+        let s = Stack {
+            sim,
+            daemon,
+            dir,
+            socket,
+            metrics,
+        };
+        assert!(
+            wait_until(Duration::from_secs(20), || s.socket.exists()
+                && scrape(&s.metrics).is_some()),
+            "qeaasd did not come up"
+        );
+        s
+    }
+
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        metric(&scrape(&self.metrics)?, series)
+    }
+
+    /// Writes a CA and server certificate with `alg` (`ecdsa-p256` or `ml-dsa-44`) into
+    /// `dir/name/` using `qeaas-httpsd gen-cert`.
+    pub fn certs(&self, name: &str, alg: &str) -> PathBuf {
+        let d = self.dir.path().join(name);
+        let st = Command::new(HTTPSD)
+            .args(["gen-cert", "--dir", d.to_str().unwrap(), "--alg", alg])
+            .status()
+            .unwrap();
+        assert!(st.success(), "gen-cert failed");
+        d
+    }
+
+    /// Starts qeaas-httpsd with `body` appended to the generated top of the config (listen,
+    /// socket, user when root). Returns the process and its port once it accepts connections.
+    pub fn frontend(&self, name: &str, body: &str) -> (Proc, u16) {
+        let port = free_port();
+        let user = if is_root() { "user = \"nobody\"\n" } else { "" };
+        let cfg = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\nsocket = {:?}\n{user}{body}",
+                self.socket
+            ),
+        )
+        .unwrap();
+        let p = Proc(
+            Command::new(HTTPSD)
+                .args(["-c", cfg.to_str().unwrap(), "run"])
+                .env("QEAAS_LOG", "debug")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap())
+                .spawn()
+                .expect("start qeaas-httpsd"),
+        );
+        let up = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(
+            up,
+            "qeaas-httpsd did not come up: {}",
+            std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
+                .unwrap_or_default()
+        );
+        (p, port)
+    }
+}
+
+/// `/proc/<pid>/status` field, e.g. `CapEff`.
+pub fn proc_status(pid: u32, field: &str) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in status"))
+        .trim()
+        .to_string()
+}
