@@ -6,9 +6,11 @@
 //! - [`coap`]: resource logic, sans-IO.
 //! - [`server`]: DTLS sessions and the stateless cookie listener, sans-IO.
 //! - [`run`]: the tokio UDP loop, the daemon client, dropping privileges.
+//! - [`fuzz`]: a socket-free harness for fuzzing the request path.
 #![forbid(unsafe_code)]
 
 pub mod coap;
 pub mod config;
+pub mod fuzz;
 pub mod run;
 pub mod server;
