@@ -1,6 +1,6 @@
 //! A flood of ClientHellos that never return their cookie, from hundreds of UDP sockets, against
 //! qeaas-coapd in front of a real qeaasd: no state is kept, the frontend sends fewer bytes than
-//! it receives (no amplification), its memory stays bounded, and a real client still gets in.
+//! it receives (no amplification), its memory stays bounded, and real clients (our DTLS 1.3 one, coap-client-gnutls) still get in.
 
 mod common;
 
@@ -158,4 +158,18 @@ fn a_client_hello_flood_keeps_no_state_amplifies_nothing_and_locks_nobody_out() 
     let mut c = Dtls13::connect(s.port, Group::MlKem512, KEY).expect("handshake after the flood");
     assert_eq!(c.get(2, "entropy").payload.len(), 32);
     assert_eq!(s.served_to_frontend() - before, 32);
+    drop(c);
+
+    // A legitimate libcoap client (DTLS 1.2 PSK, GnuTLS) too.
+    if require(
+        have("coap-client-gnutls"),
+        "coap-client-gnutls (libcoap3-bin)",
+    ) {
+        let before = s.served_to_frontend();
+        let b = s
+            .coap_client("coap-client-gnutls", ID, KEY, "entropy")
+            .expect("coap-client-gnutls got nothing after the flood");
+        assert_eq!(b.len(), 32, "{b:?}");
+        assert_eq!(s.served_to_frontend() - before, 32);
+    }
 }
