@@ -3,7 +3,8 @@
 //! The loop owns the [`Server`] and never waits for the daemon: each [`Out::Fetch`] goes to a
 //! bounded queue served by `daemon_connections` tasks, each with its own connection to qeaasd,
 //! and their answers come back to the loop through [`Server::complete`]. So the state stays in
-//! one place with no locks, and one slow fetch does not stall other peers.
+//! one place with no locks, and one slow fetch does not stall other peers. Under load, requests
+//! waiting in the queue share one daemon round trip (disjoint slices of one answer).
 
 use std::collections::VecDeque;
 use std::io;
@@ -153,7 +154,13 @@ const FETCH_QUEUE: usize = 1024;
 
 type Done = (Fetch, Result<Vec<u8>, Unavailable>);
 
-/// One daemon connection: takes fetches from the shared queue until it closes.
+/// Bytes asked of the daemon in one GET when waiting requests are coalesced: within the
+/// daemon's default `max_request` (4096), and one request alone is at most 1024.
+const BATCH_BYTES: usize = 1024;
+
+/// One daemon connection: takes fetches from the shared queue until it closes. Requests that
+/// are already waiting when it takes one share a single daemon round trip; the answer is cut
+/// into consecutive, disjoint slices, so each pool byte still goes to exactly one request.
 async fn fetcher(
     jobs: Arc<Mutex<mpsc::Receiver<Fetch>>>,
     done: mpsc::UnboundedSender<Done>,
@@ -161,14 +168,47 @@ async fn fetcher(
     wait_ms: u16,
 ) {
     let mut client = None;
+    // A request taken from the queue that did not fit the previous batch.
+    let mut carry: Option<Fetch> = None;
     loop {
-        // The lock is held only while waiting for the next job, not during the fetch.
-        let Some(f) = jobs.lock().await.recv().await else {
-            return;
+        let mut batch = Vec::new();
+        let mut total = 0;
+        if let Some(f) = carry.take() {
+            total += f.exchange.n;
+            batch.push(f);
+        }
+        {
+            // The lock is held only while taking jobs, not during the fetch.
+            let mut rx = jobs.lock().await;
+            if batch.is_empty() {
+                let Some(f) = rx.recv().await else {
+                    return;
+                };
+                total += f.exchange.n;
+                batch.push(f);
+            }
+            while let Ok(f) = rx.try_recv() {
+                if total + f.exchange.n > BATCH_BYTES {
+                    carry = Some(f);
+                    break;
+                }
+                total += f.exchange.n;
+                batch.push(f);
+            }
+        }
+        let r = fetch(&mut client, &path, total, wait_ms).await;
+        let mut bytes = match r {
+            Ok(b) if b.len() == total => Some(b.into_iter()),
+            _ => None,
         };
-        let r = fetch(&mut client, &path, f.exchange.n, wait_ms).await;
-        if done.send((f, r)).is_err() {
-            return;
+        for f in batch {
+            let r = match bytes.as_mut() {
+                Some(it) => Ok(it.by_ref().take(f.exchange.n).collect()),
+                None => Err(Unavailable),
+            };
+            if done.send((f, r)).is_err() {
+                return;
+            }
         }
     }
 }

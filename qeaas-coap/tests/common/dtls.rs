@@ -70,8 +70,12 @@ impl Dtls13 {
         p.header.code = MessageClass::Request(RequestType::Get);
         p.header.message_id = mid;
         p.set_token(vec![9, 9]);
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
         for seg in path.split('/') {
             p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
+        }
+        for q in query.split('&').filter(|q| !q.is_empty()) {
+            p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
         }
         self.s.write(&p.to_bytes().unwrap()).unwrap();
         self.flush();
