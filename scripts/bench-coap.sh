@@ -27,7 +27,7 @@ LPORT=$((QPORT + 10)) # libcoap listens for DTLS on -p + 1
 command -v coap-server-gnutls >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libcoap3-bin >/dev/null; }
 
 if ! out=$(cargo build --release --locked --bins --example coap-load -p qeaas -p qeaas-coap 2>&1); then echo "$out" >&2; exit 1; fi
-T=target/release
+T=${CARGO_TARGET_DIR:-target}/release
 
 pids=()
 cleanup() {
@@ -95,7 +95,7 @@ load() { # label port path pids-whose-CPU-counts...
     echo "$line" | awk -F'\t' -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
         '{ split($4, a, "="); printf "%s\tserver_cpu_s=%.2f\tcpu_us_per_req=%.1f\n", $0, t / hz, t / hz * 1e6 / a[2] }'
 }
-echo "# $(date -u +%FT%TZ) $(nproc) cores; ${SECS}s per run, $SESSIONS sessions x $PIPELINE in flight, $ROUNDS rounds"
+echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d" " -f1-3 /proc/loadavg); ${SECS}s per run, $SESSIONS sessions x $PIPELINE in flight, $ROUNDS rounds"
 res="$DIR/results"
 for r in $(seq "$ROUNDS"); do
     if [ $((r % 2)) -eq 1 ]; then
