@@ -45,6 +45,9 @@ pub enum Out {
 pub struct Fetch {
     /// The peer.
     pub peer: SocketAddr,
+    /// Which session at that address asked: a later session from the same address (a new
+    /// handshake after this one ended) must not receive this answer.
+    session: u64,
     /// The decrypted request (for duplicate detection).
     request: Vec<u8>,
     /// The CoAP exchange.
@@ -70,6 +73,7 @@ pub struct Counters {
 }
 
 struct Peer {
+    id: u64,
     session: Session,
     established: bool,
     started: Instant,
@@ -87,6 +91,8 @@ pub struct Server {
     limits: Limits,
     /// Seeds CoAP message ids per peer (they need only be unique per endpoint).
     mid_seed: u16,
+    /// Numbers sessions, so answers go only to the session that asked.
+    next_session: u64,
     counters: Counters,
 }
 
@@ -112,6 +118,7 @@ impl Server {
             peers: HashMap::new(),
             limits,
             mid_seed: 1,
+            next_session: 0,
             counters: Counters::default(),
         }
     }
@@ -184,6 +191,7 @@ impl Server {
                 }
                 debug!(%from, "cookie verified: new session");
                 self.mid_seed = self.mid_seed.wrapping_add(0x1001);
+                self.next_session += 1;
                 self.peers.insert(
                     from,
                     Peer {
@@ -192,6 +200,7 @@ impl Server {
                         started: now,
                         last: now,
                         timer: now,
+                        id: self.next_session,
                         coap: Endpoint::new(self.limits.max_bytes, self.mid_seed),
                     },
                 );
@@ -274,6 +283,7 @@ impl Server {
                             }
                             Action::Entropy(exchange) => out.push(Out::Fetch(Fetch {
                                 peer: from,
+                                session: p.id,
                                 request: req.to_vec(),
                                 exchange,
                             })),
@@ -304,7 +314,11 @@ impl Server {
         now: Instant,
     ) -> Vec<Out> {
         let mut out = Vec::new();
-        let Some(p) = self.peers.get_mut(&fetch.peer) else {
+        let Some(p) = self
+            .peers
+            .get_mut(&fetch.peer)
+            .filter(|p| p.id == fetch.session)
+        else {
             // The session ended meanwhile: the bytes are dropped, never given to anyone else.
             return out;
         };

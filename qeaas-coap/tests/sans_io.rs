@@ -277,3 +277,26 @@ fn one_peer_cannot_queue_more_than_max_pending_fetches() {
     c.write(&get(999, None)).unwrap();
     assert_eq!(step(&mut srv, a, &mut c, now).1.len(), 1);
 }
+
+#[test]
+fn an_answer_for_an_ended_session_never_reaches_a_new_session_at_the_same_address() {
+    let mut srv = server(limits());
+    let now = Instant::now();
+    let (a, mut c1) = client(40030);
+    assert!(handshake(&mut srv, a, &mut c1, now));
+    c1.write(&get(1, None)).unwrap();
+    let (_, fetches) = step(&mut srv, a, &mut c1, now);
+    let [Out::Fetch(f)] = <[Out; 1]>::try_from(fetches).unwrap() else {
+        panic!()
+    };
+    // The session idles out while the daemon is slow; a new client takes the same address.
+    let later = now + Duration::from_secs(31);
+    srv.on_tick(later);
+    assert_eq!(srv.peers(), 0);
+    let (_, mut c2) = client(40030);
+    assert!(handshake(&mut srv, a, &mut c2, later));
+    assert_eq!(srv.peers(), 1);
+    // The old request's bytes are dropped, not sent to the newcomer nor counted as served.
+    assert!(srv.complete(f, Ok(vec![9; 32]), later).is_empty());
+    assert_eq!(srv.counters().bytes_served, 0);
+}
