@@ -75,6 +75,9 @@ pub struct Counters {
 struct Peer {
     id: u64,
     session: Session,
+    /// The random of the ClientHello that made this session: a ClientHello with another random
+    /// from the same address is a restarted client, not a retransmission.
+    hello_random: Option<[u8; 32]>,
     established: bool,
     started: Instant,
     last: Instant,
@@ -152,11 +155,21 @@ impl Server {
     /// One datagram from `from`.
     pub fn on_datagram(&mut self, from: SocketAddr, data: &[u8], now: Instant) -> Vec<Out> {
         let mut out = Vec::new();
-        if self.peers.contains_key(&from) {
-            self.on_peer_datagram(from, data, now, &mut out);
-            return out;
-        }
-        if self.peers.len() >= self.limits.max_sessions {
+        let replacing = match self.peers.get(&from) {
+            // A device that rebooted (no close_notify) comes back from the same address with
+            // a new ClientHello: it goes through the cookie exchange, and only a verified
+            // cookie replaces the old session (RFC 6347 4.2.8), so an off-path sender cannot
+            // end a session. Retransmissions of the hello that made the session stay with it.
+            Some(p) => match client_hello_random(data) {
+                Some(r) if Some(r) != p.hello_random => true,
+                _ => {
+                    self.on_peer_datagram(from, data, now, &mut out);
+                    return out;
+                }
+            },
+            None => false,
+        };
+        if !replacing && self.peers.len() >= self.limits.max_sessions {
             // Not even a cookie: answering would let a flood cost us CPU for nothing.
             self.counters.dropped_at_cap += 1;
             return out;
@@ -189,6 +202,10 @@ impl Server {
                     self.counters.dropped_at_cap += 1;
                     return out;
                 }
+                if replacing {
+                    info!(%from, "a new client at this address: its old session ends");
+                    self.peers.remove(&from);
+                }
                 debug!(%from, "cookie verified: new session");
                 self.mid_seed = self.mid_seed.wrapping_add(0x1001);
                 self.next_session += 1;
@@ -196,6 +213,7 @@ impl Server {
                     from,
                     Peer {
                         session,
+                        hello_random: client_hello_random(data),
                         established: false,
                         started: now,
                         last: now,
@@ -373,4 +391,20 @@ impl Server {
         }
         out
     }
+}
+
+/// The client random of a DTLS ClientHello (1.2 or 1.3) in its first record, if `data` starts
+/// with one: plaintext handshake record of epoch 0, message type 1, fragment offset 0.
+fn client_hello_random(data: &[u8]) -> Option<[u8; 32]> {
+    // Record: type, version (2), epoch (2), sequence (6), length (2). Handshake: type,
+    // length (3), message_seq (2), fragment_offset (3), fragment_length (3). Body: version (2),
+    // random (32).
+    let is_hello = data.first() == Some(&22)
+        && data.get(3..5) == Some(&[0, 0])
+        && data.get(13) == Some(&1)
+        && data.get(19..22) == Some(&[0, 0, 0]);
+    if !is_hello {
+        return None;
+    }
+    data.get(27..59)?.try_into().ok()
 }
