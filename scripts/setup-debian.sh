@@ -14,6 +14,7 @@ PKGS=(build-essential pkg-config curl ca-certificates git
       pollinate         # Debian's pollen client: qeaas-https tests seed through the HTTPS face
       libcoap3-bin      # coap-client-gnutls/-openssl: real DTLS 1.2 PSK clients for qeaas-coapd's tests; coap-server: the firmware client's interop peer
       python3
+      python3-venv python3-dev autoconf automake  # aiocoap[tinydtls] in a venv: its DTLSSocket builds tinydtls
       openssl libssl-dev  # the provider's tests drive Debian's openssl 3.0; C drivers link libcrypto
       make perl binutils  # build OpenSSL 3.5 from openssl-src; nm checks the provider's exports
       nginx-light libnginx-mod-stream  # nginx balancing DTLS across two qeaas-coapd in a test
@@ -26,6 +27,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   # Do not start rngd/jitterentropy from the package postinst: we only want the binaries.
   $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   $SUDO systemctl disable --now rng-tools-debian.service rngd.service jitterentropy.service nginx.service >/dev/null 2>&1 || true
+fi
+
+# aiocoap-client (PyPI aiocoap[tinydtls], DTLS 1.2 PSK): a second real CoAP client for qeaas-coapd's
+# tests, in its own venv (Debian has no package); installed once, then a no-op.
+AIOCOAP_VENV=/opt/qeaas-aiocoap
+if [ ! -x "$AIOCOAP_VENV/bin/aiocoap-client" ] || ! "$AIOCOAP_VENV/bin/python" -c 'import DTLSSocket' 2>/dev/null; then
+  echo "==> aiocoap[tinydtls] into $AIOCOAP_VENV"
+  $SUDO /usr/bin/python3 -m venv "$AIOCOAP_VENV"
+  $SUDO "$AIOCOAP_VENV/bin/pip" install -q 'aiocoap[tinydtls]==0.4.17'
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -52,14 +52,16 @@ impl Exchange {
                 self.response.payload = b;
             }
             // Never pad nor truncate: a short answer is as unavailable as none.
-            _ => {
-                self.response.header.code =
-                    MessageClass::Response(ResponseType::ServiceUnavailable);
-                // Max-Age 1: the client may retry after a second.
-                self.response.add_option(CoapOption::MaxAge, vec![1]);
-            }
+            _ => return Exchange::unavailable(self.response),
         }
         encode(&self.response)
+    }
+
+    fn unavailable(mut response: Packet) -> Vec<u8> {
+        response.header.code = MessageClass::Response(ResponseType::ServiceUnavailable);
+        // Max-Age 1: the client may retry after a second.
+        response.add_option(CoapOption::MaxAge, vec![1]);
+        encode(&response)
     }
 }
 
@@ -77,7 +79,14 @@ pub struct Endpoint {
     /// (message id, when, response) for CON and NON requests answered recently.
     seen: VecDeque<(u16, Instant, Vec<u8>)>,
     seen_max: usize,
+    /// Message ids of requests waiting for the daemon: a retransmission meanwhile is dropped
+    /// (the answer is on its way) rather than drawing pool bytes a second time.
+    pending: Vec<u16>,
 }
+
+/// Requests one peer may have waiting for the daemon at once; more get 5.03 at once, so one
+/// peer cannot fill the fetch queue for everyone.
+pub const MAX_PENDING: usize = 32;
 
 impl Endpoint {
     /// `max_n`: the largest `n=` accepted; `seed` starts our message ids.
@@ -86,7 +95,9 @@ impl Endpoint {
             max_n,
             next_mid: seed,
             seen: VecDeque::new(),
-            seen_max: 16,
+            // Room for a full pipeline of answers plus retransmissions of the oldest.
+            seen_max: 2 * MAX_PENDING,
+            pending: Vec::new(),
         }
     }
 
@@ -103,9 +114,15 @@ impl Endpoint {
             .map(|(_, _, r)| r.clone())
     }
 
-    /// Remembers the response to the request `datagram`.
+    /// Whether `datagram` repeats a request still waiting for the daemon.
+    pub fn is_pending(&self, datagram: &[u8]) -> bool {
+        Packet::from_bytes(datagram).is_ok_and(|p| self.pending.contains(&p.header.message_id))
+    }
+
+    /// Remembers the response to the request `datagram` (and that it no longer waits).
     pub fn remember(&mut self, datagram: &[u8], response: &[u8], now: Instant) {
         if let Ok(p) = Packet::from_bytes(datagram) {
+            self.pending.retain(|m| *m != p.header.message_id);
             if self.seen.len() >= self.seen_max {
                 self.seen.pop_front();
             }
@@ -151,7 +168,13 @@ impl Endpoint {
                     return status(resp, ResponseType::MethodNotAllowed);
                 }
                 match query_n(&req, self.max_n) {
-                    Ok(n) => Action::Entropy(Exchange { n, response: resp }),
+                    Ok(_) if self.pending.len() >= MAX_PENDING => {
+                        Action::Reply(Exchange::unavailable(resp))
+                    }
+                    Ok(n) => {
+                        self.pending.push(req.header.message_id);
+                        Action::Entropy(Exchange { n, response: resp })
+                    }
                     Err(()) => {
                         resp.payload = format!("n must be 1..={}", self.max_n).into_bytes();
                         status(resp, ResponseType::BadRequest)

@@ -60,6 +60,9 @@ fn d_handshake_secs() -> u64 {
 fn d_wait_ms() -> u16 {
     1000
 }
+fn d_daemon_connections() -> usize {
+    4
+}
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -92,6 +95,10 @@ pub struct Config {
     /// How long one request may wait for the daemon's bytes.
     #[serde(default = "d_wait_ms")]
     pub wait_ms: u16,
+    /// Connections to qeaasd's socket, each fetching for one request at a time: requests from
+    /// many peers wait for the daemon side by side while datagrams keep being read.
+    #[serde(default = "d_daemon_connections")]
+    pub daemon_connections: usize,
     /// Accepted PSK identities.
     #[serde(default)]
     pub psk: Vec<Psk>,
@@ -142,6 +149,9 @@ impl Config {
         }
         if c.max_sessions == 0 || c.max_handshakes == 0 {
             return bad("max_sessions and max_handshakes must be positive".into());
+        }
+        if c.daemon_connections == 0 || c.daemon_connections > 64 {
+            return bad("daemon_connections must be 1..=64".into());
         }
         if c.idle_secs == 0
             || c.handshake_secs == 0

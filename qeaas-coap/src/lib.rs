@@ -8,11 +8,13 @@
 //! - [`run`]: the tokio UDP loop, the daemon client, dropping privileges.
 //! - [`fetch`]: the client side (`qeaas-fetch`, the handshake measurements).
 //! - [`credentials`]: `qeaas-coapd gen-credentials` (CA, server certificate, PSKs).
+//! - [`fuzz`]: a socket-free harness for fuzzing the request path.
 #![forbid(unsafe_code)]
 
 pub mod coap;
 pub mod config;
 pub mod credentials;
 pub mod fetch;
+pub mod fuzz;
 pub mod run;
 pub mod server;

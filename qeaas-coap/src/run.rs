@@ -1,21 +1,26 @@
 //! The I/O shell: one UDP socket, one tokio task, the daemon's local socket.
 //!
-//! Requests are served one at a time: while the daemon is asked for bytes (at most `wait_ms`)
-//! no other datagram is read. That keeps every piece of state in one place with no locks; the
-//! daemon answers from a ready queue in microseconds.
+//! The loop owns the [`Server`] and never waits for the daemon: each [`Out::Fetch`] goes to a
+//! bounded queue served by `daemon_connections` tasks, each with its own connection to qeaasd,
+//! and their answers come back to the loop through [`Server::complete`]. So the state stays in
+//! one place with no locks, and one slow fetch does not stall other peers. Under load, requests
+//! waiting in the queue share one daemon round trip (disjoint slices of one answer).
 
+use std::collections::VecDeque;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qeaas::client::AsyncClient;
 use qeaas_wolfssl_sys::{Context, Format, Role, Version};
 use tokio::net::UdpSocket;
-use tracing::{info, warn};
+use tokio::sync::{mpsc, Mutex};
+use tracing::{debug, info, warn};
 
 use crate::coap::Unavailable;
 use crate::config::Config;
-use crate::server::{Limits, Out, Server};
+use crate::server::{Counters, Fetch, Limits, Out, Server};
 
 /// Why the frontend stopped.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +149,70 @@ async fn fetch(
     Err(Unavailable)
 }
 
+/// Fetches waiting for a daemon connection at most; beyond it requests get 5.03 at once.
+const FETCH_QUEUE: usize = 1024;
+
+type Done = (Fetch, Result<Vec<u8>, Unavailable>);
+
+/// Bytes asked of the daemon in one GET when waiting requests are coalesced: within the
+/// daemon's default `max_request` (4096), and one request alone is at most 1024.
+const BATCH_BYTES: usize = 1024;
+
+/// One daemon connection: takes fetches from the shared queue until it closes. Requests that
+/// are already waiting when it takes one share a single daemon round trip; the answer is cut
+/// into consecutive, disjoint slices, so each pool byte still goes to exactly one request.
+async fn fetcher(
+    jobs: Arc<Mutex<mpsc::Receiver<Fetch>>>,
+    done: mpsc::UnboundedSender<Done>,
+    path: PathBuf,
+    wait_ms: u16,
+) {
+    let mut client = None;
+    // A request taken from the queue that did not fit the previous batch.
+    let mut carry: Option<Fetch> = None;
+    loop {
+        let mut batch = Vec::new();
+        let mut total = 0;
+        if let Some(f) = carry.take() {
+            total += f.exchange.n;
+            batch.push(f);
+        }
+        {
+            // The lock is held only while taking jobs, not during the fetch.
+            let mut rx = jobs.lock().await;
+            if batch.is_empty() {
+                let Some(f) = rx.recv().await else {
+                    return;
+                };
+                total += f.exchange.n;
+                batch.push(f);
+            }
+            while let Ok(f) = rx.try_recv() {
+                if total + f.exchange.n > BATCH_BYTES {
+                    carry = Some(f);
+                    break;
+                }
+                total += f.exchange.n;
+                batch.push(f);
+            }
+        }
+        let r = fetch(&mut client, &path, total, wait_ms).await;
+        let mut bytes = match r {
+            Ok(b) if b.len() == total => Some(b.into_iter()),
+            _ => None,
+        };
+        for f in batch {
+            let r = match bytes.as_mut() {
+                Some(it) => Ok(it.by_ref().take(f.exchange.n).collect()),
+                None => Err(Unavailable),
+            };
+            if done.send((f, r)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
 /// Serves forever on `sock` with `ctx` (both made before the privileges were dropped).
 pub async fn serve(cfg: Config, sock: std::net::UdpSocket, ctx: Context) -> Result<(), RunError> {
     sock.set_nonblocking(true)
@@ -158,9 +227,20 @@ pub async fn serve(cfg: Config, sock: std::net::UdpSocket, ctx: Context) -> Resu
         handshake: Duration::from_secs(cfg.handshake_secs),
     };
     let mut server = Server::new(ctx, secret, limits);
-    let mut client: Option<AsyncClient> = None;
+    let (job_tx, job_rx) = mpsc::channel::<Fetch>(FETCH_QUEUE);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    for _ in 0..cfg.daemon_connections {
+        tokio::spawn(fetcher(
+            job_rx.clone(),
+            done_tx.clone(),
+            cfg.socket.clone(),
+            cfg.wait_ms,
+        ));
+    }
     let mut buf = vec![0u8; 65536];
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut logged = (Counters::default(), usize::MAX);
     info!(listen = %sock.local_addr().map_err(|e| RunError::Io("udp", e))?, "serving CoAP over DTLS");
     loop {
         let outs = tokio::select! {
@@ -172,9 +252,29 @@ pub async fn serve(cfg: Config, sock: std::net::UdpSocket, ctx: Context) -> Resu
                     continue;
                 }
             },
-            _ = tick.tick() => server.on_tick(Instant::now()),
+            Some((f, r)) = done_rx.recv() => server.complete(f, r, Instant::now()),
+            _ = tick.tick() => {
+                let now = (server.counters(), server.peers());
+                if now != logged {
+                    // For operators and the flood test: state stays bounded under load.
+                    let c = now.0;
+                    debug!(
+                        peers = now.1,
+                        handshaking = server.handshaking(),
+                        handshakes = c.handshakes,
+                        failed = c.failed,
+                        dropped_at_cap = c.dropped_at_cap,
+                        unverified_in = c.unverified_in,
+                        unverified_out = c.unverified_out,
+                        bytes_served = c.bytes_served,
+                        "counters"
+                    );
+                    logged = now;
+                }
+                server.on_tick(Instant::now())
+            }
         };
-        let mut queue: std::collections::VecDeque<Out> = outs.into();
+        let mut queue: VecDeque<Out> = outs.into();
         while let Some(o) = queue.pop_front() {
             match o {
                 Out::Send(to, d) => {
@@ -183,8 +283,14 @@ pub async fn serve(cfg: Config, sock: std::net::UdpSocket, ctx: Context) -> Resu
                     }
                 }
                 Out::Fetch(f) => {
-                    let r = fetch(&mut client, &cfg.socket, f.exchange.n, cfg.wait_ms).await;
-                    queue.extend(server.complete(f, r, Instant::now()));
+                    if let Err(e) = job_tx.try_send(f) {
+                        // Queue full: answer 5.03 now rather than hold unbounded state.
+                        let f = match e {
+                            mpsc::error::TrySendError::Full(f)
+                            | mpsc::error::TrySendError::Closed(f) => f,
+                        };
+                        queue.extend(server.complete(f, Err(Unavailable), Instant::now()));
+                    }
                 }
             }
         }

@@ -45,6 +45,9 @@ pub enum Out {
 pub struct Fetch {
     /// The peer.
     pub peer: SocketAddr,
+    /// Which session at that address asked: a later session from the same address (a new
+    /// handshake after this one ended) must not receive this answer.
+    session: u64,
     /// The decrypted request (for duplicate detection).
     request: Vec<u8>,
     /// The CoAP exchange.
@@ -62,10 +65,19 @@ pub struct Counters {
     pub bytes_served: u64,
     /// Datagrams dropped because a cap was reached.
     pub dropped_at_cap: u64,
+    /// Bytes received from peers with no state yet (before their cookie verified).
+    pub unverified_in: u64,
+    /// Bytes sent to peers with no state yet: HelloVerifyRequests and HelloRetryRequests.
+    /// Never more than `unverified_in`, so the listener amplifies nothing.
+    pub unverified_out: u64,
 }
 
 struct Peer {
+    id: u64,
     session: Session,
+    /// The random of the ClientHello that made this session: a ClientHello with another random
+    /// from the same address is a restarted client, not a retransmission.
+    hello_random: Option<[u8; 32]>,
     established: bool,
     started: Instant,
     last: Instant,
@@ -82,6 +94,8 @@ pub struct Server {
     limits: Limits,
     /// Seeds CoAP message ids per peer (they need only be unique per endpoint).
     mid_seed: u16,
+    /// Numbers sessions, so answers go only to the session that asked.
+    next_session: u64,
     counters: Counters,
 }
 
@@ -107,6 +121,7 @@ impl Server {
             peers: HashMap::new(),
             limits,
             mid_seed: 1,
+            next_session: 0,
             counters: Counters::default(),
         }
     }
@@ -121,7 +136,8 @@ impl Server {
         self.peers.len()
     }
 
-    fn handshaking(&self) -> usize {
+    /// Peers past the cookie whose handshake is not finished.
+    pub fn handshaking(&self) -> usize {
         self.peers.values().filter(|p| !p.established).count()
     }
 
@@ -139,11 +155,21 @@ impl Server {
     /// One datagram from `from`.
     pub fn on_datagram(&mut self, from: SocketAddr, data: &[u8], now: Instant) -> Vec<Out> {
         let mut out = Vec::new();
-        if self.peers.contains_key(&from) {
-            self.on_peer_datagram(from, data, now, &mut out);
-            return out;
-        }
-        if self.peers.len() >= self.limits.max_sessions {
+        let replacing = match self.peers.get(&from) {
+            // A device that rebooted (no close_notify) comes back from the same address with
+            // a new ClientHello: it goes through the cookie exchange, and only a verified
+            // cookie replaces the old session (RFC 6347 4.2.8), so an off-path sender cannot
+            // end a session. Retransmissions of the hello that made the session stay with it.
+            Some(p) => match client_hello_random(data) {
+                Some(r) if Some(r) != p.hello_random => true,
+                _ => {
+                    self.on_peer_datagram(from, data, now, &mut out);
+                    return out;
+                }
+            },
+            None => false,
+        };
+        if !replacing && self.peers.len() >= self.limits.max_sessions {
             // Not even a cookie: answering would let a flood cost us CPU for nothing.
             self.counters.dropped_at_cap += 1;
             return out;
@@ -158,8 +184,14 @@ impl Server {
         };
         l.feed(data);
         let verified = l.accept_stateless();
+        let mut sent = 0;
         for d in l.take_datagrams() {
+            sent += d.len() as u64;
             out.push(Out::Send(from, d));
+        }
+        self.counters.unverified_in += data.len() as u64;
+        if !matches!(verified, Ok(true)) {
+            self.counters.unverified_out += sent;
         }
         match verified {
             Ok(false) => {}
@@ -170,16 +202,23 @@ impl Server {
                     self.counters.dropped_at_cap += 1;
                     return out;
                 }
+                if replacing {
+                    info!(%from, "a new client at this address: its old session ends");
+                    self.peers.remove(&from);
+                }
                 debug!(%from, "cookie verified: new session");
                 self.mid_seed = self.mid_seed.wrapping_add(0x1001);
+                self.next_session += 1;
                 self.peers.insert(
                     from,
                     Peer {
                         session,
+                        hello_random: client_hello_random(data),
                         established: false,
                         started: now,
                         last: now,
                         timer: now,
+                        id: self.next_session,
                         coap: Endpoint::new(self.limits.max_bytes, self.mid_seed),
                     },
                 );
@@ -247,6 +286,10 @@ impl Server {
                             }
                             continue;
                         }
+                        if p.coap.is_pending(req) {
+                            // Its answer follows when the daemon's bytes arrive.
+                            continue;
+                        }
                         match p.coap.handle(req) {
                             Action::Ignore => {}
                             Action::Reply(r) => {
@@ -258,6 +301,7 @@ impl Server {
                             }
                             Action::Entropy(exchange) => out.push(Out::Fetch(Fetch {
                                 peer: from,
+                                session: p.id,
                                 request: req.to_vec(),
                                 exchange,
                             })),
@@ -288,7 +332,11 @@ impl Server {
         now: Instant,
     ) -> Vec<Out> {
         let mut out = Vec::new();
-        let Some(p) = self.peers.get_mut(&fetch.peer) else {
+        let Some(p) = self
+            .peers
+            .get_mut(&fetch.peer)
+            .filter(|p| p.id == fetch.session)
+        else {
             // The session ended meanwhile: the bytes are dropped, never given to anyone else.
             return out;
         };
@@ -343,4 +391,20 @@ impl Server {
         }
         out
     }
+}
+
+/// The client random of a DTLS ClientHello (1.2 or 1.3) in its first record, if `data` starts
+/// with one: plaintext handshake record of epoch 0, message type 1, fragment offset 0.
+fn client_hello_random(data: &[u8]) -> Option<[u8; 32]> {
+    // Record: type, version (2), epoch (2), sequence (6), length (2). Handshake: type,
+    // length (3), message_seq (2), fragment_offset (3), fragment_length (3). Body: version (2),
+    // random (32).
+    let is_hello = data.first() == Some(&22)
+        && data.get(3..5) == Some(&[0, 0])
+        && data.get(13) == Some(&1)
+        && data.get(19..22) == Some(&[0, 0, 0]);
+    if !is_hello {
+        return None;
+    }
+    data.get(27..59)?.try_into().ok()
 }

@@ -206,3 +206,97 @@ fn two_peers_interleaved_before_their_cookies_share_the_listener() {
     assert_eq!(srv.peers(), 2);
     assert_eq!(srv.counters().handshakes, 2);
 }
+
+fn answers(outs: Vec<Out>, c: &mut Session) -> Vec<Packet> {
+    for o in outs {
+        if let Out::Send(_, d) = o {
+            c.feed(&d);
+        }
+    }
+    let mut buf = [0u8; 512];
+    let mut v = Vec::new();
+    while let Some(n) = c.read(&mut buf).unwrap() {
+        v.push(Packet::from_bytes(&buf[..n]).unwrap());
+    }
+    v
+}
+
+#[test]
+fn fetches_run_side_by_side_complete_out_of_order_and_retransmissions_wait() {
+    let mut srv = server(limits());
+    let now = Instant::now();
+    let (a, mut c) = client(40020);
+    assert!(handshake(&mut srv, a, &mut c, now));
+    // Two requests before the daemon answers either: two fetches out, nothing sent yet.
+    c.write(&get(1, None)).unwrap();
+    c.write(&get(2, None)).unwrap();
+    let (_, fetches) = step(&mut srv, a, &mut c, now);
+    let [Out::Fetch(f1), Out::Fetch(f2)] = <[Out; 2]>::try_from(fetches).unwrap() else {
+        panic!()
+    };
+    // A retransmission of 1 while it waits: no second fetch (no pool bytes drawn twice).
+    c.write(&get(1, None)).unwrap();
+    let (_, fetches) = step(&mut srv, a, &mut c, now);
+    assert!(fetches.is_empty());
+    // The daemon answers 2 first.
+    let r2 = answers(srv.complete(f2, Ok(vec![2; 32]), now), &mut c);
+    assert_eq!((r2[0].header.message_id, &r2[0].payload), (2, &vec![2; 32]));
+    let r1 = answers(srv.complete(f1, Ok(vec![1; 32]), now), &mut c);
+    assert_eq!((r1[0].header.message_id, &r1[0].payload), (1, &vec![1; 32]));
+    // Now 1 is answered: its retransmission gets the cached response, still no fetch.
+    c.write(&get(1, None)).unwrap();
+    let (_, fetches) = step(&mut srv, a, &mut c, now);
+    assert!(fetches.is_empty());
+    assert_eq!(answers(vec![], &mut c)[0].payload, vec![1; 32]);
+    assert_eq!(srv.counters().bytes_served, 64);
+}
+
+#[test]
+fn one_peer_cannot_queue_more_than_max_pending_fetches() {
+    let mut srv = server(limits());
+    let now = Instant::now();
+    let (a, mut c) = client(40021);
+    assert!(handshake(&mut srv, a, &mut c, now));
+    let max = qeaas_coap::coap::MAX_PENDING as u16;
+    let mut fetches = Vec::new();
+    for mid in 0..max + 3 {
+        c.write(&get(100 + mid, None)).unwrap();
+        fetches.extend(step(&mut srv, a, &mut c, now).1);
+    }
+    assert_eq!(fetches.len(), usize::from(max));
+    let over = answers(vec![], &mut c);
+    assert_eq!(over.len(), 3);
+    assert!(over
+        .iter()
+        .all(|p| p.header.code == MessageClass::Response(ResponseType::ServiceUnavailable)));
+    // Answering one frees a slot.
+    let Some(Out::Fetch(f)) = fetches.pop() else {
+        panic!()
+    };
+    answers(srv.complete(f, Ok(vec![0; 32]), now), &mut c);
+    c.write(&get(999, None)).unwrap();
+    assert_eq!(step(&mut srv, a, &mut c, now).1.len(), 1);
+}
+
+#[test]
+fn an_answer_for_an_ended_session_never_reaches_a_new_session_at_the_same_address() {
+    let mut srv = server(limits());
+    let now = Instant::now();
+    let (a, mut c1) = client(40030);
+    assert!(handshake(&mut srv, a, &mut c1, now));
+    c1.write(&get(1, None)).unwrap();
+    let (_, fetches) = step(&mut srv, a, &mut c1, now);
+    let [Out::Fetch(f)] = <[Out; 1]>::try_from(fetches).unwrap() else {
+        panic!()
+    };
+    // The session idles out while the daemon is slow; a new client takes the same address.
+    let later = now + Duration::from_secs(31);
+    srv.on_tick(later);
+    assert_eq!(srv.peers(), 0);
+    let (_, mut c2) = client(40030);
+    assert!(handshake(&mut srv, a, &mut c2, later));
+    assert_eq!(srv.peers(), 1);
+    // The old request's bytes are dropped, not sent to the newcomer nor counted as served.
+    assert!(srv.complete(f, Ok(vec![9; 32]), later).is_empty());
+    assert_eq!(srv.counters().bytes_served, 0);
+}

@@ -3,6 +3,8 @@
 //! binaries are built by a nested `cargo build` (as openssl-provider's tests do).
 #![allow(dead_code)]
 
+pub mod dtls;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
