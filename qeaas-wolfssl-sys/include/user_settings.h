@@ -81,6 +81,8 @@
 #define NO_FILESYSTEM
 #define NO_WRITEV
 #define WOLFSSL_NO_SOCK
+/* wolfio.h uses ssize_t in its DTLS I/O typedefs; without sockets nothing else includes it. */
+#include <sys/types.h>
 #define WOLFSSL_MLDSA_VERIFY_ONLY
 #define WOLFSSL_SP_SMALL
 /* The firmware seeds the DRBG from the chip TRNG: int qeaas_rand_seed(byte *out, word32 len).
