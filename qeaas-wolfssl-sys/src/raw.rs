@@ -2,7 +2,13 @@
 //! (`wolfssl/ssl.h`), usable without `std`. The host wrapper [`crate::wolf`] keeps its own
 //! private list so that the two can change independently; both describe the same C ABI.
 //! Safe use is the caller's job (the firmware's DTLS glue, `qeaas-device-dtls`).
-#![allow(unsafe_code, non_camel_case_types, missing_docs)]
+#![allow(
+    unsafe_code,
+    non_camel_case_types,
+    missing_docs,
+    missing_debug_implementations,
+    clashing_extern_declarations
+)]
 
 use core::ffi::{c_char, c_int, c_long, c_uchar, c_uint, c_ulong, c_void};
 
@@ -20,9 +26,9 @@ pub struct WOLFSSL {
 }
 
 /// I/O callback: `(ssl, buf, sz, ctx)`, returns bytes moved or a `CBIO_ERR_*`.
-pub type IoCb = unsafe extern "C" fn(*mut WOLFSSL, *mut c_char, c_int, *mut c_void) -> c_int;
+pub type IoCb = extern "C" fn(*mut WOLFSSL, *mut c_char, c_int, *mut c_void) -> c_int;
 /// PSK client callback: `(ssl, hint, identity, id_max, key, key_max)`, returns the key length.
-pub type PskClientCb = unsafe extern "C" fn(
+pub type PskClientCb = extern "C" fn(
     *mut WOLFSSL,
     *const c_char,
     *mut c_char,
