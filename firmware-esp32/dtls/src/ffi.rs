@@ -67,7 +67,10 @@ impl Session {
     /// during this call. The host build seeds from the OS and never calls it.
     pub(crate) fn new(cfg: &DtlsConfig<'_>, seed: SeedSource<'_>) -> Result<Session, DtlsError> {
         let mut seed = seed;
-        SEED.store(&mut seed as *mut SeedSource<'_> as *mut (), Ordering::Release);
+        SEED.store(
+            &mut seed as *mut SeedSource<'_> as *mut (),
+            Ordering::Release,
+        );
         let r = Self::new_seeded(cfg);
         SEED.store(core::ptr::null_mut(), Ordering::Release);
         r
@@ -209,8 +212,7 @@ impl Session {
     pub(crate) fn write(&mut self, d: &[u8]) -> Result<(), i32> {
         let len = c_int::try_from(d.len()).map_err(|_| -1)?;
         // SAFETY: valid session; `d` readable for len bytes.
-        let r =
-            unsafe { sys::wolfSSL_write(self.ssl.as_ptr(), d.as_ptr() as *const c_void, len) };
+        let r = unsafe { sys::wolfSSL_write(self.ssl.as_ptr(), d.as_ptr() as *const c_void, len) };
         if r == len {
             Ok(())
         } else {
@@ -290,7 +292,7 @@ extern "C" fn io_recv(
     // A datagram longer than the buffer is truncated, as recvfrom would.
     let n = d.len().min(sz as usize);
     // SAFETY: `buf` is writable for `sz` >= n bytes.
-    unsafe { core::ptr::copy_nonoverlapping(d.as_ptr(), buf as *mut u8, n) };
+    unsafe { core::ptr::copy_nonoverlapping(d.as_ptr(), buf.cast::<u8>(), n) };
     n as c_int
 }
 
@@ -337,7 +339,7 @@ extern "C" fn psk_client_cb(
     }
     // SAFETY: both buffers writable for their max lengths, checked above.
     unsafe {
-        core::ptr::copy_nonoverlapping(id.as_ptr(), identity as *mut u8, id.len());
+        core::ptr::copy_nonoverlapping(id.as_ptr(), identity.cast::<u8>(), id.len());
         *identity.add(id.len()) = 0;
         core::ptr::copy_nonoverlapping(k.as_ptr(), key, k.len());
     }
