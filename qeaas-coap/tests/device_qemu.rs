@@ -29,9 +29,16 @@ fn firmware() -> PathBuf {
         .get_or_init(|| {
             let dir = firmware_dir();
             let mut cmd = Command::new("cargo");
-            cmd.args(["build", "--release", "--locked"]).current_dir(&dir);
+            cmd.args(["build", "--release", "--locked"])
+                .current_dir(&dir);
             // The outer cargo's settings must not leak into the nested riscv32 build.
-            for v in ["CARGO_TARGET_DIR", "RUSTUP_TOOLCHAIN", "RUSTC", "RUSTFLAGS", "CARGO"] {
+            for v in [
+                "CARGO_TARGET_DIR",
+                "RUSTUP_TOOLCHAIN",
+                "RUSTC",
+                "RUSTFLAGS",
+                "CARGO",
+            ] {
                 cmd.env_remove(v);
             }
             assert!(
@@ -50,16 +57,36 @@ fn run_device(config: &str, port: u16, file: &Path) -> (bool, String) {
         file.display()
     );
     let out = Command::new("timeout")
-        .args(["180", "qemu-system-riscv32", "-M", "virt", "-cpu", "rv32,a=false"])
-        .args(["-m", "32M", "-bios", "none", "-nographic", "-icount", "shift=0"])
+        .args([
+            "180",
+            "qemu-system-riscv32",
+            "-M",
+            "virt",
+            "-cpu",
+            "rv32,a=false",
+        ])
+        .args([
+            "-m",
+            "32M",
+            "-bios",
+            "none",
+            "-nographic",
+            "-icount",
+            "shift=0",
+        ])
         .args(["-semihosting-config", &semi])
-        .args(["-netdev", "user,id=n0", "-device", "virtio-net-device,netdev=n0"])
+        .args([
+            "-netdev",
+            "user,id=n0",
+            "-device",
+            "virtio-net-device,netdev=n0",
+        ])
         .arg("-kernel")
         .arg(firmware())
         .output()
         .expect("run qemu-system-riscv32");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -91,7 +118,11 @@ fn record_figures(out: &str) {
 fn fetch_once(s: &Stack, config: &str, file: &Path) {
     let before = s.served_to_frontend();
     let (ok, out) = run_device(config, s.port, file);
-    assert!(ok, "{config}: device failed:\n{out}\ncoapd log:\n{}", s.log());
+    assert!(
+        ok,
+        "{config}: device failed:\n{out}\ncoapd log:\n{}",
+        s.log()
+    );
     record_figures(&out);
     let fetched = result_field(&out, "fetched_bytes").expect("RESULT line");
     assert_eq!(fetched, 32, "{out}");
@@ -100,11 +131,13 @@ fn fetch_once(s: &Stack, config: &str, file: &Path) {
 }
 
 fn qemu_present() -> bool {
-    require(have("qemu-system-riscv32"), "qemu-system-riscv32 (qemu-system-misc)")
-        && require(
-            have("riscv64-unknown-elf-gcc"),
-            "riscv64-unknown-elf-gcc (gcc-riscv64-unknown-elf, picolibc-riscv64-unknown-elf)",
-        )
+    require(
+        have("qemu-system-riscv32"),
+        "qemu-system-riscv32 (qemu-system-misc)",
+    ) && require(
+        have("riscv64-unknown-elf-gcc"),
+        "riscv64-unknown-elf-gcc (gcc-riscv64-unknown-elf, picolibc-riscv64-unknown-elf)",
+    )
 }
 
 #[test]

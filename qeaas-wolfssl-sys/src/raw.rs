@@ -28,14 +28,8 @@ pub struct WOLFSSL {
 /// I/O callback: `(ssl, buf, sz, ctx)`, returns bytes moved or a `CBIO_ERR_*`.
 pub type IoCb = extern "C" fn(*mut WOLFSSL, *mut c_char, c_int, *mut c_void) -> c_int;
 /// PSK client callback: `(ssl, hint, identity, id_max, key, key_max)`, returns the key length.
-pub type PskClientCb = extern "C" fn(
-    *mut WOLFSSL,
-    *const c_char,
-    *mut c_char,
-    c_uint,
-    *mut c_uchar,
-    c_uint,
-) -> c_uint;
+pub type PskClientCb =
+    extern "C" fn(*mut WOLFSSL, *const c_char, *mut c_char, c_uint, *mut c_uchar, c_uint) -> c_uint;
 
 pub const WOLFSSL_SUCCESS: c_int = 1;
 pub const WOLFSSL_FILETYPE_PEM: c_int = 1;

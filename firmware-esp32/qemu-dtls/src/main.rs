@@ -291,7 +291,11 @@ fn main() -> ! {
     loop {
         let now_ms = hw::now_ms();
         if now_ms > DEADLINE_MS {
-            println!("state: {:?}, status: {:?}", node.dtls().state(), node.node().status());
+            println!(
+                "state: {:?}, status: {:?}",
+                node.dtls().state(),
+                node.node().status()
+            );
             fail("no fetch before the deadline");
         }
         if let State::Failed(e) = node.dtls().state() {
