@@ -140,11 +140,19 @@ fn qemu_present() -> bool {
     )
 }
 
+/// One test, so that one qemu runs at a time: the frontend gives a handshake 3 s of real time,
+/// and the slowest configuration (P-256 + ECDSA, ~190 M emulated instructions) must not compete
+/// with another emulator for the CPU.
 #[test]
-fn device_in_qemu_fetches_over_dtls13_ml_kem_512_ml_dsa_44_and_psk() {
-    if !qemu_present() {
+fn device_in_qemu_fetches_over_dtls13_in_four_configurations() {
+    if !qemu_present() || !require(have("openssl"), "openssl (certificate generation)") {
         return;
     }
+    ml_kem_512_with_ml_dsa_44_or_psk();
+    ecdsa_certificates();
+}
+
+fn ml_kem_512_with_ml_dsa_44_or_psk() {
     let mut key = qeaas_wolfssl_sys::MlDsa44::generate().unwrap();
     let cert = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, "qeaas-coapd", 9).unwrap();
     let key_der = key.private_der().unwrap();
@@ -181,11 +189,7 @@ fn device_in_qemu_fetches_over_dtls13_ml_kem_512_ml_dsa_44_and_psk() {
     assert_eq!(s.served_to_frontend(), before);
 }
 
-#[test]
-fn device_in_qemu_fetches_over_dtls13_with_ecdsa_certificates() {
-    if !qemu_present() || !require(have("openssl"), "openssl (certificate generation)") {
-        return;
-    }
+fn ecdsa_certificates() {
     let s = Stack::start(|dir| {
         make_pki(dir);
         format!(

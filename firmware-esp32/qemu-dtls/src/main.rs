@@ -365,13 +365,14 @@ fn main() -> ! {
         node.dtls().group().unwrap_or("none")
     );
     println!(
-        "FIG {} setup_instr={} handshake_instr={} request_instr={} heap_before={} handshake_heap_peak={} request_heap_peak={} handshake_stack={} stack_peak={}",
+        "FIG {} setup_instr={} handshake_instr={} request_instr={} heap_before={} handshake_heap_peak={} request_heap_base={} request_heap_peak={} handshake_stack={} stack_peak={}",
         cfg_name,
         setup_instr,
         hs.instr,
         req.instr,
         hs.heap_base,
         hs.heap_peak,
+        req.heap_base,
         req.heap_peak,
         stack_top - hs_stack_low,
         stack_top - stack_low,
