@@ -268,14 +268,9 @@ impl<R: RandomSource> SecureNode<R> {
 
     /// A ciphertext datagram from the server.
     pub fn handle_datagram(&mut self, now: Instant, d: &[u8]) {
-        let was = self.dtls.is_established();
         self.dtls.handle_datagram(now, d);
         while let Some(p) = self.dtls.poll_plaintext() {
             self.node.handle_datagram(now, &p);
-        }
-        if !was && self.dtls.is_established() {
-            // The first fetch is due at once.
-            self.node.poll(now);
         }
         self.flush_node();
     }
@@ -285,7 +280,8 @@ impl<R: RandomSource> SecureNode<R> {
         self.dtls.poll_transmit()
     }
 
-    /// When [`Self::poll`] must next run.
+    /// When [`Self::poll`] must next run: once the handshake is done, at once (the first fetch
+    /// starts in `poll`, so a shell can tell the handshake's cost from the request's).
     pub fn poll_timeout(&self) -> Instant {
         match (self.dtls.poll_timeout(), self.dtls.is_established()) {
             (Some(t), _) => t,

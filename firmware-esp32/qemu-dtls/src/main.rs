@@ -305,7 +305,6 @@ fn main() -> ! {
         let now = Instant(now_ms);
         qeaas_device_dtls::set_clock(now_ms);
         iface.poll(ts(now_ms), &mut dev, &mut sockets);
-        let was_established = node.dtls().is_established();
         let mut spent = 0;
         loop {
             let sock = sockets.get_mut::<udp::Socket>(h);
@@ -339,8 +338,7 @@ fn main() -> ! {
                     established_at = Some(now_ms);
                     hs.heap_peak = HEAP.usage().1;
                     hs_stack_low = hw::stack_low_water(paint_low, paint_top);
-                    // The request phase starts from here (the first GET went out already).
-                    let _ = was_established;
+                    // The request phase starts here: the first GET goes out in the next `poll`.
                     req.heap_base = HEAP.usage().0;
                     HEAP.reset_peak();
                 }
