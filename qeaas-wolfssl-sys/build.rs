@@ -69,6 +69,7 @@ fn main() {
     // The header picks its section from these: host server/client, or the bare-metal client.
     if target.starts_with("riscv32") {
         b.define("QEAAS_WOLFSSL_DEVICE", None);
+        device(&mut b);
     } else {
         b.define("QEAAS_WOLFSSL_HOST", None);
     }
@@ -82,6 +83,44 @@ fn main() {
     // Dependents (the firmware's C shims, if any) can find the headers and settings.
     println!("cargo:include={}", src.display());
     println!("cargo:settings={}", manifest.join("include").display());
+}
+
+/// Picolibc (Debian: picolibc-riscv64-unknown-elf) for the C library, its rv32im multilib with
+/// libgcc for the link; Debian's riscv64-unknown-elf-gcc (gcc-riscv64-unknown-elf) compiles
+/// rv32imc with the right `-march`/`-mabi`. `CC_<target>` still overrides the compiler.
+const PICOLIBC: &str = "/usr/lib/picolibc/riscv64-unknown-elf";
+const DEVICE_GCC: &str = "riscv64-unknown-elf-gcc";
+
+fn device(b: &mut cc::Build) {
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let cc_var = format!("CC_{}", target.replace('-', "_"));
+    println!("cargo:rerun-if-env-changed={cc_var}");
+    if std::env::var_os(&cc_var).is_none() {
+        b.compiler(DEVICE_GCC);
+    }
+    b.flag("-march=rv32imc")
+        .flag("-mabi=ilp32")
+        .flag("-mcmodel=medany")
+        .flag("-ffunction-sections")
+        .flag("-fdata-sections")
+        // Small code first: the ESP32-C3 runs from flash cache.
+        .opt_level_str("s")
+        .include(format!("{PICOLIBC}/include"));
+    println!("cargo:rustc-link-search=native={PICOLIBC}/lib/rv32im/ilp32");
+    println!("cargo:rustc-link-lib=static=c");
+    match Command::new(DEVICE_GCC)
+        .args(["-march=rv32im", "-mabi=ilp32", "-print-libgcc-file-name"])
+        .output()
+    {
+        Ok(o) if o.status.success() => {
+            let p = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+            if let Some(dir) = p.parent() {
+                println!("cargo:rustc-link-search=native={}", dir.display());
+                println!("cargo:rustc-link-lib=static=gcc");
+            }
+        }
+        _ => panic!("{DEVICE_GCC} not found: apt-get install gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf"),
+    }
 }
 
 /// Finds `wolfssl-src/` of the locked `wolfssl-sys` package through `cargo metadata`, offline

@@ -18,7 +18,8 @@ PKGS=(build-essential pkg-config curl ca-certificates git
       openssl libssl-dev  # the provider's tests drive Debian's openssl 3.0; C drivers link libcrypto
       make perl binutils  # build OpenSSL 3.5 from openssl-src; nm checks the provider's exports
       nginx-light libnginx-mod-stream  # nginx balancing DTLS across two qeaas-coapd in a test
-      qemu-system-misc python3-venv)  # the firmware core on qemu riscv32; esptool (PyPI) makes the ESP32 image
+      qemu-system-misc python3-venv  # the firmware core on qemu riscv32; esptool (PyPI) makes the ESP32 image
+      gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf)  # wolfSSL for the riscv32imc device (qeaas-coap/tests/device_qemu.rs)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -15,6 +15,9 @@ echo "==> cargo clippy -D warnings"; cargo clippy --workspace --all-targets --lo
 # OpenSSL 3.5 for the provider's second ABI suite (openssl-provider/tests/openssl35.rs), from the
 # sources in the locked openssl-src package: ~5 min once, then a no-op.
 echo "==> OpenSSL 3.5 for the provider tests"; openssl-provider/scripts/build-openssl.sh
+# qeaas-coap/tests/device_qemu.rs builds firmware-esp32/qemu-dtls (its own pinned toolchain) for
+# riscv32imc and runs it on qemu against the real frontend: that toolchain needs the target.
+(cd firmware-esp32/qemu-dtls && rustup target add riscv32imc-unknown-none-elf >/dev/null)
 echo "==> cargo test"; CI=${CI:-1} cargo test --workspace --locked --no-fail-fast
 # The ESP32-C3 firmware must build for riscv32imc and give a flashable image (esptool: a pip
 # install, where espflash would need a 10-minute cargo install); its core runs on qemu riscv32.

@@ -83,7 +83,16 @@
 #define NO_FILESYSTEM
 #define NO_WRITEV
 #define WOLFSSL_NO_SOCK
+/* wolfio.h uses ssize_t in its DTLS I/O typedefs; without sockets nothing else includes it. */
+#include <sys/types.h>
 #define WOLFSSL_MLDSA_VERIFY_ONLY
+/* Heap over speed on the device: verification in small pieces, key buffers sized to ML-DSA-44
+ * (not the largest level), ML-KEM key generation in small memory. */
+#define WOLFSSL_MLDSA_VERIFY_SMALL_MEM
+#define WOLFSSL_MLDSA_DYNAMIC_KEYS
+#define WOLFSSL_MLKEM_MAKEKEY_SMALL_MEM
+/* One session at a time, no resumption: no session cache in RAM. */
+#define NO_SESSION_CACHE
 #define WOLFSSL_SP_SMALL
 /* The firmware seeds the DRBG from the chip TRNG: int qeaas_rand_seed(byte *out, word32 len).
  * (CUSTOM_RAND_GENERATE_BLOCK together with HAVE_HASHDRBG does not compile.) */

@@ -8,11 +8,19 @@
 //! [`wolf`], next to the declarations it relies on; dependents (`qeaas-coap`) forbid unsafe code.
 //!
 //! The C build and `user_settings.h` cover the bare-metal riscv32imc client too (build.rs picks
-//! the device section for `riscv32*` targets); this Rust wrapper uses `std` and is for the host.
-//! The firmware will declare the few client functions it needs itself.
+//! the device section for `riscv32*` targets, compiled with riscv64-unknown-elf-gcc against
+//! picolibc). The safe wrapper uses `std` (feature `std`, on by default) and is for the host;
+//! without it the crate is `no_std` and [`raw`] declares the client functions the firmware needs.
+#![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]
 
+#[cfg(feature = "std")]
 pub mod wolf;
+#[cfg(feature = "std")]
 pub mod x509;
+// After `wolf`: rustc reports a clash of two declarations of one C function at the second, and
+// `raw` allows it (same C ABI, distinct Rust opaque types).
+pub mod raw;
 
+#[cfg(feature = "std")]
 pub use wolf::{Context, Error, Format, Group, MlDsa44, Progress, Role, Session, Version};

@@ -1,0 +1,461 @@
+//! The crate's only `unsafe`: a wolfSSL DTLS 1.3 client over memory I/O (through the raw
+//! declarations of `qeaas-wolfssl-sys`), and on the device the C hooks wolfSSL's device build
+//! expects from the firmware: its DRBG seed, its clock and `malloc`.
+#![allow(unsafe_code)]
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::ffi::{c_char, c_int, c_long, c_uchar, c_uint, c_void, CStr};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+use qeaas_wolfssl_sys::raw as sys;
+
+use crate::{Auth, DtlsConfig, DtlsError, KeyExchange};
+
+/// Datagrams queued per direction at most: a flood is dropped, never buffered.
+const QUEUE_MAX: usize = 32;
+/// Largest plaintext record read at once (a CoAP datagram with a 1 KiB block fits).
+const RECORD_MAX: usize = 1280;
+
+/// Fills its argument with seed material; false when it cannot (wolfSSL then fails to seed).
+pub type SeedSource<'a> = &'a mut dyn FnMut(&mut [u8]) -> bool;
+
+/// Points at a `SeedSource` on the stack of `Session::new` while it runs, null otherwise:
+/// wolfSSL seeds its DRBG only when a session is created (reseeding is due after 2^20
+/// generate calls, far beyond one session), so the seed never outlives that call.
+static SEED: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+// Load/store only: rv32imc has no atomic read-modify-write, and one core writes these.
+static NOW_MS: AtomicU32 = AtomicU32::new(0);
+static NOW_S: AtomicU32 = AtomicU32::new(0);
+
+/// The clock wolfSSL reads on the device (DTLS timers, ticket ages): milliseconds since boot.
+pub fn set_clock(ms_since_boot: u64) {
+    NOW_MS.store(ms_since_boot as u32, Ordering::Relaxed);
+    NOW_S.store((ms_since_boot / 1000) as u32, Ordering::Relaxed);
+}
+
+/// Per-session I/O state the callbacks see (boxed: wolfSSL holds its address).
+struct Io {
+    inbox: VecDeque<Vec<u8>>,
+    outbox: VecDeque<Vec<u8>>,
+    psk: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+pub(crate) struct Session {
+    ctx: NonNull<sys::WOLFSSL_CTX>,
+    ssl: NonNull<sys::WOLFSSL>,
+    io: Box<Io>,
+}
+
+impl core::fmt::Debug for Session {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("inbox", &self.io.inbox.len())
+            .field("outbox", &self.io.outbox.len())
+            .finish()
+    }
+}
+
+fn setup(what: &'static str, code: c_int) -> DtlsError {
+    DtlsError::Setup { what, code }
+}
+
+impl Session {
+    /// A session; on the device wolfSSL seeds its DRBG from `seed` (`CUSTOM_RAND_GENERATE_SEED`)
+    /// during this call. The host build seeds from the OS and never calls it.
+    pub(crate) fn new(cfg: &DtlsConfig<'_>, seed: SeedSource<'_>) -> Result<Session, DtlsError> {
+        let mut seed = seed;
+        SEED.store(
+            &mut seed as *mut SeedSource<'_> as *mut (),
+            Ordering::Release,
+        );
+        let r = Self::new_seeded(cfg);
+        SEED.store(core::ptr::null_mut(), Ordering::Release);
+        r
+    }
+
+    fn new_seeded(cfg: &DtlsConfig<'_>) -> Result<Session, DtlsError> {
+        let group = match cfg.kex {
+            KeyExchange::MlKem512 => sys::GROUP_ML_KEM_512,
+            KeyExchange::P256 => sys::GROUP_SECP256R1,
+        };
+        let psk = match cfg.auth {
+            Auth::Psk { identity, key } => Some((identity.to_vec(), key.to_vec())),
+            Auth::Certificate { .. } => None,
+        };
+        // SAFETY: wolfSSL_Init is idempotent (reference counted); the method is a static table
+        // owned by the new context, which rejects NULL.
+        let ctx = unsafe {
+            sys::wolfSSL_Init();
+            sys::wolfSSL_CTX_new(sys::wolfDTLSv1_3_client_method())
+        };
+        let ctx = NonNull::new(ctx).ok_or(setup("CTX_new", 0))?;
+        // From here `guard` frees the context on every early return.
+        let guard = CtxGuard(ctx);
+        // SAFETY: valid context; the callbacks are `extern "C"` functions for the whole program
+        // that only touch the `Io` registered per session; buffers are read for their length.
+        unsafe {
+            sys::wolfSSL_CTX_SetIORecv(ctx.as_ptr(), io_recv);
+            sys::wolfSSL_CTX_SetIOSend(ctx.as_ptr(), io_send);
+            match cfg.auth {
+                Auth::Certificate { ca_der } => {
+                    let len = c_long::try_from(ca_der.len()).map_err(|_| setup("CA", 0))?;
+                    let r = sys::wolfSSL_CTX_load_verify_buffer(
+                        ctx.as_ptr(),
+                        ca_der.as_ptr(),
+                        len,
+                        sys::WOLFSSL_FILETYPE_ASN1,
+                    );
+                    if r != sys::WOLFSSL_SUCCESS {
+                        return Err(setup("CA", r));
+                    }
+                    sys::wolfSSL_CTX_set_verify(
+                        ctx.as_ptr(),
+                        sys::WOLFSSL_VERIFY_PEER | sys::WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                        core::ptr::null(),
+                    );
+                }
+                Auth::Psk { .. } => {
+                    sys::wolfSSL_CTX_set_verify(
+                        ctx.as_ptr(),
+                        sys::WOLFSSL_VERIFY_NONE,
+                        core::ptr::null(),
+                    );
+                    sys::wolfSSL_CTX_set_psk_client_callback(ctx.as_ptr(), psk_client_cb);
+                }
+            }
+            let mut groups = [c_int::from(group)];
+            let r = sys::wolfSSL_CTX_set_groups(ctx.as_ptr(), groups.as_mut_ptr(), 1);
+            if r != sys::WOLFSSL_SUCCESS {
+                return Err(setup("groups", r));
+            }
+        }
+        // SAFETY: valid context; the session keeps it alive (freed after the session in Drop).
+        let ssl = NonNull::new(unsafe { sys::wolfSSL_new(ctx.as_ptr()) })
+            .ok_or(setup("new (RNG seed or memory)", 0))?;
+        core::mem::forget(guard);
+        let mut s = Session {
+            ctx,
+            ssl,
+            io: Box::new(Io {
+                inbox: VecDeque::new(),
+                outbox: VecDeque::new(),
+                psk,
+            }),
+        };
+        let io = &mut *s.io as *mut Io as *mut c_void;
+        // SAFETY: valid session; the boxed `Io` does not move and outlives the WOLFSSL.
+        unsafe {
+            sys::wolfSSL_SetIOReadCtx(ssl.as_ptr(), io);
+            sys::wolfSSL_SetIOWriteCtx(ssl.as_ptr(), io);
+            // Timers are driven by the owner (`got_timeout`), never by blocking reads.
+            sys::wolfSSL_dtls_set_using_nonblock(ssl.as_ptr(), 1);
+            let r = sys::wolfSSL_UseKeyShare(ssl.as_ptr(), group);
+            if r != sys::WOLFSSL_SUCCESS {
+                return Err(setup("key share", r));
+            }
+        }
+        Ok(s)
+    }
+
+    pub(crate) fn feed(&mut self, d: &[u8]) {
+        if self.io.inbox.len() < QUEUE_MAX {
+            self.io.inbox.push_back(d.to_vec());
+        }
+    }
+
+    pub(crate) fn take_datagram(&mut self) -> Option<Vec<u8>> {
+        self.io.outbox.pop_front()
+    }
+
+    fn error(&self, ret: c_int) -> c_int {
+        // SAFETY: valid session.
+        unsafe { sys::wolfSSL_get_error(self.ssl.as_ptr(), ret) }
+    }
+
+    /// `Ok(true)` when the handshake is complete, `Ok(false)` while waiting.
+    pub(crate) fn connect(&mut self) -> Result<bool, i32> {
+        // SAFETY: valid session; callbacks only touch `self.io`.
+        let r = unsafe { sys::wolfSSL_connect(self.ssl.as_ptr()) };
+        if r == sys::WOLFSSL_SUCCESS {
+            return Ok(true);
+        }
+        match self.error(r) {
+            sys::WOLFSSL_ERROR_WANT_READ | sys::WOLFSSL_ERROR_WANT_WRITE => Ok(false),
+            e => Err(e),
+        }
+    }
+
+    pub(crate) fn read(&mut self) -> Result<Option<Vec<u8>>, DtlsError> {
+        let mut buf = alloc::vec![0u8; RECORD_MAX];
+        // SAFETY: valid session; `buf` writable for its length.
+        let r = unsafe {
+            sys::wolfSSL_read(
+                self.ssl.as_ptr(),
+                buf.as_mut_ptr() as *mut c_void,
+                RECORD_MAX as c_int,
+            )
+        };
+        if r > 0 {
+            buf.truncate(r as usize);
+            return Ok(Some(buf));
+        }
+        match self.error(r) {
+            sys::WOLFSSL_ERROR_WANT_READ | sys::WOLFSSL_ERROR_WANT_WRITE => Ok(None),
+            sys::WOLFSSL_ERROR_ZERO_RETURN => Err(DtlsError::Closed),
+            e => Err(DtlsError::Record(e)),
+        }
+    }
+
+    pub(crate) fn write(&mut self, d: &[u8]) -> Result<(), i32> {
+        let len = c_int::try_from(d.len()).map_err(|_| -1)?;
+        // SAFETY: valid session; `d` readable for len bytes.
+        let r = unsafe { sys::wolfSSL_write(self.ssl.as_ptr(), d.as_ptr() as *const c_void, len) };
+        if r == len {
+            Ok(())
+        } else {
+            Err(self.error(r))
+        }
+    }
+
+    pub(crate) fn timeout_secs(&mut self) -> u32 {
+        // SAFETY: valid session.
+        let t = unsafe { sys::wolfSSL_dtls_get_current_timeout(self.ssl.as_ptr()) };
+        t.max(1) as u32
+    }
+
+    pub(crate) fn got_timeout(&mut self) -> Result<(), i32> {
+        // SAFETY: valid session.
+        let r = unsafe { sys::wolfSSL_dtls_got_timeout(self.ssl.as_ptr()) };
+        if r == sys::WOLFSSL_SUCCESS {
+            Ok(())
+        } else {
+            Err(self.error(r))
+        }
+    }
+
+    pub(crate) fn group(&self) -> Option<&'static str> {
+        // SAFETY: valid session; wolfSSL returns NULL or a static NUL-terminated name.
+        static_str(unsafe { sys::wolfSSL_get_curve_name(self.ssl.as_ptr()) })
+    }
+
+    pub(crate) fn cipher(&self) -> Option<&'static str> {
+        // SAFETY: as above (names come from wolfSSL's static cipher table).
+        static_str(unsafe { sys::wolfSSL_get_cipher_name(self.ssl.as_ptr()) })
+    }
+}
+
+fn static_str(p: *const c_char) -> Option<&'static str> {
+    // SAFETY: callers pass NULL or a pointer to a static NUL-terminated string.
+    (!p.is_null())
+        .then(|| unsafe { CStr::from_ptr(p) }.to_str().ok())
+        .flatten()
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // SAFETY: the WOLFSSL goes first (its callbacks may reference `io`, dropped after this),
+        // then the context it was made from.
+        unsafe {
+            sys::wolfSSL_free(self.ssl.as_ptr());
+            sys::wolfSSL_CTX_free(self.ctx.as_ptr());
+        }
+    }
+}
+
+struct CtxGuard(NonNull<sys::WOLFSSL_CTX>);
+
+impl Drop for CtxGuard {
+    fn drop(&mut self) {
+        // SAFETY: a context we created and nothing else references (setup failed).
+        unsafe { sys::wolfSSL_CTX_free(self.0.as_ptr()) };
+    }
+}
+
+extern "C" fn io_recv(
+    _ssl: *mut sys::WOLFSSL,
+    buf: *mut c_char,
+    sz: c_int,
+    ctx: *mut c_void,
+) -> c_int {
+    if ctx.is_null() || buf.is_null() || sz <= 0 {
+        return sys::CBIO_ERR_WANT_READ;
+    }
+    // SAFETY: ctx is the session's boxed `Io`; wolfSSL calls back only from within a session
+    // method, which holds `&mut Session`.
+    let io = unsafe { &mut *(ctx as *mut Io) };
+    let Some(d) = io.inbox.pop_front() else {
+        return sys::CBIO_ERR_WANT_READ;
+    };
+    // A datagram longer than the buffer is truncated, as recvfrom would.
+    let n = d.len().min(sz as usize);
+    // SAFETY: `buf` is writable for `sz` >= n bytes.
+    unsafe { core::ptr::copy_nonoverlapping(d.as_ptr(), buf.cast::<u8>(), n) };
+    n as c_int
+}
+
+extern "C" fn io_send(
+    _ssl: *mut sys::WOLFSSL,
+    buf: *mut c_char,
+    sz: c_int,
+    ctx: *mut c_void,
+) -> c_int {
+    if ctx.is_null() || buf.is_null() || sz < 0 {
+        return sys::CBIO_ERR_GENERAL;
+    }
+    // SAFETY: as in io_recv; `buf` holds `sz` readable bytes.
+    let io = unsafe { &mut *(ctx as *mut Io) };
+    if io.outbox.len() < QUEUE_MAX {
+        let d = unsafe { core::slice::from_raw_parts(buf as *const u8, sz as usize) };
+        io.outbox.push_back(d.to_vec());
+    }
+    sz
+}
+
+extern "C" fn psk_client_cb(
+    ssl: *mut sys::WOLFSSL,
+    _hint: *const c_char,
+    identity: *mut c_char,
+    id_max: c_uint,
+    key: *mut c_uchar,
+    key_max: c_uint,
+) -> c_uint {
+    if identity.is_null() || key.is_null() {
+        return 0;
+    }
+    // SAFETY: the read ctx of every session is its boxed `Io` (see `Session::new`).
+    let p = unsafe { sys::wolfSSL_GetIOReadCtx(ssl) };
+    if p.is_null() {
+        return 0;
+    }
+    // SAFETY: non-null: our live `Io`.
+    let io = unsafe { &*(p as *const Io) };
+    let Some((id, k)) = &io.psk else { return 0 };
+    // The identity is written NUL-terminated, hence `>=`.
+    if id.len() >= id_max as usize || k.len() > key_max as usize || k.is_empty() {
+        return 0;
+    }
+    // SAFETY: both buffers writable for their max lengths, checked above.
+    unsafe {
+        core::ptr::copy_nonoverlapping(id.as_ptr(), identity.cast::<u8>(), id.len());
+        *identity.add(id.len()) = 0;
+        core::ptr::copy_nonoverlapping(k.as_ptr(), key, k.len());
+    }
+    k.len() as c_uint
+}
+
+/// The C side of the device build (`user_settings.h`, `QEAAS_WOLFSSL_DEVICE`).
+#[cfg(target_os = "none")]
+mod device {
+    use super::*;
+    use core::alloc::Layout;
+
+    /// `CUSTOM_RAND_GENERATE_SEED`: 0 on success, as wolfCrypt expects.
+    #[no_mangle]
+    extern "C" fn qeaas_rand_seed(out: *mut c_uchar, sz: c_uint) -> c_int {
+        let f = SEED.load(Ordering::Acquire);
+        if f.is_null() || out.is_null() {
+            return -1;
+        }
+        // SAFETY: non-null only while `Session::new` runs, pointing at its live `SeedSource`;
+        // single-threaded, and wolfSSL calls this from within that call.
+        let f = unsafe { &mut *(f as *mut SeedSource<'_>) };
+        // SAFETY: wolfCrypt passes a writable buffer of `sz` bytes.
+        let buf = unsafe { core::slice::from_raw_parts_mut(out, sz as usize) };
+        if f(buf) {
+            0
+        } else {
+            -1
+        }
+    }
+
+    /// Seconds for wolfSSL's timeouts (NO_ASN_TIME leaves it to us).
+    #[no_mangle]
+    extern "C" fn LowResTimer() -> u32 {
+        NOW_S.load(Ordering::Relaxed)
+    }
+
+    /// Milliseconds for DTLS 1.3 timers (sword64 without WOLFSSL_32BIT_MILLI_TIME).
+    #[no_mangle]
+    extern "C" fn TimeNowInMilliseconds() -> i64 {
+        i64::from(NOW_MS.load(Ordering::Relaxed))
+    }
+
+    /// picolibc's abort() would raise a signal through a host layer the device lacks; a C
+    /// abort (e.g. a failed libc assertion) becomes a Rust panic, which the firmware handles.
+    #[no_mangle]
+    extern "C" fn abort() -> ! {
+        panic!("abort() called from C");
+    }
+
+    // wolfSSL's XMALLOC is malloc: route it to the Rust global allocator, so one heap (and its
+    // high-water mark) serves both. A header before each block keeps its size for free().
+    const HDR: usize = 8;
+
+    #[no_mangle]
+    extern "C" fn malloc(n: usize) -> *mut c_void {
+        let Ok(l) = Layout::from_size_align(n + HDR, HDR) else {
+            return core::ptr::null_mut();
+        };
+        // SAFETY: non-zero size layout.
+        let p = unsafe { alloc::alloc::alloc(l) };
+        if p.is_null() {
+            return p as *mut c_void;
+        }
+        // SAFETY: the block is at least HDR bytes, aligned to HDR.
+        unsafe {
+            (p as *mut usize).write(n);
+            p.add(HDR) as *mut c_void
+        }
+    }
+
+    #[no_mangle]
+    extern "C" fn free(p: *mut c_void) {
+        if p.is_null() {
+            return;
+        }
+        // SAFETY: `p` came from our malloc/realloc: the header precedes it.
+        unsafe {
+            let base = (p as *mut u8).sub(HDR);
+            let n = (base as *const usize).read();
+            alloc::alloc::dealloc(base, Layout::from_size_align_unchecked(n + HDR, HDR));
+        }
+    }
+
+    #[no_mangle]
+    extern "C" fn realloc(p: *mut c_void, n: usize) -> *mut c_void {
+        if p.is_null() {
+            return malloc(n);
+        }
+        // SAFETY: as in free.
+        unsafe {
+            let base = (p as *mut u8).sub(HDR);
+            let old = (base as *const usize).read();
+            let q = alloc::alloc::realloc(
+                base,
+                Layout::from_size_align_unchecked(old + HDR, HDR),
+                n + HDR,
+            );
+            if q.is_null() {
+                return core::ptr::null_mut();
+            }
+            (q as *mut usize).write(n);
+            q.add(HDR) as *mut c_void
+        }
+    }
+
+    #[no_mangle]
+    extern "C" fn calloc(k: usize, n: usize) -> *mut c_void {
+        let Some(total) = k.checked_mul(n) else {
+            return core::ptr::null_mut();
+        };
+        let p = malloc(total);
+        if !p.is_null() {
+            // SAFETY: `total` writable bytes.
+            unsafe { core::ptr::write_bytes(p as *mut u8, 0, total) };
+        }
+        p
+    }
+}

@@ -1,0 +1,320 @@
+//! DTLS 1.3 for the device core (issue 6): the CoAP entropy client of [`qeaas_device`] carried
+//! over a wolfSSL client session, sans-IO.
+//!
+//! [`DtlsClient`] is one DTLS 1.3 association over wolfSSL memory I/O: ciphertext datagrams in
+//! ([`DtlsClient::handle_datagram`]), ciphertext datagrams out ([`DtlsClient::poll_transmit`]),
+//! a retransmission timer ([`DtlsClient::poll_timeout`], [`DtlsClient::handle_timeout`]); no
+//! socket, no clock. [`SecureNode`] joins it to the device [`Node`]: the node's plaintext CoAP
+//! goes through the session, and the node credits server bytes ([`Transport::Dtls`]) only
+//! because nothing but the authenticated session's plaintext ever reaches it.
+//!
+//! A separate crate from `qeaas-device` so the portable core keeps no C dependency; `unsafe` is
+//! confined to [`ffi`].
+#![no_std]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+mod ffi;
+
+use alloc::vec::Vec;
+
+use qeaas_device::coap::ClientConfig;
+use qeaas_device::node::{Node, Transport};
+use qeaas_device::scheduler::RefreshConfig;
+use qeaas_device::{Instant, RandomSource};
+
+pub use ffi::{set_clock, SeedSource};
+
+/// Key exchange offered (and sent as the only key share: no HelloRetryRequest round trip).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyExchange {
+    /// ML-KEM-512 (FIPS 203), the paper's choice.
+    MlKem512,
+    /// ECDHE on secp256r1, the classical baseline.
+    P256,
+}
+
+/// How the server is authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth<'a> {
+    /// A certificate chaining to this CA (DER; ML-DSA-44 or ECDSA P-256), verified.
+    Certificate {
+        /// The trusted CA certificate, DER.
+        ca_der: &'a [u8],
+    },
+    /// A pre-shared key (DTLS 1.3 PSK with (EC)DHE / ML-KEM key exchange).
+    Psk {
+        /// Identity sent to the server.
+        identity: &'a [u8],
+        /// The key.
+        key: &'a [u8],
+    },
+}
+
+/// One client configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DtlsConfig<'a> {
+    /// Key exchange.
+    pub kex: KeyExchange,
+    /// Server authentication.
+    pub auth: Auth<'a>,
+}
+
+/// A wolfSSL failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DtlsError {
+    /// Setting up the context or session failed (allocation, bad CA, unknown group): fatal
+    /// for this configuration.
+    Setup {
+        /// The step.
+        what: &'static str,
+        /// wolfSSL's return or error code.
+        code: i32,
+    },
+    /// The handshake failed (e.g. the certificate did not verify): fatal for this session.
+    Handshake(i32),
+    /// Reading or writing application data failed: fatal for this session.
+    Record(i32),
+    /// The server closed the session.
+    Closed,
+    /// A call was made in the wrong state (e.g. sending before the handshake).
+    NotEstablished,
+}
+
+/// Where the session stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Handshake in progress.
+    Handshaking,
+    /// Authenticated; application data flows.
+    Established,
+    /// Failed or closed; make a new session.
+    Failed(DtlsError),
+}
+
+/// A DTLS 1.3 client association; see the crate documentation.
+#[derive(Debug)]
+pub struct DtlsClient {
+    s: ffi::Session,
+    state: State,
+    deadline: Option<Instant>,
+    plaintext: Vec<Vec<u8>>,
+}
+
+impl DtlsClient {
+    /// A session for `cfg`. The CA and PSK are copied. On the device wolfSSL seeds its DRBG
+    /// from `seed` during this call (the firmware passes its device pool); the host build
+    /// seeds from the OS.
+    pub fn new(cfg: &DtlsConfig<'_>, seed: SeedSource<'_>) -> Result<Self, DtlsError> {
+        Ok(Self {
+            s: ffi::Session::new(cfg, seed)?,
+            state: State::Handshaking,
+            deadline: None,
+            plaintext: Vec::new(),
+        })
+    }
+
+    /// Sends the first flight (ClientHello) and arms the timer.
+    pub fn start(&mut self, now: Instant) {
+        self.step_handshake(now);
+    }
+
+    /// The session's state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// True once the server is authenticated.
+    pub fn is_established(&self) -> bool {
+        self.state == State::Established
+    }
+
+    /// A ciphertext datagram from the server.
+    pub fn handle_datagram(&mut self, now: Instant, d: &[u8]) {
+        if matches!(self.state, State::Failed(_)) {
+            return;
+        }
+        self.s.feed(d);
+        if self.state == State::Handshaking {
+            self.step_handshake(now);
+        }
+        if self.state == State::Established {
+            self.read_all();
+        }
+    }
+
+    /// When [`Self::handle_timeout`] must next run (handshake retransmission), if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Retransmits the last handshake flight when its timer has expired.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(t) = self.deadline {
+            if now >= t && self.state == State::Handshaking {
+                if let Err(e) = self.s.got_timeout() {
+                    self.fail(DtlsError::Handshake(e));
+                    return;
+                }
+                self.arm(now);
+            }
+        }
+    }
+
+    /// The next ciphertext datagram for the server.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.s.take_datagram()
+    }
+
+    /// Encrypts one plaintext datagram (one record).
+    pub fn send(&mut self, plaintext: &[u8]) -> Result<(), DtlsError> {
+        if self.state != State::Established {
+            return Err(DtlsError::NotEstablished);
+        }
+        self.s.write(plaintext).map_err(|e| {
+            self.fail(DtlsError::Record(e));
+            DtlsError::Record(e)
+        })
+    }
+
+    /// The next decrypted plaintext datagram from the authenticated server.
+    pub fn poll_plaintext(&mut self) -> Option<Vec<u8>> {
+        (!self.plaintext.is_empty()).then(|| self.plaintext.remove(0))
+    }
+
+    /// Negotiated key-exchange group name (e.g. `ML_KEM_512`), once established.
+    pub fn group(&self) -> Option<&'static str> {
+        self.s.group()
+    }
+
+    /// Negotiated cipher suite name.
+    pub fn cipher(&self) -> Option<&'static str> {
+        self.s.cipher()
+    }
+
+    fn step_handshake(&mut self, now: Instant) {
+        match self.s.connect() {
+            Ok(true) => {
+                self.state = State::Established;
+                self.deadline = None;
+            }
+            Ok(false) => self.arm(now),
+            Err(e) => self.fail(DtlsError::Handshake(e)),
+        }
+    }
+
+    fn arm(&mut self, now: Instant) {
+        self.deadline = Some(now.plus_ms(u64::from(self.s.timeout_secs()) * 1000));
+    }
+
+    fn read_all(&mut self) {
+        loop {
+            match self.s.read() {
+                Ok(Some(p)) => self.plaintext.push(p),
+                Ok(None) => return,
+                Err(e) => return self.fail(e),
+            }
+        }
+    }
+
+    fn fail(&mut self, e: DtlsError) {
+        self.state = State::Failed(e);
+        self.deadline = None;
+    }
+}
+
+/// The device core with its CoAP carried over DTLS: server bytes are credited at 8 bits/byte
+/// because only the authenticated session's plaintext reaches the node.
+#[derive(Debug)]
+pub struct SecureNode<R> {
+    node: Node<R>,
+    dtls: DtlsClient,
+}
+
+impl<R: RandomSource> SecureNode<R> {
+    /// A node whose fetches go over a new session for `cfg` (not started yet: call
+    /// [`Self::start`]). `prepare` runs on the node first (the shell feeds the TRNG there), so
+    /// that wolfSSL's DRBG is seeded from the node's own pool.
+    pub fn new(
+        now: Instant,
+        client: ClientConfig,
+        refresh: RefreshConfig,
+        rng: R,
+        cfg: &DtlsConfig<'_>,
+        prepare: impl FnOnce(&mut Node<R>),
+    ) -> Result<Self, DtlsError> {
+        let mut node = Node::new(now, client, refresh, Transport::Dtls, rng);
+        prepare(&mut node);
+        let dtls = DtlsClient::new(cfg, &mut |buf| node.fill(buf).is_ok())?;
+        Ok(Self { node, dtls })
+    }
+
+    /// Starts the handshake.
+    pub fn start(&mut self, now: Instant) {
+        self.dtls.start(now);
+    }
+
+    /// Handles timers: the handshake's, then (once established) the node's fetches.
+    pub fn poll(&mut self, now: Instant) {
+        self.dtls.handle_timeout(now);
+        if self.dtls.is_established() {
+            self.node.poll(now);
+            self.flush_node();
+        }
+    }
+
+    /// A ciphertext datagram from the server.
+    pub fn handle_datagram(&mut self, now: Instant, d: &[u8]) {
+        self.dtls.handle_datagram(now, d);
+        while let Some(p) = self.dtls.poll_plaintext() {
+            self.node.handle_datagram(now, &p);
+        }
+        self.flush_node();
+    }
+
+    /// The next ciphertext datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.dtls.poll_transmit()
+    }
+
+    /// When [`Self::poll`] must next run: once the handshake is done, at once (the first fetch
+    /// starts in `poll`, so a shell can tell the handshake's cost from the request's).
+    pub fn poll_timeout(&self) -> Instant {
+        match (self.dtls.poll_timeout(), self.dtls.is_established()) {
+            (Some(t), _) => t,
+            (None, true) => self.node.poll_timeout(),
+            // Failed: nothing to wait for; the shell decides whether to start again.
+            (None, false) => Instant(u64::MAX),
+        }
+    }
+
+    /// The session.
+    pub fn dtls(&self) -> &DtlsClient {
+        &self.dtls
+    }
+
+    /// The device core (pool, status, TRNG input).
+    pub fn node(&self) -> &Node<R> {
+        &self.node
+    }
+
+    /// The device core, mutable (TRNG input, pool output).
+    pub fn node_mut(&mut self) -> &mut Node<R> {
+        &mut self.node
+    }
+
+    fn flush_node(&mut self) {
+        if !self.dtls.is_established() {
+            return;
+        }
+        while let Some(p) = self.node.poll_transmit() {
+            // A failed write fails the session; the CoAP client then times out and backs off.
+            if self.dtls.send(&p).is_err() {
+                return;
+            }
+        }
+    }
+}

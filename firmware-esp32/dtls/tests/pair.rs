@@ -1,0 +1,174 @@
+//! The device session against the frontend's own server wrapper on the same wolfSSL build, in
+//! memory (no sockets, simulated time): a verified DTLS 1.3 fetch credits the server's bytes,
+//! a failed verification or a wrong PSK delivers nothing and credits nothing.
+
+use std::net::SocketAddr;
+
+use coap_lite::{MessageClass, MessageType, Packet, ResponseType};
+use qeaas_device::coap::ClientConfig;
+use qeaas_device::scheduler::RefreshConfig;
+use qeaas_device::{Instant, RandomSource};
+use qeaas_device_dtls::{Auth, DtlsConfig, DtlsError, KeyExchange, SecureNode, State};
+use qeaas_wolfssl_sys::{Context, Format, Group, MlDsa44, Progress, Role, Session, Version};
+
+struct Counter(u32);
+impl RandomSource for Counter {
+    fn next_u32(&mut self) -> u32 {
+        self.0 = self.0.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        self.0
+    }
+}
+
+fn mldsa_server() -> (Context, Vec<u8>) {
+    let mut key = MlDsa44::generate().unwrap();
+    let cert = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, "srv", 1).unwrap();
+    let mut c = Context::new(Role::Server, Version::Dtls13).unwrap();
+    c.use_certificate_chain(&cert, Format::Der).unwrap();
+    c.use_private_key(&key.private_der().unwrap(), Format::Der)
+        .unwrap();
+    c.set_groups(&[Group::MlKem512, Group::P256]).unwrap();
+    (c, cert)
+}
+
+fn node(cfg: &DtlsConfig<'_>) -> SecureNode<Counter> {
+    SecureNode::new(
+        Instant(0),
+        ClientConfig::default(),
+        RefreshConfig::default(),
+        Counter(1),
+        cfg,
+        |_| {},
+    )
+    .unwrap()
+}
+
+/// Pumps both ends until the device has a fetch result or nothing moves; the test plays the
+/// CoAP server behind `srv`. Returns the bodies the server sent.
+fn run(dev: &mut SecureNode<Counter>, srv: &mut Session) -> Vec<Vec<u8>> {
+    let peer: SocketAddr = ([10, 0, 2, 15], 49152).into();
+    srv.set_peer(peer).unwrap();
+    let mut sent = Vec::new();
+    let mut now = Instant(0);
+    dev.start(now);
+    for _ in 0..50 {
+        now = now.plus_ms(10);
+        let mut moved = false;
+        while let Some(d) = dev.poll_transmit() {
+            srv.feed(&d);
+            moved = true;
+        }
+        if !srv.is_established() {
+            match srv.handshake() {
+                Ok(Progress::Done) | Ok(Progress::WantRead) => {}
+                Err(_) => {}
+            }
+        } else {
+            let mut buf = [0u8; 1500];
+            while let Ok(Some(n)) = srv.read(&mut buf) {
+                let req = Packet::from_bytes(&buf[..n]).unwrap();
+                let mut resp = Packet::new();
+                resp.header.set_type(MessageType::Acknowledgement);
+                resp.header.code = MessageClass::Response(ResponseType::Content);
+                resp.header.message_id = req.header.message_id;
+                resp.set_token(req.get_token().to_vec());
+                resp.payload = (0..32).map(|i| i as u8 ^ 0xa5).collect();
+                sent.push(resp.payload.clone());
+                srv.write(&resp.to_bytes().unwrap()).unwrap();
+            }
+        }
+        for d in srv.take_datagrams() {
+            dev.handle_datagram(now, &d);
+            moved = true;
+        }
+        dev.poll(now);
+        if !moved && dev.node().status().fetches_ok > 0 {
+            break;
+        }
+    }
+    sent
+}
+
+#[test]
+fn verified_ml_kem_512_ml_dsa_44_fetch_is_credited() {
+    let (sctx, cert) = mldsa_server();
+    let cfg = DtlsConfig {
+        kex: KeyExchange::MlKem512,
+        auth: Auth::Certificate { ca_der: &cert },
+    };
+    let mut dev = node(&cfg);
+    let mut srv = Session::new(&sctx, ([10, 0, 2, 15], 49152).into()).unwrap();
+    assert_eq!(dev.dtls().state(), State::Handshaking);
+    let sent = run(&mut dev, &mut srv);
+    assert_eq!(dev.dtls().state(), State::Established);
+    assert_eq!(dev.dtls().group(), Some("ML_KEM_512"));
+    assert_eq!(sent.len(), 1);
+    let st = dev.node().status();
+    assert_eq!(st.fetches_ok, 1);
+    assert_eq!(st.pool.server.bytes_mixed, 32);
+    assert_eq!(st.pool.server.bits_credited, 256);
+}
+
+#[test]
+fn a_server_not_signed_by_the_ca_gets_no_request_and_no_credit() {
+    let (sctx, _) = mldsa_server();
+    let (_, other) = mldsa_server();
+    let cfg = DtlsConfig {
+        kex: KeyExchange::MlKem512,
+        auth: Auth::Certificate { ca_der: &other },
+    };
+    let mut dev = node(&cfg);
+    let mut srv = Session::new(&sctx, ([10, 0, 2, 15], 49152).into()).unwrap();
+    let sent = run(&mut dev, &mut srv);
+    assert!(matches!(
+        dev.dtls().state(),
+        State::Failed(DtlsError::Handshake(_))
+    ));
+    assert!(sent.is_empty());
+    let st = dev.node().status();
+    assert_eq!(st.pool.server.bytes_mixed, 0);
+    assert_eq!(st.pool.server.bits_credited, 0);
+}
+
+#[test]
+fn psk_with_ml_kem_512_and_a_wrong_key() {
+    let mut sctx = Context::new(Role::Server, Version::Dtls13).unwrap();
+    sctx.set_psk_server(std::collections::HashMap::from([(
+        b"dev".to_vec(),
+        b"right key 123456".to_vec(),
+    )]));
+    sctx.set_groups(&[Group::MlKem512]).unwrap();
+    for (key, ok) in [
+        (&b"right key 123456"[..], true),
+        (&b"wrong key 123456"[..], false),
+    ] {
+        let cfg = DtlsConfig {
+            kex: KeyExchange::MlKem512,
+            auth: Auth::Psk {
+                identity: b"dev",
+                key,
+            },
+        };
+        let mut dev = node(&cfg);
+        let mut srv = Session::new(&sctx, ([10, 0, 2, 15], 49152).into()).unwrap();
+        let sent = run(&mut dev, &mut srv);
+        let st = dev.node().status();
+        assert_eq!(dev.dtls().is_established(), ok);
+        assert_eq!(st.pool.server.bits_credited, if ok { 256 } else { 0 });
+        assert_eq!(sent.len(), usize::from(ok));
+    }
+}
+
+#[test]
+fn sending_before_the_handshake_is_refused() {
+    let (_, cert) = mldsa_server();
+    let cfg = DtlsConfig {
+        kex: KeyExchange::P256,
+        auth: Auth::Certificate { ca_der: &cert },
+    };
+    let mut c = qeaas_device_dtls::DtlsClient::new(&cfg, &mut |_| true).unwrap();
+    assert_eq!(c.send(b"x"), Err(DtlsError::NotEstablished));
+    assert_eq!(c.poll_transmit(), None, "nothing before start");
+    c.start(Instant(0));
+    assert!(c.poll_transmit().is_some(), "ClientHello after start");
+    assert!(c.poll_timeout().is_some());
+}

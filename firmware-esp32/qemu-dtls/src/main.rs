@@ -1,0 +1,390 @@
+//! Device-in-the-loop: the device core with DTLS 1.3 (wolfSSL) bare-metal on
+//! `qemu-system-riscv32 -M virt`, talking UDP through virtio-net and QEMU user networking to a
+//! real `qeaas-coapd` on the host (10.0.2.2), fetching `GET /entropy` into its device pool.
+//!
+//! Arguments (semihosting): `<config> <port> <file>`, config one of `mlkem-mldsa`,
+//! `mlkem-psk`, `p256-ecdsa`, `mlkem-ecdsa`; file is the CA certificate (DER) or, for PSK, the
+//! identity and key on two lines. Prints figures and `RESULT ...`; exit 0 only if a fetch over
+//! the authenticated session delivered server bytes that the pool credited.
+//!
+//! The "TRNG" is a fixed xorshift stream (qemu `virt` has none): it lets the pool start and
+//! seed wolfSSL, and is not entropy.
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+mod heap;
+mod hw;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use qeaas_core::device_pool::{DevicePool, Origin};
+use qeaas_device::coap::ClientConfig;
+use qeaas_device::scheduler::RefreshConfig;
+use qeaas_device::{Instant, RandomSource};
+use qeaas_device_dtls::{Auth, DtlsConfig, KeyExchange, SecureNode, State};
+use semihosting::println;
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::socket::udp;
+use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
+use virtio_drivers::device::net::{RxBuffer, VirtIONet};
+use virtio_drivers::transport::mmio::MmioTransport;
+
+#[global_allocator]
+static HEAP: heap::CountingHeap = heap::CountingHeap::empty();
+/// The ESP32-C3 leaves ~160 KB of heap beside Wi-Fi: the whole run must fit in it.
+const HEAP_SIZE: usize = 160 * 1024;
+static mut HEAP_MEM: [u8; HEAP_SIZE] = [0; HEAP_SIZE];
+/// Stack painted and checked (the ESP32-C3 shell's main task would get a bounded stack).
+const STACK_BUDGET: usize = 64 * 1024;
+/// Give up after this much (virtual) time.
+const DEADLINE_MS: u64 = 60_000;
+
+const GUEST: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
+const HOST: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
+
+type Net = VirtIONet<hw::VirtHal, MmioTransport<'static>, 16>;
+
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, out: &mut [u8]) {
+        for b in out {
+            *b = (self.next() >> 24) as u8;
+        }
+    }
+}
+
+impl RandomSource for XorShift {
+    fn next_u32(&mut self) -> u32 {
+        (self.next() >> 16) as u32
+    }
+}
+
+fn instret() -> u64 {
+    riscv::register::minstret::read64()
+}
+
+fn fail(what: &str) -> ! {
+    println!("FAIL: {}", what);
+    semihosting::process::exit(1)
+}
+
+/// smoltcp over virtio-drivers' polling net device (a RefCell: smoltcp hands out an Rx and a
+/// Tx token at once, each using the device only inside `consume`).
+struct VirtDev(RefCell<Net>);
+
+struct VRx<'a>(&'a RefCell<Net>, RxBuffer);
+struct VTx<'a>(&'a RefCell<Net>);
+
+impl Device for VirtDev {
+    type RxToken<'a> = VRx<'a>;
+    type TxToken<'a> = VTx<'a>;
+
+    fn receive(
+        &mut self,
+        _t: smoltcp::time::Instant,
+    ) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let buf = self.0.borrow_mut().receive().ok()?;
+        Some((VRx(&self.0, buf), VTx(&self.0)))
+    }
+
+    fn transmit(&mut self, _t: smoltcp::time::Instant) -> Option<Self::TxToken<'_>> {
+        self.0.borrow().can_send().then_some(VTx(&self.0))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut c = DeviceCapabilities::default();
+        c.medium = Medium::Ethernet;
+        c.max_transmission_unit = 1514;
+        c
+    }
+}
+
+impl RxToken for VRx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        let r = f(self.1.packet());
+        // A buffer that cannot be recycled shrinks the queue by one; nothing else to do.
+        let _ = self.0.borrow_mut().recycle_rx_buffer(self.1);
+        r
+    }
+}
+
+impl TxToken for VTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut net = self.0.borrow_mut();
+        let mut tx = net.new_tx_buffer(len);
+        let r = f(tx.packet_mut());
+        if net.send(tx).is_err() {
+            println!("virtio-net: send failed");
+        }
+        r
+    }
+}
+
+/// What one configuration needs.
+fn config<'a>(name: &str, file: &'a [u8]) -> DtlsConfig<'a> {
+    let cert = Auth::Certificate { ca_der: file };
+    let (kex, auth) = match name {
+        "mlkem-mldsa" | "mlkem-ecdsa" => (KeyExchange::MlKem512, cert),
+        "p256-ecdsa" => (KeyExchange::P256, cert),
+        "mlkem-psk" => {
+            let mut lines = file.split(|b| *b == b'\n');
+            let identity = lines.next().unwrap_or_default();
+            let key = lines.next().unwrap_or_default();
+            (KeyExchange::MlKem512, Auth::Psk { identity, key })
+        }
+        _ => fail("unknown configuration"),
+    };
+    DtlsConfig { kex, auth }
+}
+
+/// Figures of one phase: instructions inside the DTLS/CoAP code, heap and stack peaks.
+#[derive(Default)]
+struct Phase {
+    instr: u64,
+    heap_base: usize,
+    heap_peak: usize,
+}
+
+#[riscv_rt::entry]
+fn main() -> ! {
+    let start = core::ptr::addr_of_mut!(HEAP_MEM) as usize;
+    HEAP.init(start, HEAP_SIZE);
+
+    let args = semihosting::experimental::env::args::<512>().unwrap_or_else(|_| fail("args"));
+    let args: Vec<String> = (&args).filter_map(|a| a.ok()).map(String::from).collect();
+    // QEMU passes the program name first.
+    let [_, cfg_name, port, path] = &args[..] else {
+        fail("usage: <config> <port> <file>")
+    };
+    let port: u16 = port.parse().unwrap_or_else(|_| fail("port"));
+    let mut cpath = Vec::from(path.as_bytes());
+    cpath.push(0);
+    let cpath = core::ffi::CStr::from_bytes_with_nul(&cpath).unwrap_or_else(|_| fail("path"));
+    let file = {
+        let mut f = semihosting::fs::File::open(cpath).unwrap_or_else(|_| fail("open file"));
+        let mut v = Vec::new();
+        let mut buf = [0u8; 512];
+        loop {
+            match semihosting::io::Read::read(&mut f, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => v.extend_from_slice(&buf[..n]),
+                Err(_) => fail("read file"),
+            }
+        }
+        v
+    };
+    let cfg = config(cfg_name, &file);
+
+    // Pool cost: inject 40 B credited at 8 bits/byte, extract 32 B (with backfeed). 40, as in
+    // qemu-smoke: an extraction of n bytes debits 8n + 64 bits.
+    let mut noise = XorShift(0x9e37_79b9_7f4a_7c15);
+    {
+        let mut pool = DevicePool::new();
+        let mut input = [0u8; 40];
+        let mut out = [0u8; 32];
+        noise.bytes(&mut input);
+        const N: u64 = 100;
+        let (mut inj, mut ext) = (0, 0);
+        for _ in 0..N {
+            let t0 = instret();
+            if pool.add_entropy(Origin::Server, &input, 320) != Ok(320) {
+                fail("pool credit");
+            }
+            let t1 = instret();
+            if pool.fill(&mut out).is_err() {
+                fail("pool fill");
+            }
+            inj += t1 - t0;
+            ext += instret() - t1;
+        }
+        println!(
+            "FIG pool inject40={} extract32={} instructions (mean of {})",
+            inj / N,
+            ext / N,
+            N
+        );
+    }
+
+    // Network: virtio-net, static address as QEMU's user network hands out.
+    let Some(transport) = hw::find_net() else {
+        fail("no virtio-net device")
+    };
+    let net = Net::new(transport, 2048).unwrap_or_else(|_| fail("virtio-net init"));
+    let mac = EthernetAddress(net.mac_address());
+    let mut dev = VirtDev(RefCell::new(net));
+    let ts = |ms: u64| smoltcp::time::Instant::from_millis(ms as i64);
+    let mut iface = Interface::new(Config::new(mac.into()), &mut dev, ts(hw::now_ms()));
+    iface.update_ip_addrs(|a| {
+        let _ = a.push(IpCidr::new(IpAddress::Ipv4(GUEST), 24));
+    });
+    let _ = iface.routes_mut().add_default_ipv4_route(HOST);
+    let udp_rx = udp::PacketBuffer::new(
+        alloc::vec![udp::PacketMetadata::EMPTY; 16],
+        alloc::vec![0u8; 16 * 1280],
+    );
+    let udp_tx = udp::PacketBuffer::new(
+        alloc::vec![udp::PacketMetadata::EMPTY; 16],
+        alloc::vec![0u8; 16 * 1280],
+    );
+    let mut sockets = SocketSet::new(Vec::new());
+    let h = sockets.add(udp::Socket::new(udp_rx, udp_tx));
+    if sockets.get_mut::<udp::Socket>(h).bind(49_152).is_err() {
+        fail("bind");
+    }
+    let server = IpEndpoint::new(IpAddress::Ipv4(HOST), port);
+
+    // The node, its pool started from the "TRNG", and the session seeded from that pool.
+    let (heap_before_session, _) = HEAP.usage();
+    HEAP.reset_peak();
+    let stack_top = hw::stack_top();
+    let (paint_low, paint_top) = hw::paint_stack(STACK_BUDGET);
+    let now = Instant(hw::now_ms());
+    qeaas_device_dtls::set_clock(now.0);
+    let t0 = instret();
+    let mut node = SecureNode::new(
+        now,
+        ClientConfig {
+            query: alloc::vec!["n=32"],
+            ..ClientConfig::default()
+        },
+        RefreshConfig::default(),
+        XorShift(7),
+        &cfg,
+        |n| {
+            let mut chunk = [0u8; 64];
+            for _ in 0..24 {
+                noise.bytes(&mut chunk);
+                n.offer_trng(&chunk);
+            }
+        },
+    )
+    .unwrap_or_else(|e| {
+        println!("session: {:?}", e);
+        fail("DTLS session setup")
+    });
+    let setup_instr = instret() - t0;
+    let mut hs = Phase {
+        heap_base: heap_before_session,
+        ..Phase::default()
+    };
+    let t0 = instret();
+    node.start(now);
+    hs.instr += instret() - t0;
+
+    let mut req = Phase::default();
+    let mut established_at: Option<u64> = None;
+    let mut hs_stack_low = paint_top;
+    let mut buf = alloc::vec![0u8; 1500];
+    loop {
+        let now_ms = hw::now_ms();
+        if now_ms > DEADLINE_MS {
+            println!(
+                "state: {:?}, status: {:?}",
+                node.dtls().state(),
+                node.node().status()
+            );
+            fail("no fetch before the deadline");
+        }
+        if let State::Failed(e) = node.dtls().state() {
+            println!("DTLS failed: {:?}", e);
+            fail("handshake");
+        }
+        let now = Instant(now_ms);
+        qeaas_device_dtls::set_clock(now_ms);
+        iface.poll(ts(now_ms), &mut dev, &mut sockets);
+        let mut spent = 0;
+        loop {
+            let sock = sockets.get_mut::<udp::Socket>(h);
+            let Ok((n, meta)) = sock.recv_slice(&mut buf) else {
+                break;
+            };
+            if meta.endpoint != server {
+                continue;
+            }
+            let t0 = instret();
+            node.handle_datagram(now, &buf[..n]);
+            spent += instret() - t0;
+        }
+        if now >= node.poll_timeout() {
+            let t0 = instret();
+            node.poll(now);
+            spent += instret() - t0;
+        }
+        let sock = sockets.get_mut::<udp::Socket>(h);
+        while let Some(d) = node.poll_transmit() {
+            if sock.send_slice(&d, server).is_err() {
+                println!("udp: send buffer full, datagram dropped");
+            }
+        }
+        iface.poll(ts(now_ms), &mut dev, &mut sockets);
+
+        match established_at {
+            None => {
+                hs.instr += spent;
+                if node.dtls().is_established() {
+                    established_at = Some(now_ms);
+                    hs.heap_peak = HEAP.usage().1;
+                    hs_stack_low = hw::stack_low_water(paint_low, paint_top);
+                    // The request phase starts here: the first GET goes out in the next `poll`.
+                    req.heap_base = HEAP.usage().0;
+                    HEAP.reset_peak();
+                }
+            }
+            Some(_) => req.instr += spent,
+        }
+        if node.node().status().fetches_ok >= 1 {
+            break;
+        }
+    }
+    req.heap_peak = HEAP.usage().1;
+    let stack_low = hw::stack_low_water(paint_low, paint_top);
+    if stack_low <= paint_low {
+        fail("stack budget exhausted (painted area fully used)");
+    }
+    let st = node.node().status();
+    let server = st.pool.server;
+    println!(
+        "session: {} {} group {}",
+        cfg_name,
+        node.dtls().cipher().unwrap_or("?"),
+        node.dtls().group().unwrap_or("none")
+    );
+    println!(
+        "FIG {} setup_instr={} handshake_instr={} request_instr={} heap_before={} handshake_heap_peak={} request_heap_base={} request_heap_peak={} handshake_stack={} stack_peak={}",
+        cfg_name,
+        setup_instr,
+        hs.instr,
+        req.instr,
+        hs.heap_base,
+        hs.heap_peak,
+        req.heap_base,
+        req.heap_peak,
+        stack_top - hs_stack_low,
+        stack_top - stack_low,
+    );
+    let mut out = [0u8; 16];
+    if node.node_mut().fill(&mut out).is_err() {
+        fail("pool output after the fetch");
+    }
+    println!(
+        "RESULT config={} fetched_bytes={} credited_bits={} transport={:?} fetches_ok={}",
+        cfg_name, server.bytes_mixed, server.bits_credited, st.transport, st.fetches_ok
+    );
+    if server.bytes_mixed == 0 || server.bits_credited != 8 * server.bytes_mixed {
+        fail("server bytes not credited at 8 bits/byte over DTLS");
+    }
+    semihosting::process::exit(0)
+}
