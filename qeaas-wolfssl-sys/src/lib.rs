@@ -14,13 +14,11 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]
 
+pub mod raw;
 #[cfg(feature = "std")]
 pub mod wolf;
 #[cfg(feature = "std")]
 pub mod x509;
-// After `wolf`: rustc reports a clash of two declarations of one C function at the second, and
-// `raw` allows it (same C ABI, distinct Rust opaque types).
-pub mod raw;
 
 #[cfg(feature = "std")]
 pub use wolf::{Context, Error, Format, Group, MlDsa44, Progress, Role, Session, Version};

@@ -1,13 +1,12 @@
 //! Raw declarations of the wolfSSL 5.9.4 client functions a bare-metal DTLS client needs
-//! (`wolfssl/ssl.h`), usable without `std`. The host wrapper [`crate::wolf`] keeps its own
-//! private list so that the two can change independently; both describe the same C ABI.
-//! Safe use is the caller's job (the firmware's DTLS glue, `qeaas-device-dtls`).
+//! (`wolfssl/ssl.h`), usable without `std`. The host wrapper [`crate::wolf`] uses these and
+//! declares only what the host adds (server side, certificates, wolfCrypt): one declaration per
+//! C function. Safe use is the caller's job (the firmware's DTLS glue, `qeaas-device-dtls`).
 #![allow(
     unsafe_code,
     non_camel_case_types,
     missing_docs,
-    missing_debug_implementations,
-    clashing_extern_declarations
+    missing_debug_implementations
 )]
 
 use core::ffi::{c_char, c_int, c_long, c_uchar, c_uint, c_ulong, c_void};

@@ -16,20 +16,10 @@ use std::sync::{Arc, Once};
 /// Raw declarations, from wolfSSL 5.9.4's `wolfssl/ssl.h`.
 #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
 mod sys {
-    use std::ffi::{c_char, c_int, c_uchar, c_uint, c_ulong, c_void};
+    use std::ffi::{c_char, c_int, c_uchar, c_uint, c_void};
 
-    #[repr(C)]
-    pub struct WOLFSSL_METHOD {
-        _p: [u8; 0],
-    }
-    #[repr(C)]
-    pub struct WOLFSSL_CTX {
-        _p: [u8; 0],
-    }
-    #[repr(C)]
-    pub struct WOLFSSL {
-        _p: [u8; 0],
-    }
+    // The client side, shared with the bare-metal firmware: one declaration per C function.
+    pub use crate::raw::*;
 
     #[repr(C)]
     pub struct WC_RNG {
@@ -42,42 +32,18 @@ mod sys {
     /// `WC_ML_DSA_44`.
     pub const WC_ML_DSA_44: c_uchar = 2;
 
-    pub type IoCb = extern "C" fn(*mut WOLFSSL, *mut c_char, c_int, *mut c_void) -> c_int;
     pub type PskServerCb =
         extern "C" fn(*mut WOLFSSL, *const c_char, *mut c_uchar, c_uint) -> c_uint;
-    pub type PskClientCb = extern "C" fn(
-        *mut WOLFSSL,
-        *const c_char,
-        *mut c_char,
-        c_uint,
-        *mut c_uchar,
-        c_uint,
-    ) -> c_uint;
 
-    pub const WOLFSSL_SUCCESS: c_int = 1;
     pub const WOLFSSL_FAILURE: c_int = 0;
-    pub const WOLFSSL_FILETYPE_PEM: c_int = 1;
-    pub const WOLFSSL_FILETYPE_ASN1: c_int = 2;
-    pub const WOLFSSL_VERIFY_NONE: c_int = 0;
-    pub const WOLFSSL_VERIFY_PEER: c_int = 1;
-    pub const WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT: c_int = 2;
-    pub const WOLFSSL_ERROR_WANT_READ: c_int = 2;
-    pub const WOLFSSL_ERROR_WANT_WRITE: c_int = 3;
-    pub const WOLFSSL_ERROR_ZERO_RETURN: c_int = 6;
-    /// `WOLFSSL_CBIO_ERR_WANT_READ`: the I/O callback has nothing now.
-    pub const CBIO_ERR_WANT_READ: c_int = -2;
 
+    // What only the host needs: the server side, certificates of our own, and wolfCrypt.
     extern "C" {
-        pub fn wolfSSL_Init() -> c_int;
         pub fn wolfDTLSv1_2_server_method() -> *mut WOLFSSL_METHOD;
         pub fn wolfDTLSv1_3_server_method() -> *mut WOLFSSL_METHOD;
         pub fn wolfDTLS_server_method() -> *mut WOLFSSL_METHOD;
         pub fn wolfDTLSv1_2_client_method() -> *mut WOLFSSL_METHOD;
-        pub fn wolfDTLSv1_3_client_method() -> *mut WOLFSSL_METHOD;
-        pub fn wolfSSL_CTX_new(m: *mut WOLFSSL_METHOD) -> *mut WOLFSSL_CTX;
-        pub fn wolfSSL_CTX_free(ctx: *mut WOLFSSL_CTX);
         pub fn wolfSSL_CTX_set_psk_server_callback(ctx: *mut WOLFSSL_CTX, cb: PskServerCb);
-        pub fn wolfSSL_CTX_set_psk_client_callback(ctx: *mut WOLFSSL_CTX, cb: PskClientCb);
         pub fn wolfSSL_CTX_use_certificate_chain_buffer_format(
             ctx: *mut WOLFSSL_CTX,
             buf: *const c_uchar,
@@ -96,30 +62,10 @@ mod sys {
             sz: std::ffi::c_long,
             format: c_int,
         ) -> c_int;
-        pub fn wolfSSL_CTX_load_verify_buffer(
-            ctx: *mut WOLFSSL_CTX,
-            buf: *const c_uchar,
-            sz: std::ffi::c_long,
-            format: c_int,
-        ) -> c_int;
-        pub fn wolfSSL_CTX_set_verify(ctx: *mut WOLFSSL_CTX, mode: c_int, cb: *const c_void);
-        pub fn wolfSSL_CTX_set_groups(
-            ctx: *mut WOLFSSL_CTX,
-            groups: *mut c_int,
-            count: c_int,
-        ) -> c_int;
         pub fn wolfSSL_CTX_no_dhe_psk(ctx: *mut WOLFSSL_CTX) -> c_int;
         pub fn wolfSSL_CTX_set_cipher_list(ctx: *mut WOLFSSL_CTX, list: *const c_char) -> c_int;
-        pub fn wolfSSL_CTX_SetIORecv(ctx: *mut WOLFSSL_CTX, cb: IoCb);
-        pub fn wolfSSL_CTX_SetIOSend(ctx: *mut WOLFSSL_CTX, cb: IoCb);
 
-        pub fn wolfSSL_new(ctx: *mut WOLFSSL_CTX) -> *mut WOLFSSL;
-        pub fn wolfSSL_free(ssl: *mut WOLFSSL);
-        pub fn wolfSSL_SetIOReadCtx(ssl: *mut WOLFSSL, ctx: *mut c_void);
-        pub fn wolfSSL_SetIOWriteCtx(ssl: *mut WOLFSSL, ctx: *mut c_void);
-        pub fn wolfSSL_GetIOReadCtx(ssl: *mut WOLFSSL) -> *mut c_void;
         pub fn wolfSSL_dtls_set_peer(ssl: *mut WOLFSSL, peer: *mut c_void, sz: c_uint) -> c_int;
-        pub fn wolfSSL_dtls_set_using_nonblock(ssl: *mut WOLFSSL, nonblock: c_int);
         pub fn wolfSSL_DTLS_SetCookieSecret(
             ssl: *mut WOLFSSL,
             secret: *const c_uchar,
@@ -132,23 +78,9 @@ mod sys {
         ) -> c_int;
         pub fn wolfSSL_check_domain_name(ssl: *mut WOLFSSL, dn: *const c_char) -> c_int;
         pub fn wolfSSL_check_ip_address(ssl: *mut WOLFSSL, ip: *const c_char) -> c_int;
-        pub fn wolfSSL_UseKeyShare(ssl: *mut WOLFSSL, group: u16) -> c_int;
         pub fn wolfDTLS_accept_stateless(ssl: *mut WOLFSSL) -> c_int;
         pub fn wolfSSL_accept(ssl: *mut WOLFSSL) -> c_int;
-        pub fn wolfSSL_connect(ssl: *mut WOLFSSL) -> c_int;
-        pub fn wolfSSL_read(ssl: *mut WOLFSSL, buf: *mut c_void, sz: c_int) -> c_int;
-        pub fn wolfSSL_write(ssl: *mut WOLFSSL, buf: *const c_void, sz: c_int) -> c_int;
-        pub fn wolfSSL_shutdown(ssl: *mut WOLFSSL) -> c_int;
-        pub fn wolfSSL_get_error(ssl: *mut WOLFSSL, ret: c_int) -> c_int;
-        pub fn wolfSSL_is_init_finished(ssl: *const WOLFSSL) -> c_int;
-        pub fn wolfSSL_dtls_get_current_timeout(ssl: *mut WOLFSSL) -> c_int;
-        pub fn wolfSSL_dtls_got_timeout(ssl: *mut WOLFSSL) -> c_int;
-        pub fn wolfSSL_get_version(ssl: *const WOLFSSL) -> *const c_char;
-        pub fn wolfSSL_get_cipher_name(ssl: *mut WOLFSSL) -> *const c_char;
-        pub fn wolfSSL_get_curve_name(ssl: *mut WOLFSSL) -> *const c_char;
         pub fn wolfSSL_get_psk_identity(ssl: *const WOLFSSL) -> *const c_char;
-        pub fn wolfSSL_ERR_error_string_n(e: c_ulong, buf: *mut c_char, sz: c_ulong);
-
         // wolfCrypt: ML-DSA key generation and signing, for making certificates.
         pub fn wc_rng_new(nonce: *mut c_uchar, nonce_sz: c_uint, heap: *mut c_void) -> *mut WC_RNG;
         pub fn wc_rng_free(rng: *mut WC_RNG);
