@@ -15,32 +15,6 @@ pub const QEAASD: &str = env!("CARGO_BIN_EXE_qeaasd");
 pub const QEAAS: &str = env!("CARGO_BIN_EXE_qeaas");
 pub const SIM: &str = env!("CARGO_BIN_EXE_qeaas-sim");
 
-/// Root (with CAP_SYS_ADMIN) is required for the real-ioctl tests. CI runs as root: there a
-/// missing privilege or tool is a failure, elsewhere the test says why it does nothing.
-pub fn require(cond: bool, what: &str) -> bool {
-    if cond {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("CI must provide {what}");
-    }
-    eprintln!("SKIPPED: needs {what}");
-    false
-}
-
-pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-pub fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 mod proc;
 pub use proc::*;
 

@@ -1,10 +1,37 @@
-//! Process helpers shared by every crate's black-box tests (included with `#[path]` by
-//! `openssl-provider/tests/common/mod.rs` and the frontends' harnesses): a child that is killed
-//! with its children on drop, polling, free ports.
+//! Helpers shared by every crate's black-box tests (included with `#[path]` by
+//! `openssl-provider/tests/common/mod.rs` and the frontends' harnesses): what the machine
+//! provides (root, tools; a must in CI), a child that is killed with its children on drop,
+//! polling, free ports.
 #![allow(dead_code)]
 
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Root (with CAP_SYS_ADMIN) is required for the real-ioctl tests. CI runs as root: there a
+/// missing privilege or tool is a failure, elsewhere the test says why it does nothing.
+pub fn require(cond: bool, what: &str) -> bool {
+    if cond {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("CI must provide {what}");
+    }
+    eprintln!("SKIPPED: needs {what}");
+    false
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
 
 /// A child killed (and reaped) on drop.
 pub struct Proc(pub Child);

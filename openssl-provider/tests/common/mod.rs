@@ -71,55 +71,18 @@ use std::time::Duration;
 
 use qeaas_provider::source::Conn;
 
-/// `target/<profile>`: the directory holding this test binary's `deps/`.
-pub fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
 pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The provider module (this package's cdylib). `cargo test` builds the library for linking but
-/// does not refresh `target/<profile>/libqeaas_provider.so`, so [`build`] runs `cargo build`.
+/// does not refresh `target/<profile>/libqeaas_provider.so`, so it is built here once.
 pub fn module() -> PathBuf {
-    build();
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| cargo_build(&["--lib", "-p", "qeaas-openssl-provider"]));
     let m = profile_dir().join("libqeaas_provider.so");
     assert!(m.exists(), "{} not built", m.display());
     m
-}
-
-/// Builds, once per test binary and in this test's profile, the provider's cdylib and the root
-/// crate's `qeaasd`, `qeaas-sim` and `qeaas` (Cargo does not hold the build lock while tests
-/// run, so this nested build is safe; it is a no-op when everything is fresh).
-pub fn build() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        for what in [
-            ["--bins", "-p", "qeaas"],
-            ["--lib", "-p", "qeaas-openssl-provider"],
-        ] {
-            let mut cmd = Command::new(env!("CARGO"));
-            cmd.arg("build")
-                .args(what)
-                .arg("--manifest-path")
-                .arg(manifest_dir().join("Cargo.toml"));
-            if profile_dir().file_name().is_some_and(|p| p == "release") {
-                cmd.arg("--release");
-            }
-            let st = cmd.status().expect("run cargo build");
-            assert!(st.success(), "cargo build {what:?} failed");
-        }
-    });
-}
-
-/// `qeaasd`, `qeaas-sim` or `qeaas` from the root crate.
-pub fn bin(name: &str) -> PathBuf {
-    build();
-    let p = profile_dir().join(name);
-    assert!(p.exists(), "{} not built", p.display());
-    p
 }
 
 /// An OpenSSL installation to test against.
@@ -216,6 +179,9 @@ pub fn text(o: &Output) -> (String, String) {
 #[path = "../../../tests/common/proc.rs"]
 mod proc;
 pub use proc::*;
+#[path = "../../../tests/common/workspace.rs"]
+mod workspace;
+pub use workspace::*;
 
 /// A simulated Quantis on a FIFO and a qeaasd reading it, in a directory of their own (the
 /// daemon is stopped before the simulator on drop).

@@ -7,114 +7,20 @@ pub mod dtls;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 pub const COAPD: &str = env!("CARGO_BIN_EXE_qeaas-coapd");
 pub const ID: &str = "device-1";
 pub const KEY: &str = "correct horse battery";
 
-/// CI (root, setup-debian.sh run) must have everything; elsewhere a test says why it skips.
-pub fn require(cond: bool, what: &str) -> bool {
-    if cond {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("CI must provide {what}");
-    }
-    eprintln!("SKIPPED: needs {what}");
-    false
-}
-
-pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-pub fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// `target/<profile>`.
-pub fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-/// `qeaasd` or `qeaas-sim` from the root crate, built once per test binary.
-pub fn bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .join("Cargo.toml");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--bins", "-p", "qeaas", "--manifest-path"])
-            .arg(root);
-        if profile_dir().file_name().is_some_and(|p| p == "release") {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().expect("run cargo build").success(),
-            "cargo build -p qeaas failed"
-        );
-    });
-    let p = profile_dir().join(name);
-    assert!(p.exists(), "{} not built", p.display());
-    p
-}
-
-/// A child killed (and reaped) on drop.
-pub struct Proc(pub Child);
-
-impl Proc {
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
-
-pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "../../../tests/common/proc.rs"]
+mod proc;
+pub use proc::*;
+#[path = "../../../tests/common/workspace.rs"]
+mod workspace;
+pub use workspace::*;
 
 pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
@@ -160,7 +66,7 @@ impl Stack {
             "no simulator pipe"
         );
         let socket = dir.path().join("entropy.sock");
-        let metrics = format!("127.0.0.1:{}", free_tcp_port());
+        let metrics = format!("127.0.0.1:{}", free_port());
         let cfg = dir.path().join("qeaasd.toml");
         std::fs::write(
             &cfg,

@@ -3,66 +3,18 @@
 //! clients (curl, pollinate, an OpenSSL 3.5 client).
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 pub const HTTPSD: &str = env!("CARGO_BIN_EXE_qeaas-httpsd");
 
-/// `target/<profile>`.
-pub fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-/// `qeaasd` or `qeaas-sim`, built once per test binary with a nested `cargo build` in this
-/// test's profile (Cargo does not hold the build lock while tests run).
-pub fn bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--bins", "-p", "qeaas", "--manifest-path"])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"));
-        if profile_dir().file_name().is_some_and(|p| p == "release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().expect("run cargo build").success());
-    });
-    let p = profile_dir().join(name);
-    assert!(p.exists(), "{} not built", p.display());
-    p
-}
-
-/// In CI (which runs as root with the Debian packages installed) a missing tool or privilege is
-/// a failure; elsewhere the test says what it skipped.
-pub fn require(cond: bool, what: &str) -> bool {
-    if cond {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("CI must provide {what}");
-    }
-    eprintln!("SKIPPED: needs {what}");
-    false
-}
-
-pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-pub fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[path = "../../../tests/common/proc.rs"]
 mod proc;
 pub use proc::*;
+#[path = "../../../tests/common/workspace.rs"]
+mod workspace;
+pub use workspace::*;
 
 /// GET /metrics of qeaasd.
 pub fn scrape(addr: &str) -> Option<String> {
