@@ -15,17 +15,21 @@
 
 extern crate alloc;
 
+#[path = "../../qemu-common/heap.rs"]
 mod heap;
 mod hw;
+#[path = "../../qemu-common/noise.rs"]
+mod noise;
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
+use noise::{instret, XorShift};
 use qeaas_core::device_pool::{DevicePool, Origin};
 use qeaas_device::coap::ClientConfig;
 use qeaas_device::scheduler::RefreshConfig;
-use qeaas_device::{Instant, RandomSource};
+use qeaas_device::Instant;
 use qeaas_device_dtls::{Auth, DtlsConfig, KeyExchange, SecureNode, State};
 use semihosting::println;
 use smoltcp::iface::{Config, Interface, SocketSet};
@@ -49,32 +53,6 @@ const GUEST: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
 const HOST: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
 
 type Net = VirtIONet<hw::VirtHal, MmioTransport<'static>, 16>;
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn bytes(&mut self, out: &mut [u8]) {
-        for b in out {
-            *b = (self.next() >> 24) as u8;
-        }
-    }
-}
-
-impl RandomSource for XorShift {
-    fn next_u32(&mut self) -> u32 {
-        (self.next() >> 16) as u32
-    }
-}
-
-fn instret() -> u64 {
-    riscv::register::minstret::read64()
-}
 
 fn fail(what: &str) -> ! {
     println!("FAIL: {}", what);

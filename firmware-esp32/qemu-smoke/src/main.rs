@@ -9,48 +9,26 @@
 
 extern crate alloc;
 
+#[path = "../../qemu-common/heap.rs"]
 mod heap;
+#[path = "../../qemu-common/noise.rs"]
+mod noise;
 
 use alloc::vec::Vec;
 
 use coap_lite::{MessageClass, MessageType, Packet, ResponseType};
+use noise::{instret, XorShift};
 use qeaas_core::device_pool::{DevicePool, Origin};
 use qeaas_device::coap::ClientConfig;
 use qeaas_device::node::{Node, Transport};
 use qeaas_device::scheduler::{LinkState, RefreshConfig};
-use qeaas_device::{Instant, RandomSource};
+use qeaas_device::Instant;
 use semihosting::println;
 
 #[global_allocator]
 static HEAP: heap::CountingHeap = heap::CountingHeap::empty();
 const HEAP_SIZE: usize = 64 * 1024;
 static mut HEAP_MEM: [u8; HEAP_SIZE] = [0; HEAP_SIZE];
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn bytes(&mut self, out: &mut [u8]) {
-        for b in out {
-            *b = (self.next() >> 24) as u8;
-        }
-    }
-}
-
-impl RandomSource for XorShift {
-    fn next_u32(&mut self) -> u32 {
-        (self.next() >> 16) as u32
-    }
-}
-
-fn instret() -> u64 {
-    riscv::register::minstret::read64()
-}
 
 fn check(ok: bool, what: &str) {
     if !ok {
