@@ -2,9 +2,11 @@
 //! through wolfCrypt, or ECDSA P-256 through RustCrypto's `p256`), PSKs for N clients, and a
 //! `coapd.toml` snippet naming them.
 //!
-//! X.509 v3 (RFC 5280) is DER-encoded here by hand, one small encoder for both algorithms with
-//! the keys we already have (wolfSSL's certificate generator is not in our build; unlike
-//! `x509::self_signed_mldsa44` this signs leaves with a CA key and writes their extensions). Key identifiers are the leftmost 160 bits of SHA-256 of the whole
+//! X.509 v3 (RFC 5280) is DER-encoded here by hand on the DER primitives of
+//! `qeaas_wolfssl_sys::x509`, for both algorithms, with the keys we already have (wolfSSL's
+//! certificate generator is not in our build; unlike `x509::self_signed_mldsa44` this signs
+//! leaves with a CA key and writes their extensions). Key identifiers are the leftmost 160 bits
+//! of SHA-256 of the whole
 //! SubjectPublicKeyInfo (in the spirit of RFC 7093; they need only be unique).
 
 use std::fmt::Write as _;
@@ -16,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use p256::pkcs8::der::pem::LineEnding;
 use qeaas_wolfssl_sys::wolf::MlDsa44;
+use qeaas_wolfssl_sys::x509::{seq, tlv};
 use sha2::Digest;
 
 /// Why generation failed.
@@ -78,25 +81,6 @@ pub struct Written {
     pub psks: Vec<(String, PathBuf)>,
     /// The `coapd.toml` snippet.
     pub snippet: PathBuf,
-}
-
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut v = vec![tag];
-    let n = content.len();
-    if n < 0x80 {
-        v.push(n as u8);
-    } else {
-        let b = n.to_be_bytes();
-        let skip = b.iter().take_while(|x| **x == 0).count();
-        v.push(0x80 | (b.len() - skip) as u8);
-        v.extend_from_slice(&b[skip..]);
-    }
-    v.extend_from_slice(content);
-    v
-}
-
-fn seq(parts: &[&[u8]]) -> Vec<u8> {
-    tlv(0x30, &parts.concat())
 }
 
 fn oid(der_body: &[u8]) -> Vec<u8> {

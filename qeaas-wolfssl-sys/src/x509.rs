@@ -8,7 +8,8 @@ const OID_ML_DSA_44: &[u8] = &[
     0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03, 0x11,
 ];
 
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+/// One DER TLV: `tag`, definite length, `content`.
+pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut v = vec![tag];
     let n = content.len();
     if n < 0x80 {
@@ -23,7 +24,8 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     v
 }
 
-fn seq(parts: &[&[u8]]) -> Vec<u8> {
+/// A DER SEQUENCE of already-encoded `parts`.
+pub fn seq(parts: &[&[u8]]) -> Vec<u8> {
     tlv(0x30, &parts.concat())
 }
 
