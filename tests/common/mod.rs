@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -15,8 +14,8 @@ pub const QEAASD: &str = env!("CARGO_BIN_EXE_qeaasd");
 pub const QEAAS: &str = env!("CARGO_BIN_EXE_qeaas");
 pub const SIM: &str = env!("CARGO_BIN_EXE_qeaas-sim");
 
-mod proc;
-pub use proc::*;
+mod shared;
+pub use shared::*;
 
 /// Starts `qeaas-sim` with `args`.
 pub fn sim(args: &[&str]) -> Proc {
@@ -118,27 +117,4 @@ pub fn ask(s: &mut UnixStream, r: Request) -> Result<Vec<u8>, Status> {
     } else {
         Err(st)
     }
-}
-
-/// GET /metrics.
-pub fn scrape(addr: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let (head, body) = body.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
-}
-
-/// The value of the sample whose name and labels are exactly `series` (e.g. `a_total{x="y"}`).
-pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
 }

@@ -176,9 +176,9 @@ pub fn text(o: &Output) -> (String, String) {
     )
 }
 
-#[path = "../../../tests/common/proc.rs"]
-mod proc;
-pub use proc::*;
+#[path = "../../../tests/common/shared.rs"]
+mod shared;
+pub use shared::*;
 #[path = "../../../tests/common/workspace.rs"]
 mod workspace;
 pub use workspace::*;

@@ -5,8 +5,6 @@
 
 pub mod dtls;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -15,9 +13,9 @@ pub const COAPD: &str = env!("CARGO_BIN_EXE_qeaas-coapd");
 pub const ID: &str = "device-1";
 pub const KEY: &str = "correct horse battery";
 
-#[path = "../../../tests/common/proc.rs"]
-mod proc;
-pub use proc::*;
+#[path = "../../../tests/common/shared.rs"]
+mod shared;
+pub use shared::*;
 #[path = "../../../tests/common/workspace.rs"]
 mod workspace;
 pub use workspace::*;
@@ -194,18 +192,6 @@ pub fn proc_status(pid: u32, key: &str) -> String {
         .lines()
         .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
         .unwrap_or_default()
-}
-
-/// GET /metrics.
-pub fn scrape(addr: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let (head, body) = body.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 /// An ECDSA P-256 test PKI made with Debian's `openssl`: `ca.pem`, `srv.pem`/`srv.key` (SAN

@@ -9,36 +9,12 @@ use std::time::Duration;
 
 pub const HTTPSD: &str = env!("CARGO_BIN_EXE_qeaas-httpsd");
 
-#[path = "../../../tests/common/proc.rs"]
-mod proc;
-pub use proc::*;
+#[path = "../../../tests/common/shared.rs"]
+mod shared;
+pub use shared::*;
 #[path = "../../../tests/common/workspace.rs"]
 mod workspace;
 pub use workspace::*;
-
-/// GET /metrics of qeaasd.
-pub fn scrape(addr: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let (head, body) = body.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
-}
-
-/// The value of the sample named exactly `series`.
-pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
 
 /// A simulated Quantis, qeaasd reading it, all in one directory that other users can traverse
 /// (the frontend runs as `nobody`).

@@ -1,9 +1,11 @@
 //! Helpers shared by every crate's black-box tests (included with `#[path]` by
 //! `openssl-provider/tests/common/mod.rs` and the frontends' harnesses): what the machine
 //! provides (root, tools; a must in CI), a child that is killed with its children on drop,
-//! polling, free ports.
+//! polling, free ports, and qeaasd's metrics as the tests read them.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -94,4 +96,27 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// GET /metrics.
+pub fn scrape(addr: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let (head, body) = body.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// The value of the sample whose name and labels are exactly `series` (e.g. `a_total{x="y"}`).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
