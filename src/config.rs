@@ -62,12 +62,18 @@ pub struct Config {
 pub struct PoolConfig {
     /// Bytes of extracted, credited output kept ready for consumers.
     pub queue_bytes: usize,
+    /// Seconds to wait for the first seeding before telling systemd READY=1 anyway. Without a
+    /// working source the daemon must not hold up boot nor be killed by TimeoutStartSec=: it
+    /// reports the state and keeps running, so a device plugged in later is picked up.
+    pub ready_timeout_secs: u64,
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {
             queue_bytes: 1 << 20,
+            // Under the unit's TimeoutStartSec=30.
+            ready_timeout_secs: 20,
         }
     }
 }
@@ -329,6 +335,9 @@ impl Config {
         }
         if self.pool.queue_bytes < 64 || self.pool.queue_bytes > 1 << 30 {
             return bad("pool.queue_bytes must be 64 B..=1 GiB".into());
+        }
+        if self.pool.ready_timeout_secs > 3600 {
+            return bad("pool.ready_timeout_secs must be 0..=3600".into());
         }
         let mut names = std::collections::HashSet::new();
         for s in &self.sources {

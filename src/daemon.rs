@@ -222,7 +222,11 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
             ));
         }
         // READY=1 once the first seeding is done (or, without kernel feeding, once bytes are
-        // ready); WATCHDOG=1 every 10 s from this loop, so a stuck runtime stops the pings.
+        // ready), or after pool.ready_timeout_secs without it, with the reason as STATUS=;
+        // WATCHDOG=1 every 10 s from this loop, so a stuck runtime stops the pings.
+        let started = Instant::now();
+        let ready_timeout = Duration::from_secs(cfg.pool.ready_timeout_secs);
+        let mut seeded_reported = false;
         let mut ready_sent = false;
         let mut last_ping = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -234,7 +238,7 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
                 _ = term.recv() => { info!("terminating"); break; }
                 _ = tokio::signal::ctrl_c() => { info!("interrupted"); break; }
             }
-            if !ready_sent {
+            if !seeded_reported {
                 let seeded = if feeding {
                     kstats.lock().map(|k| k.adds > 0).unwrap_or(false)
                 } else {
@@ -242,10 +246,20 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
                 };
                 if seeded {
                     info!("first seeding done: ready");
-                    let _ = link.lock().map(|mut l| l.ready());
-                    ready_sent = true;
+                    let status = if feeding { "kernel seeded" } else { "serving" };
+                    let _ = link.lock().map(|mut l| l.ready(status));
+                    seeded_reported = true;
                     // Only the watchdog is left to do here: wake rarely.
                     tick = tokio::time::interval(Duration::from_secs(5));
+                } else if !ready_sent && started.elapsed() >= ready_timeout {
+                    warn!(
+                        "no seeding after {} s: no working source; ready anyway, serving nothing until a source passes its start-up tests",
+                        ready_timeout.as_secs()
+                    );
+                    let _ = link
+                        .lock()
+                        .map(|mut l| l.ready("waiting for a working source: nothing served or credited"));
+                    ready_sent = true;
                 }
             }
             if last_ping.elapsed() >= Duration::from_secs(10) {

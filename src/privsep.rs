@@ -23,7 +23,7 @@ use crate::sys;
 pub const OP_ADD: u8 = 1;
 /// Force a CRNG reseed.
 pub const OP_RESEED: u8 = 2;
-/// sd_notify READY=1.
+/// sd_notify READY=1, with the frame's payload (if any) as STATUS=.
 pub const OP_READY: u8 = 3;
 /// sd_notify WATCHDOG=1.
 pub const OP_WATCHDOG: u8 = 4;
@@ -111,9 +111,9 @@ impl SupervisorLink {
         self.ack()
     }
 
-    /// READY=1 through the supervisor.
-    pub fn ready(&mut self) -> io::Result<()> {
-        self.send(OP_READY, 0, &[])
+    /// READY=1 and STATUS=`status` through the supervisor.
+    pub fn ready(&mut self, status: &str) -> io::Result<()> {
+        self.send(OP_READY, 0, status.as_bytes())
     }
 
     /// WATCHDOG=1 through the supervisor.
@@ -148,7 +148,15 @@ pub fn supervise(
             OP_ADD => Some(sys::rnd_add_entropy(fd, &buf[..len], u32::from(credit))),
             OP_RESEED => Some(sys::rnd_reseed_crng(fd)),
             OP_READY => {
-                notify(&[sd_notify::NotifyState::Ready]);
+                // Only printable text reaches systemd's status line.
+                let status: String = String::from_utf8_lossy(&buf[..len])
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .collect();
+                notify(&[
+                    sd_notify::NotifyState::Ready,
+                    sd_notify::NotifyState::Status(&status),
+                ]);
                 None
             }
             OP_WATCHDOG => {

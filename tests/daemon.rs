@@ -679,6 +679,57 @@ fn readiness_is_notified_after_the_first_kernel_seeding() {
 }
 
 #[test]
+fn without_a_working_source_readiness_is_notified_after_the_timeout_and_the_daemon_stays_up() {
+    // An unplugged device at boot must neither hold up boot nor get qeaasd killed by systemd's
+    // TimeoutStartSec=: READY=1 comes after pool.ready_timeout_secs, with the reason as STATUS=.
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let absent = dir.path().join("qrandom-absent");
+    let port = free_port();
+    let cfg = dir.path().join("qeaasd.toml");
+    std::fs::write(
+        &cfg,
+        config(
+            dir.path(),
+            port,
+            &format!(
+                "[pool]\nready_timeout_secs = 1\n[kernel]\nenable = false\n[[source]]\nname = \"qsim\"\nkind = \"quantis\"\npath = {absent:?}\nretry_secs = 1\n"
+            ),
+        ),
+    )
+    .unwrap();
+    let mut d = Proc(
+        Command::new(QEAASD)
+            .args(["-c", cfg.to_str().unwrap(), "run"])
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("a notification");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(msg.contains("READY=1"), "{msg}");
+    assert!(msg.contains("STATUS=waiting for a working source"), "{msg}");
+    // Still running, reporting the source absent, serving nothing.
+    assert!(d.0.try_wait().unwrap().is_none(), "qeaasd exited");
+    let text = scrape(&format!("127.0.0.1:{port}")).unwrap();
+    assert_eq!(
+        metric(
+            &text,
+            "qeaas_source_state{source=\"qsim\",state=\"absent\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "qeaas_ready_bytes"), Some(0.0));
+}
+
+#[test]
 fn the_egd_socket_serves_legacy_clients_and_refuses_their_entropy() {
     use std::io::{Read, Write};
     let mut egd = std::path::PathBuf::new();
