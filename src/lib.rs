@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod engine;
 pub mod kernel;
 pub mod metrics;
+pub mod privdrop;
 pub mod privsep;
 pub mod proto;
 pub mod sim;

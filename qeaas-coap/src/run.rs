@@ -31,9 +31,9 @@ pub enum RunError {
     /// wolfSSL refused the configuration.
     #[error(transparent)]
     Tls(#[from] qeaas_wolfssl_sys::Error),
-    /// The configured user does not exist.
-    #[error("user {0:?} not found in /etc/passwd")]
-    NoUser(String),
+    /// Privileges could not be dropped.
+    #[error(transparent)]
+    Privileges(#[from] qeaas::privdrop::PrivDropError),
 }
 
 /// The server context: DTLS 1.3 with a fallback to 1.2 (libcoap's clients), our PSKs, our
@@ -75,42 +75,13 @@ fn random_secret() -> io::Result<Vec<u8>> {
 }
 
 /// `(uid, gid)` of `user` from /etc/passwd (no NSS: system users are local).
-fn lookup(user: &str) -> Option<(u32, u32)> {
-    let t = std::fs::read_to_string("/etc/passwd").ok()?;
-    t.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.len() >= 4 && f[0] == user).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
-    })
-}
-
-/// When root: become `user` with no supplementary groups and no capabilities at all, and no
-/// way back (no_new_privs). Must run before any other thread exists: the set*id calls here
-/// change only the calling thread.
+/// When root: become `user` (see [`qeaas::privdrop::drop_to_user`]). Must run before any other
+/// thread exists.
 pub fn drop_privileges(user: &str) -> Result<(), RunError> {
-    if !rustix::process::geteuid().is_root() {
-        return Ok(());
+    let d = qeaas::privdrop::drop_to_user(Some(user))?;
+    if d.switched {
+        info!(user, uid = d.uid, gid = d.gid, "privileges dropped");
     }
-    let (uid, gid) = lookup(user).ok_or_else(|| RunError::NoUser(user.into()))?;
-    if uid == 0 {
-        return Err(RunError::Io(
-            "user",
-            io::Error::other("refusing to run as uid 0"),
-        ));
-    }
-    // Bounding set first, while we still hold CAP_SETPCAP; keep only what the switch needs.
-    qeaas::privsep::drop_capabilities(&[
-        caps::Capability::CAP_SETUID,
-        caps::Capability::CAP_SETGID,
-    ])
-    .map_err(|e| RunError::Io("capabilities", e))?;
-    let g = rustix::process::Gid::from_raw(gid);
-    rustix::thread::set_thread_groups(&[]).map_err(|e| RunError::Io("setgroups", e.into()))?;
-    rustix::thread::set_thread_res_gid(g, g, g).map_err(|e| RunError::Io("setgid", e.into()))?;
-    let u = rustix::process::Uid::from_raw(uid);
-    // Leaving uid 0 clears the permitted and effective sets (no keep-caps).
-    rustix::thread::set_thread_res_uid(u, u, u).map_err(|e| RunError::Io("setuid", e.into()))?;
-    qeaas::privsep::drop_capabilities(&[]).map_err(|e| RunError::Io("capabilities", e))?;
-    info!(user, uid, gid, "privileges dropped");
     Ok(())
 }
 

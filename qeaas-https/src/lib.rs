@@ -8,6 +8,5 @@
 pub mod api;
 pub mod config;
 pub mod limits;
-pub mod privdrop;
 pub mod server;
 pub mod tls;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use qeaas_https::{config::Config, privdrop, server, tls};
+use qeaas_https::{config::Config, server, tls};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -85,7 +85,7 @@ fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let acceptor = cfg.tls.as_ref().map(tls::acceptor).transpose()?;
             let listener = std::net::TcpListener::bind(cfg.listen)?;
             // Before any thread exists: capability sets are per thread.
-            let uid = privdrop::drop_privileges(cfg.user.as_deref())?;
+            let uid = qeaas::privdrop::drop_to_user(cfg.user.as_deref())?.uid;
             tracing::info!(
                 listen = %cfg.listen,
                 tls = acceptor.is_some(),
