@@ -24,52 +24,14 @@ use qeaas_core::health::{HealthMonitor, HealthParams, MinEntropy, SampleWidth};
 use qeaas_core::pipeline::{Conditioner, Processing, Provenance, SourceSpec};
 use qeaas_core::pool::{Pool, MAX_CREDIT_BITS, MAX_EXTRACT};
 use qeaas_core::reservoir::Reservoir;
+use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256StarStar;
 
 /// Bytes handed to `Conditioner::process` per call (a typical device read).
 const CHUNK: usize = 4096;
 /// Reservoir queue; drained after every chunk, so it never fills.
 const RESERVOIR_CAP: usize = 64 * 1024;
 const RNGTEST: &str = "/usr/bin/rngtest";
-
-/// xoshiro256** (Blackman & Vigna), seeded through splitmix64.
-struct Xoshiro([u64; 4]);
-
-impl Xoshiro {
-    fn new(seed: u64) -> Self {
-        let mut z = seed;
-        let mut next = || {
-            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut x = z;
-            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            x ^ (x >> 31)
-        };
-        Self([next(), next(), next(), next()])
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let s = &mut self.0;
-        let r = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        r
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        let mut it = buf.chunks_exact_mut(8);
-        for c in &mut it {
-            c.copy_from_slice(&self.next_u64().to_le_bytes());
-        }
-        let rem = it.into_remainder();
-        let last = self.next_u64().to_le_bytes();
-        rem.copy_from_slice(&last[..rem.len()]);
-    }
-}
 
 #[derive(Clone, Copy)]
 struct Stats {
@@ -240,7 +202,7 @@ fn main() {
     );
 
     let mut data = vec![0u8; len];
-    Xoshiro::new(0x005e_ed0f_9ea5).fill(&mut data);
+    Xoshiro256StarStar::seed_from_u64(0x005e_ed0f_9ea5).fill_bytes(&mut data);
     let ex = Arc::new(Toeplitz::default_shape());
     let raw = spec(Processing::Raw, 7000);
     let post = spec(Processing::PostProcessed, 8000);
