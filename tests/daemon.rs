@@ -355,17 +355,21 @@ fn clients_without_permission_are_refused() {
             .output()
             .unwrap()
     };
+    // A daemon whose directory anyone may enter, with `socket` in place of the socket's mode line.
+    let daemon = |socket: &'static str| {
+        sim_daemon(
+            &[],
+            "[kernel]\nenable = false",
+            move |dir, t| {
+                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                    .unwrap();
+                t.replace("mode = 0o666", socket)
+            },
+            &[],
+        )
+    };
     // Layer 1: the socket file's mode (0660, group root) stops the connect.
-    let (_sim, d) = sim_daemon(
-        &[],
-        "[kernel]\nenable = false",
-        |dir, t| {
-            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-                .unwrap();
-            t.replace("mode = 0o666", "mode = 0o660")
-        },
-        &[],
-    );
+    let (_sim, d) = daemon("mode = 0o660");
     let out = as_nobody(&d.socket);
     assert_eq!(out.status.code(), Some(77), "{out:?}");
     assert!(
@@ -376,16 +380,7 @@ fn clients_without_permission_are_refused() {
     drop(d);
 
     // Layer 2: SO_PEERCRED against the socket group, even when the file mode lets anyone in.
-    let (_sim, d) = sim_daemon(
-        &[],
-        "[kernel]\nenable = false",
-        |dir, t| {
-            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-                .unwrap();
-            t.replace("mode = 0o666", "mode = 0o666\ngroup = \"root\"")
-        },
-        &[],
-    );
+    let (_sim, d) = daemon("mode = 0o666\ngroup = \"root\"");
     let out = as_nobody(&d.socket);
     assert_eq!(out.status.code(), Some(77), "{out:?}");
     assert!(
