@@ -204,25 +204,13 @@ impl Toeplitz {
 mod tests {
     use super::*;
 
-    fn pseudo(seed: u64, len: usize) -> Vec<u8> {
-        let mut s = seed | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 24) as u8
-            })
-            .collect()
-    }
-
     #[test]
     fn table_matches_reference_small() {
         let (n, k) = (128, 64);
-        let seed = pseudo(5, (n + k - 1usize).div_ceil(8));
+        let seed = crate::test_noise(5, (n + k - 1usize).div_ceil(8));
         let t = Toeplitz::new(&seed, n, k).unwrap();
         for i in 0..50 {
-            let x = pseudo(100 + i, n / 8);
+            let x = crate::test_noise(100 + i, n / 8);
             let mut a = vec![0u8; k / 8];
             let mut b = vec![0u8; k / 8];
             t.extract(&x, &mut a);
@@ -236,7 +224,7 @@ mod tests {
         let t = Toeplitz::default_shape();
         let seed = default_seed(1024, 768);
         for i in 0..3 {
-            let x = pseudo(7 + i, 128);
+            let x = crate::test_noise(7 + i, 128);
             let mut a = [0u8; 96];
             let mut b = [0u8; 96];
             t.extract(&x, &mut a);
@@ -249,7 +237,7 @@ mod tests {
     fn every_column_matches_reference() {
         // Unit vectors pick out single columns: every input position, both tables' edges.
         let (n, k) = (256, 192);
-        let seed = pseudo(9, (n + k - 1usize).div_ceil(8));
+        let seed = crate::test_noise(9, (n + k - 1usize).div_ceil(8));
         let t = Toeplitz::new(&seed, n, k).unwrap();
         for j in 0..n {
             let mut x = vec![0u8; n / 8];
@@ -268,10 +256,10 @@ mod tests {
             .iter()
             .enumerate()
         {
-            let seed = pseudo(300 + i as u64, (n + k - 1usize).div_ceil(8));
+            let seed = crate::test_noise(300 + i as u64, (n + k - 1usize).div_ceil(8));
             let t = Toeplitz::new(&seed, n, k).unwrap();
             for r in 0..4 {
-                let x = pseudo(1000 * i as u64 + r, n / 8);
+                let x = crate::test_noise(1000 * i as u64 + r, n / 8);
                 // Garbage in `out` must not leak into the result.
                 let (mut a, mut b) = (vec![0xa5u8; k / 8], vec![0u8; k / 8]);
                 t.extract(&x, &mut a);
@@ -284,7 +272,7 @@ mod tests {
     #[test]
     fn is_linear_over_gf2() {
         let t = Toeplitz::default_shape();
-        let (x, y) = (pseudo(1, 128), pseudo(2, 128));
+        let (x, y) = (crate::test_noise(1, 128), crate::test_noise(2, 128));
         let xy: Vec<u8> = x.iter().zip(&y).map(|(a, b)| a ^ b).collect();
         let (mut ox, mut oy, mut oxy) = ([0u8; 96], [0u8; 96], [0u8; 96]);
         t.extract(&x, &mut ox);

@@ -32,6 +32,20 @@ pub mod pipeline;
 pub mod pool;
 pub mod reservoir;
 
+/// A deterministic byte stream (xorshift64) that passes the RCT and APT, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_noise(seed: u64, len: usize) -> alloc::vec::Vec<u8> {
+    let mut s = seed | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
 #[cfg(feature = "std")]
 impl std::error::Error for pool::NotEnoughEntropy {}
 #[cfg(feature = "std")]

@@ -306,18 +306,6 @@ mod tests {
         }
     }
 
-    fn noise(seed: u64, len: usize) -> Vec<u8> {
-        let mut s = seed | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 24) as u8
-            })
-            .collect()
-    }
-
     fn run(c: &mut Conditioner, data: &[u8], chunk: usize) -> (Vec<u8>, u64) {
         let mut out = Vec::new();
         let mut mb = 0;
@@ -333,7 +321,7 @@ mod tests {
     #[test]
     fn startup_and_holdback_are_never_released() {
         let mut c = Conditioner::new(spec(Processing::PostProcessed), None);
-        let data = noise(1, 1024 + 1024 + 100);
+        let data = crate::test_noise(1, 1024 + 1024 + 100);
         let (out, mb) = run(&mut c, &data, 64);
         // 1024 start-up bytes discarded; of the rest the newest 1024 are held back, so the 100
         // oldest are released, credited at 6.5 bits each.
@@ -344,7 +332,7 @@ mod tests {
     #[test]
     fn a_fault_discards_what_was_held() {
         let mut c = Conditioner::new(spec(Processing::PostProcessed), None);
-        let mut data = noise(2, 4096);
+        let mut data = crate::test_noise(2, 4096);
         // A repeating 8-byte pattern from offset 3000: invisible to the RCT, caught by the APT
         // within a window; everything from the onset must still be in the hold-back then.
         for (i, b) in data[3000..].iter_mut().enumerate() {
@@ -365,7 +353,7 @@ mod tests {
     fn raw_sources_go_through_the_extractor() {
         let ex = Arc::new(Toeplitz::default_shape());
         let mut c = Conditioner::new(spec(Processing::Raw), Some(ex.clone()));
-        let data = noise(3, 2048 + 128 * 10 + 50);
+        let data = crate::test_noise(3, 2048 + 128 * 10 + 50);
         let (out, mb) = run(&mut c, &data, 64);
         // Released: everything after start-up (1024) but the 1024 held: 1330 bytes = 10 blocks.
         assert_eq!(out.len(), 96 * 10);
@@ -397,7 +385,7 @@ mod tests {
 
     #[test]
     fn release_does_not_depend_on_chunk_sizes() {
-        let data = noise(4, 30_000);
+        let data = crate::test_noise(4, 30_000);
         let ex = Arc::new(Toeplitz::default_shape());
         // Smaller and larger than the 1024-byte hold-back, and equal to it.
         let plans: [&[usize]; 7] = [
@@ -437,7 +425,7 @@ mod tests {
     fn buffers_are_allocated_once_and_hold_the_newest_bytes() {
         let ex = Arc::new(Toeplitz::default_shape());
         let mut c = Conditioner::new(spec(Processing::Raw), Some(ex));
-        let data = noise(5, 40_000);
+        let data = crate::test_noise(5, 40_000);
         let (held, carry) = (
             (c.held.as_ptr(), c.held.capacity()),
             (c.carry.as_ptr(), c.carry.capacity()),
