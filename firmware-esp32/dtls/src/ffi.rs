@@ -350,6 +350,7 @@ extern "C" fn psk_client_cb(
 #[cfg(target_os = "none")]
 mod device {
     use super::*;
+    #[cfg(feature = "c-heap")]
     use core::alloc::Layout;
 
     /// `CUSTOM_RAND_GENERATE_SEED`: 0 on success, as wolfCrypt expects.
@@ -392,8 +393,10 @@ mod device {
 
     // wolfSSL's XMALLOC is malloc: route it to the Rust global allocator, so one heap (and its
     // high-water mark) serves both. A header before each block keeps its size for free().
+    #[cfg(feature = "c-heap")]
     const HDR: usize = 8;
 
+    #[cfg(feature = "c-heap")]
     #[no_mangle]
     extern "C" fn malloc(n: usize) -> *mut c_void {
         let Ok(l) = Layout::from_size_align(n + HDR, HDR) else {
@@ -411,6 +414,7 @@ mod device {
         }
     }
 
+    #[cfg(feature = "c-heap")]
     #[no_mangle]
     extern "C" fn free(p: *mut c_void) {
         if p.is_null() {
@@ -424,6 +428,7 @@ mod device {
         }
     }
 
+    #[cfg(feature = "c-heap")]
     #[no_mangle]
     extern "C" fn realloc(p: *mut c_void, n: usize) -> *mut c_void {
         if p.is_null() {
@@ -446,6 +451,7 @@ mod device {
         }
     }
 
+    #[cfg(feature = "c-heap")]
     #[no_mangle]
     extern "C" fn calloc(k: usize, n: usize) -> *mut c_void {
         let Some(total) = k.checked_mul(n) else {
