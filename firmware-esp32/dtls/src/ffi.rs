@@ -49,6 +49,12 @@ pub(crate) struct Session {
     io: Box<Io>,
 }
 
+// SAFETY: a session owns its context, its WOLFSSL and the `Io` their callbacks use; wolfSSL
+// keeps no per-thread state for them, and `&mut self` on every call serialises their use. So a
+// session may move to another thread (e.g. into a firmware's critical-section static) as long
+// as it is used from one at a time, which Rust's borrows already ensure. Not `Sync`.
+unsafe impl Send for Session {}
+
 impl core::fmt::Debug for Session {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Session")
