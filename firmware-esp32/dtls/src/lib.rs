@@ -257,6 +257,8 @@ impl<R: RandomSource> SecureNode<R> {
     /// start its pool from the TRNG before the network is up. The node must have been made with
     /// [`Transport::Dtls`], and nothing else may feed it datagrams; on failure it is handed
     /// back.
+    // The node comes back by value on failure; `Ok(Self)` is as large, so boxing gains nothing.
+    #[allow(clippy::result_large_err)]
     pub fn with_node(
         mut node: Node<R>,
         cfg: &DtlsConfig<'_>,
