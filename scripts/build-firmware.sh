@@ -2,7 +2,8 @@
 # Builds the ESP32-C3 firmware (firmware-esp32/esp32c3) and a flashable image. Installs what it
 # needs: the riscv32imc target for the pinned toolchain, and espflash (`cargo install espflash
 # --locked`, once) or, with QEAAS_IMAGE_TOOL=esptool, PyPI's esptool in a virtualenv.
-# Wi-Fi and server settings are build-time environment variables: see firmware-esp32/README.md.
+# Wi-Fi, server and DTLS credentials are build-time environment variables: see
+# firmware-esp32/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/../firmware-esp32/esp32c3"
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
@@ -22,6 +23,8 @@ rustup target add riscv32imc-unknown-none-elf >/dev/null
 cargo build --release --locked
 
 elf=target/riscv32imc-unknown-none-elf/release/qeaas-esp32c3
+# Flash (text) and static RAM (data + bss; bss includes the 112 KB main heap region).
+if command -v riscv64-unknown-elf-size >/dev/null; then riscv64-unknown-elf-size "$elf"; fi
 img=target/qeaas-esp32c3.bin
 if [ "$tool" = espflash ]; then
   command -v espflash >/dev/null || cargo install espflash --locked

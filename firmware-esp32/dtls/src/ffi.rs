@@ -49,6 +49,12 @@ pub(crate) struct Session {
     io: Box<Io>,
 }
 
+// SAFETY: a session owns its context, its WOLFSSL and the `Io` their callbacks use; wolfSSL
+// keeps no per-thread state for them, and `&mut self` on every call serialises their use. So a
+// session may move to another thread (e.g. into a firmware's critical-section static) as long
+// as it is used from one at a time, which Rust's borrows already ensure. Not `Sync`.
+unsafe impl Send for Session {}
+
 impl core::fmt::Debug for Session {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Session")
@@ -350,6 +356,7 @@ extern "C" fn psk_client_cb(
 #[cfg(target_os = "none")]
 mod device {
     use super::*;
+    #[cfg(feature = "c-heap")]
     use core::alloc::Layout;
 
     /// `CUSTOM_RAND_GENERATE_SEED`: 0 on success, as wolfCrypt expects.
@@ -392,8 +399,10 @@ mod device {
 
     // wolfSSL's XMALLOC is malloc: route it to the Rust global allocator, so one heap (and its
     // high-water mark) serves both. A header before each block keeps its size for free().
+    #[cfg(feature = "c-heap")]
     const HDR: usize = 8;
 
+    #[cfg(feature = "c-heap")]
     #[no_mangle]
     extern "C" fn malloc(n: usize) -> *mut c_void {
         let Ok(l) = Layout::from_size_align(n + HDR, HDR) else {
@@ -411,6 +420,7 @@ mod device {
         }
     }
 
+    #[cfg(feature = "c-heap")]
     #[no_mangle]
     extern "C" fn free(p: *mut c_void) {
         if p.is_null() {
@@ -424,6 +434,7 @@ mod device {
         }
     }
 
+    #[cfg(feature = "c-heap")]
     #[no_mangle]
     extern "C" fn realloc(p: *mut c_void, n: usize) -> *mut c_void {
         if p.is_null() {
@@ -446,6 +457,7 @@ mod device {
         }
     }
 
+    #[cfg(feature = "c-heap")]
     #[no_mangle]
     extern "C" fn calloc(k: usize, n: usize) -> *mut c_void {
         let Some(total) = k.checked_mul(n) else {

@@ -17,6 +17,7 @@
 extern crate alloc;
 
 mod ffi;
+mod reconnect;
 
 use alloc::vec::Vec;
 
@@ -26,6 +27,7 @@ use qeaas_device::scheduler::RefreshConfig;
 use qeaas_device::{Instant, RandomSource};
 
 pub use ffi::{set_clock, SeedSource};
+pub use reconnect::Reconnect;
 
 /// Key exchange offered (and sent as the only key share: no HelloRetryRequest round trip).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,8 +250,46 @@ impl<R: RandomSource> SecureNode<R> {
     ) -> Result<Self, DtlsError> {
         let mut node = Node::new(now, client, refresh, Transport::Dtls, rng);
         prepare(&mut node);
-        let dtls = DtlsClient::new(cfg, &mut |buf| node.fill(buf).is_ok())?;
-        Ok(Self { node, dtls })
+        Self::with_node(node, cfg).map_err(|(_, e)| e)
+    }
+
+    /// A new session (not started) around an existing node, which keeps its pool: a shell can
+    /// start its pool from the TRNG before the network is up. The node must have been made with
+    /// [`Transport::Dtls`], and nothing else may feed it datagrams; on failure it is handed
+    /// back.
+    // The node comes back by value on failure; `Ok(Self)` is as large, so boxing gains nothing.
+    #[allow(clippy::result_large_err)]
+    pub fn with_node(
+        mut node: Node<R>,
+        cfg: &DtlsConfig<'_>,
+    ) -> Result<Self, (Node<R>, DtlsError)> {
+        if node.status().transport != Transport::Dtls {
+            return Err((
+                node,
+                DtlsError::Setup {
+                    what: "node transport is not Dtls",
+                    code: 0,
+                },
+            ));
+        }
+        match DtlsClient::new(cfg, &mut |buf| node.fill(buf).is_ok()) {
+            Ok(dtls) => Ok(Self { node, dtls }),
+            Err(e) => Err((node, e)),
+        }
+    }
+
+    /// Replaces the session by a new one for `cfg` (not started: call [`Self::start`]), seeded
+    /// from the pool again; the node and its pool stay. For a failed handshake, a failed record
+    /// or a server that lost the session (restart). On error the old session is kept.
+    pub fn reconnect(&mut self, cfg: &DtlsConfig<'_>) -> Result<(), DtlsError> {
+        let node = &mut self.node;
+        self.dtls = DtlsClient::new(cfg, &mut |buf| node.fill(buf).is_ok())?;
+        Ok(())
+    }
+
+    /// The node back, without its session.
+    pub fn into_node(self) -> Node<R> {
+        self.node
     }
 
     /// Starts the handshake.

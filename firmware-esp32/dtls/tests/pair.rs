@@ -172,3 +172,55 @@ fn sending_before_the_handshake_is_refused() {
     assert!(c.poll_transmit().is_some(), "ClientHello after start");
     assert!(c.poll_timeout().is_some());
 }
+
+#[test]
+fn reconnect_keeps_the_pool_and_a_new_session_can_succeed() {
+    let (good, cert) = mldsa_server();
+    let (bad, _) = mldsa_server();
+    let cfg = DtlsConfig {
+        kex: KeyExchange::MlKem512,
+        auth: Auth::Certificate { ca_der: &cert },
+    };
+    let node = qeaas_device::node::Node::new(
+        Instant(0),
+        ClientConfig::default(),
+        RefreshConfig::default(),
+        qeaas_device::node::Transport::Dtls,
+        Counter(1),
+    );
+    let mut dev = SecureNode::with_node(node, &cfg)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    // A server with a certificate from another CA: the handshake fails, nothing credited.
+    let mut srv = Session::new(&bad, ([10, 0, 2, 15], 49152).into()).unwrap();
+    assert!(run(&mut dev, &mut srv).is_empty());
+    assert!(matches!(dev.dtls().state(), State::Failed(_)));
+    assert_eq!(dev.node().status().pool.server.bits_credited, 0);
+    // A new session to the right server: credited, and the same node (pool) carries on.
+    dev.reconnect(&cfg).unwrap();
+    assert_eq!(dev.dtls().state(), State::Handshaking);
+    let mut srv = Session::new(&good, ([10, 0, 2, 15], 49152).into()).unwrap();
+    assert_eq!(run(&mut dev, &mut srv).len(), 1);
+    assert!(dev.dtls().is_established());
+    assert_eq!(dev.node().status().pool.server.bits_credited, 256);
+}
+
+#[test]
+fn with_node_refuses_a_node_that_does_not_credit_as_dtls() {
+    let (_, cert) = mldsa_server();
+    let cfg = DtlsConfig {
+        kex: KeyExchange::MlKem512,
+        auth: Auth::Certificate { ca_der: &cert },
+    };
+    let node = qeaas_device::node::Node::new(
+        Instant(0),
+        ClientConfig::default(),
+        RefreshConfig::default(),
+        qeaas_device::node::Transport::PlainUdp,
+        Counter(1),
+    );
+    let Err((_, e)) = SecureNode::with_node(node, &cfg) else {
+        panic!("a PlainUdp node was accepted");
+    };
+    assert!(matches!(e, DtlsError::Setup { .. }));
+}

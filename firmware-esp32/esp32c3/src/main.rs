@@ -1,18 +1,23 @@
 //! qeaas ESP32-C3 firmware: the thin, hardware-specific shell around `qeaas-device`.
 //!
-//! It reads the chip TRNG into the device pool, serves `getrandom` from that pool, joins Wi-Fi
-//! and fetches entropy from the qeaas server with CoAP. Everything with logic in it (pool, CoAP
-//! client, scheduler, health tests) is in the portable core and tested on the host.
+//! It reads the chip TRNG into the device pool, serves `getrandom` and wolfSSL's DRBG seed from
+//! that pool, joins Wi-Fi and fetches entropy from the qeaas server with CoAP inside a DTLS 1.3
+//! session (`qeaas-device-dtls`). Everything with logic in it (pool, CoAP client, scheduler,
+//! health tests, DTLS session and its reconnect policy) is in the portable crates and tested on
+//! the host.
 //!
-//! Build-time settings (environment variables read with `option_env!`):
-//! `QEAAS_WIFI_SSID`, `QEAAS_WIFI_PASSWORD` (empty or unset: open network), `QEAAS_SERVER`
-//! (`a.b.c.d:port`, CoAP; unset: TRNG only), `QEAAS_REFRESH_SECS` (default 60).
+//! Build-time settings (environment variables read with `option_env!`, and by `build.rs` for the
+//! credentials): `QEAAS_WIFI_SSID`, `QEAAS_WIFI_PASSWORD` (empty or unset: open network),
+//! `QEAAS_SERVER` (`a.b.c.d:port`, CoAP over DTLS; unset: TRNG only), `QEAAS_REFRESH_SECS`
+//! (default 60), `QEAAS_CA_DER` or `QEAAS_PSK_IDENTITY` + `QEAAS_PSK_KEY_HEX`/`QEAAS_PSK_KEY`,
+//! `QEAAS_KEX`.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
+mod credentials;
 mod entropy;
 mod getrandom_backend;
 mod transport;
@@ -25,6 +30,7 @@ use embassy_futures::select::{select, Either};
 use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_net::{Runner, StackResources};
 use embassy_time::{Duration, Timer};
+use entropy::Engine;
 use esp_backtrace as _;
 use esp_hal::clock::CpuClock;
 use esp_hal::ram;
@@ -37,6 +43,7 @@ use esp_radio::wifi::{
 };
 use qeaas_device::scheduler::RefreshConfig;
 use qeaas_device::Instant;
+use qeaas_device_dtls::{DtlsConfig, DtlsError, Reconnect, SecureNode, State};
 use static_cell::StaticCell;
 
 esp_bootloader_esp_idf::esp_app_desc!();
@@ -46,23 +53,45 @@ const PASSWORD: Option<&str> = option_env!("QEAAS_WIFI_PASSWORD");
 const SERVER: Option<&str> = option_env!("QEAAS_SERVER");
 const REFRESH_SECS: Option<&str> = option_env!("QEAAS_REFRESH_SECS");
 
-/// Largest CoAP datagram handled (an IPv6-minimum MTU's worth).
-const DATAGRAM: usize = 1280;
+/// Largest datagram received (an Ethernet MTU: DTLS records from the server fit).
+const DATAGRAM: usize = 1500;
+/// UDP receive queue: the server's certificate flight is ~7.8 kB in 14 records, which arrive
+/// while the CPU may be busy, so the socket must hold all of them.
+const RX_PACKETS: usize = 16;
+const RX_BYTES: usize = 16 * 1024;
+/// UDP send queue: the client's largest flight is ~2.2 kB.
+const TX_PACKETS: usize = 8;
+const TX_BYTES: usize = 4 * 1024;
 /// The loop wakes at least this often to top up the pool from the TRNG.
 const TICK_MS: u64 = 1_000;
 /// Status line period.
 const REPORT_MS: u64 = 10_000;
+/// Backoff between failed sessions: as the fetch scheduler's.
+const SESSION_RETRY_MIN_MS: u64 = 5_000;
+const SESSION_RETRY_MAX_MS: u64 = 600_000;
 
 fn now() -> Instant {
     Instant(embassy_time::Instant::now().as_millis())
 }
 
+/// Reads the clock for the node and, through `set_clock`, for wolfSSL's DTLS timers.
+fn tick() -> Instant {
+    let t = now();
+    qeaas_device_dtls::set_clock(t.0);
+    t
+}
+
 #[esp_hal::main]
 async fn main(spawner: Spawner) -> ! {
     let peripherals = esp_hal::init(esp_hal::Config::default().with_cpu_clock(CpuClock::max()));
-    // Wi-Fi needs ~72-92 KB of heap; coap-lite a few hundred bytes per message.
+    // Heap, 176 KB in two regions: esp-radio's Wi-Fi wants ~72-92 KB; the DTLS session peaked at
+    // 36 KB (ML-KEM-512 + ML-DSA-44 handshake, measured in qemu), plus the queued server flight
+    // (up to ~8 kB), the CA copy (~4 kB for ML-DSA) and CoAP messages; ~30 KB stay spare. The
+    // 64 KB region is RAM the ROM bootloader used (reclaimed after boot). The rest of the
+    // ~320 KB of data RAM holds the statics (UDP buffers, pool) and the stack, which wolfSSL's
+    // handshake needs ~12 KB of (measured in qemu).
     esp_alloc::heap_allocator!(#[ram(reclaimed)] size: 64 * 1024);
-    esp_alloc::heap_allocator!(size: 64 * 1024);
+    esp_alloc::heap_allocator!(size: 112 * 1024);
     let timg0 = TimerGroup::new(peripherals.TIMG0);
     esp_rtos::start(timg0.timer0, peripherals.FROM_CPU_INTR0);
     // The SAR ADC noise source makes the RNG a true RNG before the radio is on; kept for ever.
@@ -75,7 +104,7 @@ async fn main(spawner: Spawner) -> ! {
         refresh_interval_ms: refresh_secs.saturating_mul(1000),
         ..RefreshConfig::default()
     };
-    entropy::init(now(), transport::TRANSPORT, refresh);
+    entropy::init(tick(), refresh);
     entropy::top_up_from_trng();
     // The getrandom backend, end to end; the bytes are not printed.
     let mut probe = [0u8; 32];
@@ -84,14 +113,20 @@ async fn main(spawner: Spawner) -> ! {
         getrandom::fill(&mut probe).is_ok()
     );
     probe.fill(0);
-    report();
 
+    let cfg = match credentials::CREDENTIALS {
+        Ok(cfg) => cfg,
+        Err(why) => {
+            println!("qeaas: {why}: no fetches, TRNG only");
+            trng_only("no credentials").await
+        }
+    };
     let server = SERVER.and_then(|s| s.parse::<SocketAddrV4>().ok());
     let (Some(ssid), Some(server)) = (SSID, server) else {
         println!(
             "qeaas: QEAAS_WIFI_SSID or QEAAS_SERVER unset or invalid at build time: TRNG only"
         );
-        trng_only().await
+        trng_only("no network settings").await
     };
     let auth = match PASSWORD {
         None | Some("") => Ok(AuthenticationMethodConfig::Open),
@@ -101,7 +136,7 @@ async fn main(spawner: Spawner) -> ! {
     };
     let (Ok(ssid), Ok(auth)) = (ssid.try_into(), auth) else {
         println!("qeaas: SSID or password too long: TRNG only");
-        trng_only().await
+        trng_only("bad Wi-Fi settings").await
     };
     let station = Config::Station(
         StationConfig::default()
@@ -115,7 +150,7 @@ async fn main(spawner: Spawner) -> ! {
         Ok(c) => c,
         Err(e) => {
             println!("qeaas: Wi-Fi init failed ({e:?}): TRNG only");
-            trng_only().await
+            trng_only("Wi-Fi init failed").await
         }
     };
     let seed = u64::from(Rng::new().random()) << 32 | u64::from(Rng::new().random());
@@ -134,72 +169,201 @@ async fn main(spawner: Spawner) -> ! {
         println!("qeaas: address {}", c.address);
     }
 
-    let mut rx_meta = [PacketMetadata::EMPTY; 4];
-    let mut tx_meta = [PacketMetadata::EMPTY; 4];
-    let mut rx_buf = [0u8; 2 * DATAGRAM];
-    let mut tx_buf = [0u8; 2 * DATAGRAM];
-    let mut socket = UdpSocket::new(stack, &mut rx_meta, &mut rx_buf, &mut tx_meta, &mut tx_buf);
-    if socket.bind(0).is_err() {
+    static RX_META: StaticCell<[PacketMetadata; RX_PACKETS]> = StaticCell::new();
+    static TX_META: StaticCell<[PacketMetadata; TX_PACKETS]> = StaticCell::new();
+    static RX_BUF: StaticCell<[u8; RX_BYTES]> = StaticCell::new();
+    static TX_BUF: StaticCell<[u8; TX_BYTES]> = StaticCell::new();
+    let socket = UdpSocket::new(
+        stack,
+        RX_META.init([PacketMetadata::EMPTY; RX_PACKETS]),
+        RX_BUF.init([0; RX_BYTES]),
+        TX_META.init([PacketMetadata::EMPTY; TX_PACKETS]),
+        TX_BUF.init([0; TX_BYTES]),
+    );
+    let Ok(mut link) = transport::Link::new(socket, server.into()) else {
         println!("qeaas: cannot bind a UDP port: TRNG only");
-        trng_only().await
-    }
-    // DTLS SEAM: see transport.rs.
-    let mut link = transport::PlainUdp::new(socket, server.into());
+        trng_only("no UDP port").await
+    };
+    println!(
+        "qeaas: DTLS 1.3 to {server} ({})",
+        credentials::describe(&cfg)
+    );
+    secure_loop(&mut link, &cfg).await
+}
+
+/// The network loop: the node over a DTLS session, new sessions with backoff when one fails.
+async fn secure_loop(link: &mut transport::Link<'_>, cfg: &DtlsConfig<'static>) -> ! {
+    let mut retry = Reconnect::new(now(), SESSION_RETRY_MIN_MS, SESSION_RETRY_MAX_MS);
+    // Why the engine is Local (no session object), for the reconnect policy and the report.
+    let mut setup_error = None;
+    let mut sessions = 0u32;
     let mut buf = [0u8; DATAGRAM];
-    let mut last_report = now();
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut last_report = Instant(0);
+    let mut first = true;
     loop {
-        entropy::top_up_from_trng();
-        let out: Vec<Vec<u8>> = entropy::with(|n| {
-            n.poll(now());
-            core::iter::from_fn(|| n.poll_transmit()).collect()
-        })
-        .unwrap_or_default();
-        for d in &out {
-            link.send(d).await;
+        let Some(mut e) = entropy::take() else {
+            trng_only("engine lost").await
+        };
+        let t = tick();
+        entropy::top_up(e.node_mut());
+        let state = session_state(&e, setup_error);
+        if first || retry.due(t, state, &e.node().status()) {
+            first = false;
+            sessions += 1;
+            if link.rebind().is_err() {
+                println!("qeaas: cannot bind a new UDP port");
+            }
+            // The DRBG seed comes from the pool: top it up first.
+            entropy::top_up(e.node_mut());
+            let attempt = match e {
+                Engine::Local(node) => match SecureNode::with_node(node, cfg) {
+                    Ok(s) => Ok(Engine::Secure(s)),
+                    Err((node, err)) => Err((Engine::Local(node), err)),
+                },
+                Engine::Secure(mut s) => match s.reconnect(cfg) {
+                    Ok(()) => Ok(Engine::Secure(s)),
+                    Err(err) => Err((Engine::Secure(s), err)),
+                },
+            };
+            e = match attempt {
+                Ok(mut next) => {
+                    if let Engine::Secure(s) = &mut next {
+                        s.start(t);
+                    }
+                    setup_error = None;
+                    println!("qeaas: DTLS handshake {sessions} started");
+                    next
+                }
+                Err((prev, err)) => {
+                    println!("qeaas: DTLS session setup failed: {err:?}");
+                    setup_error = Some(err);
+                    prev
+                }
+            };
+            retry.restarted(t);
         }
-        let wake = entropy::with(|n| n.poll_timeout())
-            .unwrap_or(Instant(0))
-            .min(now().plus_ms(TICK_MS));
+        if let Engine::Secure(s) = &mut e {
+            let was = s.dtls().state();
+            if t >= s.poll_timeout() {
+                s.poll(t);
+            }
+            out.extend(core::iter::from_fn(|| s.poll_transmit()));
+            log_transition(was, s);
+        }
+        let wake = next_wake(&e, &retry, setup_error, t);
+        entropy::put(e);
+
+        for d in out.drain(..) {
+            link.send(&d).await;
+        }
         let got = select(
             link.recv(&mut buf),
             Timer::at(embassy_time::Instant::from_millis(wake.0)),
         )
         .await;
         if let Either::First(Some(len)) = got {
-            entropy::with(|n| n.handle_datagram(now(), &buf[..len]));
+            if let Some(mut e) = entropy::take() {
+                if let Engine::Secure(s) = &mut e {
+                    let was = s.dtls().state();
+                    s.handle_datagram(tick(), &buf[..len]);
+                    out.extend(core::iter::from_fn(|| s.poll_transmit()));
+                    log_transition(was, s);
+                }
+                entropy::put(e);
+            }
+            for d in out.drain(..) {
+                link.send(&d).await;
+            }
         }
         if now().0.saturating_sub(last_report.0) >= REPORT_MS {
-            report();
+            if let Some(e) = entropy::take() {
+                report(&e, &retry, setup_error);
+                entropy::put(e);
+            }
             last_report = now();
         }
     }
 }
 
-/// No network: keep the pool topped up from the TRNG and report.
-async fn trng_only() -> ! {
+/// The session's state for the reconnect policy: no session object counts as a failed one.
+fn session_state(e: &Engine, setup_error: Option<DtlsError>) -> State {
+    match e {
+        Engine::Secure(s) => s.dtls().state(),
+        Engine::Local(_) => State::Failed(setup_error.unwrap_or(DtlsError::NotEstablished)),
+    }
+}
+
+/// The earliest of: the session's or node's timer (DTLS retransmission, CoAP), the reconnect
+/// policy's, and the TRNG tick.
+fn next_wake(e: &Engine, retry: &Reconnect, setup_error: Option<DtlsError>, t: Instant) -> Instant {
+    let mut wake = t.plus_ms(TICK_MS);
+    if let Engine::Secure(s) = e {
+        wake = wake.min(s.poll_timeout());
+    }
+    if let Some(r) = retry.poll_timeout(session_state(e, setup_error)) {
+        wake = wake.min(r);
+    }
+    wake
+}
+
+fn log_transition(was: State, s: &SecureNode<entropy::HwRandom>) {
+    let now = s.dtls().state();
+    if now == was {
+        return;
+    }
+    match now {
+        State::Established => println!(
+            "qeaas: DTLS established: {} {}, server authenticated",
+            s.dtls().cipher().unwrap_or("?"),
+            s.dtls().group().unwrap_or("?"),
+        ),
+        State::Failed(e) => println!("qeaas: DTLS failed: {e:?}"),
+        State::Handshaking => {}
+    }
+}
+
+/// No fetches (no credentials, settings or network): keep the pool topped up from the TRNG
+/// and report why.
+async fn trng_only(why: &'static str) -> ! {
     loop {
         entropy::top_up_from_trng();
-        report();
+        if let Some(s) = entropy::with(|n| n.status()) {
+            println!(
+                "qeaas: TRNG only ({why}) credit={}b trng(mixed={}B credited={}b) health failures rct={} apt={} permanent={}",
+                s.pool.credit_bits,
+                s.pool.trng.bytes_mixed,
+                s.pool.trng.bits_credited,
+                s.trng_health.rct_failures,
+                s.trng_health.apt_failures,
+                s.trng_health.permanent_failures,
+            );
+        }
         Timer::after(Duration::from_millis(REPORT_MS)).await;
     }
 }
 
-fn report() {
-    if let Some(s) = entropy::with(|n| n.status()) {
-        println!(
-            "qeaas: {:?} transport={:?} credit={}b server(mixed={}B credited={}b) trng(mixed={}B credited={}b) fetches ok={} failed={} retransmissions={}",
-            s.link,
-            s.transport,
-            s.pool.credit_bits,
-            s.pool.server.bytes_mixed,
-            s.pool.server.bits_credited,
-            s.pool.trng.bytes_mixed,
-            s.pool.trng.bits_credited,
-            s.fetches_ok,
-            s.fetches_failed,
-            s.client.retransmissions,
-        );
-    }
+/// The status line: the session (`dtls=`), the reconnect policy, the node's link state and the
+/// pool's accounting. Server bytes arrive (and are credited) only while `dtls=Established`.
+fn report(e: &Engine, retry: &Reconnect, setup_error: Option<DtlsError>) {
+    let s = e.node().status();
+    let t = now();
+    let retry_in = retry.retry_at().map(|r| r.0.saturating_sub(t.0) / 1000);
+    println!(
+        "qeaas: dtls={:?} sessions_failed={} retry_in={:?}s link={:?} credit={}b server(mixed={}B credited={}b) trng(mixed={}B credited={}b) fetches ok={} failed={} retransmissions={}",
+        session_state(e, setup_error),
+        retry.failures(),
+        retry_in,
+        s.link,
+        s.pool.credit_bits,
+        s.pool.server.bytes_mixed,
+        s.pool.server.bits_credited,
+        s.pool.trng.bytes_mixed,
+        s.pool.trng.bits_credited,
+        s.fetches_ok,
+        s.fetches_failed,
+        s.client.retransmissions,
+    );
 }
 
 #[embassy_executor::task]

@@ -1,0 +1,207 @@
+//! When a shell should replace its DTLS session ([`crate::SecureNode::reconnect`]), sans-IO.
+//!
+//! A session is replaced when its handshake or a record failed, when the handshake has not
+//! completed in [`Reconnect::HANDSHAKE_LIMIT_MS`], or when an established session stopped
+//! answering ([`Reconnect::SILENT_FAILURES`] fetches in a row unanswered: the server may have
+//! restarted and forgotten it). Failed attempts back off exponentially like the fetch
+//! scheduler (5 s doubling to 600 s), so an unreachable or misconfigured server costs the device
+//! one handshake every ten minutes at most, and it runs on its TRNG alone meanwhile.
+
+use qeaas_device::node::Status;
+use qeaas_device::scheduler::{FallbackReason, LinkState};
+use qeaas_device::Instant;
+
+use crate::State;
+
+/// The reconnect policy; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct Reconnect {
+    min_ms: u64,
+    max_ms: u64,
+    /// Failed sessions in a row (reset when a fetch succeeds).
+    failures: u32,
+    /// When the current session was started.
+    started: Instant,
+    /// Set once a failure of the current session was counted: when to reconnect.
+    retry_at: Option<Instant>,
+    /// The node's failed-fetch count when the current session was established or last delivered.
+    failed_base: Option<u64>,
+    ok_seen: u64,
+}
+
+impl Reconnect {
+    /// A handshake still running after this long is abandoned.
+    pub const HANDSHAKE_LIMIT_MS: u64 = 60_000;
+    /// Unanswered fetches in a row over an established session before it is replaced.
+    pub const SILENT_FAILURES: u64 = 2;
+
+    /// A policy for a session started at `now`; backoff from `min_ms` doubling to `max_ms`.
+    pub fn new(now: Instant, min_ms: u64, max_ms: u64) -> Self {
+        Self {
+            min_ms,
+            max_ms,
+            failures: 0,
+            started: now,
+            retry_at: None,
+            failed_base: None,
+            ok_seen: 0,
+        }
+    }
+
+    /// Looks at the session's `state` and the node's `status`; true when the shell should
+    /// reconnect now (it then calls [`Self::restarted`]).
+    pub fn due(&mut self, now: Instant, state: State, status: &Status) -> bool {
+        if status.fetches_ok > self.ok_seen {
+            // The session delivers: all is well again.
+            self.ok_seen = status.fetches_ok;
+            self.failures = 0;
+            self.failed_base = Some(status.fetches_failed);
+        }
+        if self.retry_at.is_none() {
+            let failed = match state {
+                State::Failed(_) => true,
+                State::Handshaking => {
+                    now.0.saturating_sub(self.started.0) >= Self::HANDSHAKE_LIMIT_MS
+                }
+                State::Established => {
+                    let base = *self.failed_base.get_or_insert(status.fetches_failed);
+                    let unreachable = matches!(
+                        status.link,
+                        LinkState::TrngOnly {
+                            reason: FallbackReason::Unreachable,
+                            ..
+                        }
+                    );
+                    unreachable && status.fetches_failed >= base + Self::SILENT_FAILURES
+                }
+            };
+            if failed {
+                self.failures = self.failures.saturating_add(1);
+                self.retry_at = Some(now.plus_ms(self.backoff_ms()));
+            }
+        }
+        self.retry_at.is_some_and(|t| now >= t)
+    }
+
+    /// The shell made and started a new session at `now`.
+    pub fn restarted(&mut self, now: Instant) {
+        self.started = now;
+        self.retry_at = None;
+        self.failed_base = None;
+    }
+
+    /// When [`Self::due`] may next turn true by itself (a pending retry or the handshake limit).
+    pub fn poll_timeout(&self, state: State) -> Option<Instant> {
+        match (self.retry_at, state) {
+            (Some(t), _) => Some(t),
+            (None, State::Handshaking) => Some(self.started.plus_ms(Self::HANDSHAKE_LIMIT_MS)),
+            _ => None,
+        }
+    }
+
+    /// Failed sessions in a row.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// The pending retry, if a failure was counted.
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
+    fn backoff_ms(&self) -> u64 {
+        let doublings = self.failures.saturating_sub(1).min(20);
+        self.min_ms.saturating_mul(1 << doublings).min(self.max_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DtlsError;
+    use qeaas_device::coap::ClientConfig;
+    use qeaas_device::node::{Node, Transport};
+    use qeaas_device::scheduler::RefreshConfig;
+    use qeaas_device::RandomSource;
+
+    struct Zero;
+    impl RandomSource for Zero {
+        fn next_u32(&mut self) -> u32 {
+            0
+        }
+    }
+
+    fn status() -> Status {
+        Node::new(
+            Instant(0),
+            ClientConfig::default(),
+            RefreshConfig::default(),
+            Transport::Dtls,
+            Zero,
+        )
+        .status()
+    }
+
+    const FAILED: State = State::Failed(DtlsError::Handshake(-1));
+
+    #[test]
+    fn failed_handshakes_back_off_doubling_to_the_cap() {
+        let mut r = Reconnect::new(Instant(0), 5_000, 20_000);
+        let st = status();
+        let mut now = Instant(0);
+        for expect in [5_000, 10_000, 20_000, 20_000] {
+            assert!(!r.due(now, FAILED, &st));
+            assert_eq!(r.retry_at(), Some(now.plus_ms(expect)));
+            assert!(!r.due(now.plus_ms(expect - 1), FAILED, &st));
+            now = now.plus_ms(expect);
+            assert!(r.due(now, FAILED, &st));
+            r.restarted(now);
+        }
+        assert_eq!(r.failures(), 4);
+    }
+
+    #[test]
+    fn a_handshake_that_never_ends_is_abandoned() {
+        let mut r = Reconnect::new(Instant(0), 5_000, 600_000);
+        let st = status();
+        assert_eq!(
+            r.poll_timeout(State::Handshaking),
+            Some(Instant(Reconnect::HANDSHAKE_LIMIT_MS))
+        );
+        assert!(!r.due(Instant(59_999), State::Handshaking, &st));
+        assert!(!r.due(Instant(60_000), State::Handshaking, &st));
+        assert!(r.due(Instant(65_000), State::Handshaking, &st));
+    }
+
+    #[test]
+    fn an_established_session_is_replaced_after_silent_fetches_only() {
+        let mut r = Reconnect::new(Instant(0), 5_000, 600_000);
+        let mut st = status();
+        assert!(!r.due(Instant(1), State::Established, &st));
+        st.fetches_ok = 3;
+        st.fetches_failed = 1;
+        st.link = LinkState::TrngOnly {
+            reason: FallbackReason::Unreachable,
+            failures: 1,
+        };
+        assert!(!r.due(Instant(2), State::Established, &st), "one failure");
+        st.fetches_failed = 3;
+        st.link = LinkState::TrngOnly {
+            reason: FallbackReason::RateLimited,
+            failures: 2,
+        };
+        assert!(
+            !r.due(Instant(3), State::Established, &st),
+            "4.29 is an answer"
+        );
+        st.link = LinkState::TrngOnly {
+            reason: FallbackReason::Unreachable,
+            failures: 2,
+        };
+        assert!(!r.due(Instant(4), State::Established, &st));
+        assert!(r.due(Instant(5_004), State::Established, &st));
+        r.restarted(Instant(5_004));
+        // The new session starts with the node's old failure count as its base.
+        assert!(!r.due(Instant(6_000), State::Established, &st));
+    }
+}
