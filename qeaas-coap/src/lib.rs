@@ -11,10 +11,12 @@
 //! - [`fuzz`]: a socket-free harness for fuzzing the request path.
 #![forbid(unsafe_code)]
 
+pub mod block;
 pub mod coap;
 pub mod config;
 pub mod credentials;
 pub mod fetch;
 pub mod fuzz;
+pub mod quota;
 pub mod run;
 pub mod server;
