@@ -8,6 +8,8 @@ use coap_lite::{
     CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType,
 };
 
+use crate::block::{uint, Block2, BlockStore, MAX_SZX};
+
 /// Bytes served when the request has no `n=`.
 pub const DEFAULT_N: usize = 32;
 
@@ -35,6 +37,15 @@ pub struct Exchange {
     /// Bytes wanted.
     pub n: usize,
     response: Packet,
+    /// Set when the body is larger than one block: it is stored and served block-wise.
+    block: Option<Plan>,
+}
+
+/// How a block-wise body will be stored and cut.
+#[derive(Debug, PartialEq)]
+struct Plan {
+    key: Vec<u8>,
+    szx: u8,
 }
 
 /// Why the daemon could not back a request.
@@ -57,6 +68,11 @@ impl Exchange {
         encode(&self.response)
     }
 
+    /// Whether the body will be served block-wise (stored at block 0).
+    pub fn is_blockwise(&self) -> bool {
+        self.block.is_some()
+    }
+
     fn unavailable(mut response: Packet) -> Vec<u8> {
         response.header.code = MessageClass::Response(ResponseType::ServiceUnavailable);
         // Max-Age 1: the client may retry after a second.
@@ -65,16 +81,36 @@ impl Exchange {
     }
 }
 
+/// Why a request was refused before anything was fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 4.29 Too Many Requests with this Max-Age (RFC 8516).
+    TooMany(u32),
+    /// 4.00: `n` exceeds this identity's whole quota per window.
+    OverQuota,
+    /// 5.03 Max-Age 1: no room to store a block-wise body now.
+    NoRoom,
+}
+
 fn encode(p: &Packet) -> Vec<u8> {
     // Our responses are small and well-formed; an encoding failure would be a bug, and an
     // empty datagram is dropped by the caller rather than crashing the server.
     p.to_bytes().unwrap_or_default()
 }
 
-/// Per-peer CoAP state: duplicate detection and our message ids.
+/// Per-peer CoAP state: duplicate detection, our message ids, the block-wise body.
 #[derive(Debug)]
 pub struct Endpoint {
     max_n: usize,
+    /// Our largest block size exponent.
+    szx: u8,
+    /// How long a block-wise body is kept after block 0.
+    block_life: Duration,
+    /// At most one body being served block-wise.
+    blocks: BlockStore,
+    /// Bytes of a block-wise body being fetched (one at a time), counted like stored ones.
+    reserved: usize,
+    next_etag: u32,
     next_mid: u16,
     /// (message id, when, response) for CON and NON requests answered recently.
     seen: VecDeque<(u16, Instant, Vec<u8>)>,
@@ -93,11 +129,94 @@ impl Endpoint {
     pub fn new(max_n: usize, seed: u16) -> Endpoint {
         Endpoint {
             max_n,
+            szx: MAX_SZX,
+            block_life: Duration::from_secs(30),
+            blocks: BlockStore::default(),
+            reserved: 0,
+            next_etag: u32::from(seed) << 16,
             next_mid: seed,
             seen: VecDeque::new(),
             // Room for a full pipeline of answers plus retransmissions of the oldest.
             seen_max: 2 * MAX_PENDING,
             pending: Vec::new(),
+        }
+    }
+
+    /// Block size exponent (0..=6, smaller is kept as is) and how long a block-wise body is
+    /// kept after block 0.
+    pub fn with_blocks(mut self, szx: u8, life: Duration) -> Endpoint {
+        self.szx = szx.min(MAX_SZX);
+        self.block_life = life;
+        self
+    }
+
+    /// Bytes held or being fetched for a block-wise answer (the server caps their sum).
+    pub fn stored_bytes(&self) -> usize {
+        self.blocks.bytes() + self.reserved
+    }
+
+    /// Timers: wipes an expired block-wise body.
+    pub fn expire(&mut self, now: Instant) {
+        self.blocks.expire(now);
+    }
+
+    /// The caller accepted `x` (room, quota) and fetches its bytes: a block-wise body replaces
+    /// (wipes) any stored one and is counted from now on.
+    pub fn admit(&mut self, x: &Exchange) {
+        if x.block.is_some() {
+            self.blocks.clear();
+            self.reserved = x.n;
+        }
+    }
+
+    /// The caller refused `x` before fetching: the answer, remembered for duplicates.
+    pub fn refuse(&mut self, request: &[u8], x: Exchange, why: Refusal, now: Instant) -> Vec<u8> {
+        let mut r = x.response;
+        let out = match why {
+            Refusal::TooMany(secs) => {
+                r.header.code = MessageClass::Response(ResponseType::TooManyRequests);
+                r.add_option(CoapOption::MaxAge, uint(secs.max(1)));
+                encode(&r)
+            }
+            Refusal::OverQuota => {
+                r.header.code = MessageClass::Response(ResponseType::BadRequest);
+                r.payload = b"n exceeds this identity's quota per window".to_vec();
+                encode(&r)
+            }
+            Refusal::NoRoom => Exchange::unavailable(r),
+        };
+        self.remember(request, &out, now);
+        out
+    }
+
+    /// The daemon's answer to an admitted `x`: the response (block 0 of a stored body for a
+    /// block-wise one). Call [`Endpoint::remember`] with it.
+    pub fn finish(
+        &mut self,
+        x: Exchange,
+        bytes: Result<Vec<u8>, Unavailable>,
+        now: Instant,
+    ) -> Vec<u8> {
+        let Some(plan) = x.block else {
+            return x.finish(bytes);
+        };
+        self.reserved = 0;
+        let mut r = x.response;
+        let b = match bytes {
+            Ok(b) if b.len() == x.n => b,
+            _ => return Exchange::unavailable(r),
+        };
+        self.next_etag = self.next_etag.wrapping_add(1);
+        let etag = self.next_etag.to_be_bytes().to_vec();
+        self.blocks
+            .put(plan.key.clone(), etag, b, now + self.block_life);
+        match self.blocks.get(&plan.key, &[], 0, plan.szx, self.szx, now) {
+            Ok(s) => {
+                block_response(&mut r, s);
+                encode(&r)
+            }
+            // Unreachable (the body is longer than one block), but never a panic.
+            Err(_) => Exchange::unavailable(r),
         }
     }
 
@@ -132,7 +251,7 @@ impl Endpoint {
     }
 
     /// Handles one request (after [`Endpoint::cached`] said it is new).
-    pub fn handle(&mut self, datagram: &[u8]) -> Action {
+    pub fn handle(&mut self, datagram: &[u8], now: Instant) -> Action {
         let Ok(req) = Packet::from_bytes(datagram) else {
             return Action::Ignore;
         };
@@ -167,13 +286,49 @@ impl Endpoint {
                 if method != RequestType::Get {
                     return status(resp, ResponseType::MethodNotAllowed);
                 }
+                let block = match req.get_first_option(CoapOption::Block2) {
+                    None => None,
+                    Some(v) => match Block2::parse(v) {
+                        Some(b) => Some(b),
+                        None => return status(resp, ResponseType::BadOption),
+                    },
+                };
+                let key = resource_key(&req);
+                if let Some(b) = block.filter(|b| b.num > 0) {
+                    // A later block: from the stored body only, never fresh bytes.
+                    let etags: Vec<Vec<u8>> = req
+                        .get_option(CoapOption::ETag)
+                        .map(|l| l.iter().cloned().collect())
+                        .unwrap_or_default();
+                    return match self.blocks.get(&key, &etags, b.num, b.szx, self.szx, now) {
+                        Ok(s) => {
+                            block_response(&mut resp, s);
+                            status(resp, ResponseType::Content)
+                        }
+                        Err(e) => {
+                            resp.payload = e.to_string().into_bytes();
+                            status(resp, ResponseType::RequestEntityIncomplete)
+                        }
+                    };
+                }
+                // The client may ask for smaller blocks than ours at block 0.
+                let szx = block.map_or(self.szx, |b| b.szx.min(self.szx));
                 match query_n(&req, self.max_n) {
                     Ok(_) if self.pending.len() >= MAX_PENDING => {
                         Action::Reply(Exchange::unavailable(resp))
                     }
+                    // One block-wise body per session is being fetched at a time.
+                    Ok(n) if n > 16 << szx && self.reserved > 0 => {
+                        Action::Reply(Exchange::unavailable(resp))
+                    }
                     Ok(n) => {
                         self.pending.push(req.header.message_id);
-                        Action::Entropy(Exchange { n, response: resp })
+                        let block = (n > 16 << szx).then_some(Plan { key, szx });
+                        Action::Entropy(Exchange {
+                            n,
+                            response: resp,
+                            block,
+                        })
                     }
                     Err(()) => {
                         resp.payload = format!("n must be 1..={}", self.max_n).into_bytes();
@@ -192,6 +347,29 @@ impl Endpoint {
             _ => status(resp, ResponseType::NotFound),
         }
     }
+}
+
+/// Path and query of a request, as the key of its stored body.
+fn resource_key(req: &Packet) -> Vec<u8> {
+    let mut k = Vec::new();
+    for (o, tag) in [(CoapOption::UriPath, b'/'), (CoapOption::UriQuery, b'?')] {
+        for v in req.get_option(o).into_iter().flatten() {
+            // Length-prefixed: no two different option lists give the same key.
+            k.push(tag);
+            k.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            k.extend_from_slice(v);
+        }
+    }
+    k
+}
+
+/// A 2.05 carrying one block of a stored body.
+fn block_response(r: &mut Packet, s: crate::block::Served) {
+    r.header.code = MessageClass::Response(ResponseType::Content);
+    r.add_option(CoapOption::ETag, s.etag);
+    r.set_content_format(ContentFormat::ApplicationOctetStream);
+    r.add_option(CoapOption::Block2, s.block.encode());
+    r.payload = s.payload;
 }
 
 /// `n=` from the Uri-Query options: absent means [`DEFAULT_N`]; anything else malformed,
@@ -234,6 +412,10 @@ mod tests {
         p.to_bytes().unwrap()
     }
 
+    fn h(e: &mut Endpoint, d: &[u8]) -> Action {
+        e.handle(d, Instant::now())
+    }
+
     fn code(b: &[u8]) -> MessageClass {
         Packet::from_bytes(b).unwrap().header.code
     }
@@ -241,13 +423,16 @@ mod tests {
     #[test]
     fn get_entropy_default_and_bounded_n() {
         let mut e = Endpoint::new(256, 7);
-        let Action::Entropy(x) = e.handle(&req(
-            MessageType::Confirmable,
-            5,
-            &["entropy"],
-            &[],
-            RequestType::Get,
-        )) else {
+        let Action::Entropy(x) = h(
+            &mut e,
+            &req(
+                MessageType::Confirmable,
+                5,
+                &["entropy"],
+                &[],
+                RequestType::Get,
+            ),
+        ) else {
             panic!("expected an entropy exchange")
         };
         assert_eq!(x.n, 32);
@@ -259,13 +444,16 @@ mod tests {
         assert_eq!(p.get_token(), &[1, 2, 3]);
         assert_eq!(p.payload, vec![0xab; 32]);
 
-        let Action::Entropy(x) = e.handle(&req(
-            MessageType::Confirmable,
-            6,
-            &["entropy"],
-            &["n=256"],
-            RequestType::Get,
-        )) else {
+        let Action::Entropy(x) = h(
+            &mut e,
+            &req(
+                MessageType::Confirmable,
+                6,
+                &["entropy"],
+                &["n=256"],
+                RequestType::Get,
+            ),
+        ) else {
             panic!()
         };
         assert_eq!(x.n, 256);
@@ -278,13 +466,16 @@ mod tests {
             "n=+5",
             "n=99999999999",
         ] {
-            let Action::Reply(r) = e.handle(&req(
-                MessageType::Confirmable,
-                8,
-                &["entropy"],
-                &[bad],
-                RequestType::Get,
-            )) else {
+            let Action::Reply(r) = h(
+                &mut e,
+                &req(
+                    MessageType::Confirmable,
+                    8,
+                    &["entropy"],
+                    &[bad],
+                    RequestType::Get,
+                ),
+            ) else {
                 panic!("{bad}")
             };
             assert_eq!(
@@ -299,13 +490,16 @@ mod tests {
     fn daemon_refusal_or_short_answer_is_503_never_padded() {
         let mut e = Endpoint::new(256, 7);
         for r in [Err(Unavailable), Ok(vec![1; 31])] {
-            let Action::Entropy(x) = e.handle(&req(
-                MessageType::NonConfirmable,
-                5,
-                &["entropy"],
-                &[],
-                RequestType::Get,
-            )) else {
+            let Action::Entropy(x) = h(
+                &mut e,
+                &req(
+                    MessageType::NonConfirmable,
+                    5,
+                    &["entropy"],
+                    &[],
+                    RequestType::Get,
+                ),
+            ) else {
                 panic!()
             };
             let p = Packet::from_bytes(&x.finish(r)).unwrap();
@@ -321,13 +515,16 @@ mod tests {
     #[test]
     fn well_known_core_not_found_and_method() {
         let mut e = Endpoint::new(256, 7);
-        let Action::Reply(r) = e.handle(&req(
-            MessageType::Confirmable,
-            1,
-            &[".well-known", "core"],
-            &[],
-            RequestType::Get,
-        )) else {
+        let Action::Reply(r) = h(
+            &mut e,
+            &req(
+                MessageType::Confirmable,
+                1,
+                &[".well-known", "core"],
+                &[],
+                RequestType::Get,
+            ),
+        ) else {
             panic!()
         };
         let p = Packet::from_bytes(&r).unwrap();
@@ -336,23 +533,29 @@ mod tests {
             Some(ContentFormat::ApplicationLinkFormat)
         );
         assert!(String::from_utf8(p.payload).unwrap().contains("</entropy>"));
-        let Action::Reply(r) = e.handle(&req(
-            MessageType::Confirmable,
-            2,
-            &["nope"],
-            &[],
-            RequestType::Get,
-        )) else {
+        let Action::Reply(r) = h(
+            &mut e,
+            &req(
+                MessageType::Confirmable,
+                2,
+                &["nope"],
+                &[],
+                RequestType::Get,
+            ),
+        ) else {
             panic!()
         };
         assert_eq!(code(&r), MessageClass::Response(ResponseType::NotFound));
-        let Action::Reply(r) = e.handle(&req(
-            MessageType::Confirmable,
-            3,
-            &["entropy"],
-            &[],
-            RequestType::Post,
-        )) else {
+        let Action::Reply(r) = h(
+            &mut e,
+            &req(
+                MessageType::Confirmable,
+                3,
+                &["entropy"],
+                &[],
+                RequestType::Post,
+            ),
+        ) else {
             panic!()
         };
         assert_eq!(
@@ -393,11 +596,11 @@ mod tests {
     fn garbage_and_non_requests_are_ignored() {
         let mut e = Endpoint::new(256, 7);
         for g in [&b""[..], b"\xff", b"\x40\x01", &[0x4f; 40]] {
-            let _ = e.handle(g);
+            let _ = h(&mut e, g);
             let _ = e.cached(g, Instant::now());
         }
         let mut p = Packet::new();
         p.header.set_type(MessageType::Acknowledgement);
-        assert_eq!(e.handle(&p.to_bytes().unwrap()), Action::Ignore);
+        assert_eq!(h(&mut e, &p.to_bytes().unwrap()), Action::Ignore);
     }
 }

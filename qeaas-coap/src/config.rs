@@ -4,11 +4,28 @@
 //! listen = "[::]:5684"
 //! socket = "/run/qeaas/entropy.sock"
 //! user = "qeaas-coap"        # dropped to when started as root
-//! max_bytes = 256            # largest n= in GET /entropy?n=
+//! max_bytes = 256            # largest n= in GET /entropy?n= (1..=65536)
+//! block_size = 1024          # Block2 size for larger answers: 16, 32, ..., 1024
+//! block_store_bytes = 1048576  # block-wise bodies held by all sessions together
+//! block_secs = 30            # a stored body is wiped this long after block 0
 //! [[psk]]
 //! identity = "device-1"
 //! key = "secret text"        # or key_hex = "00112233..."
+//!
+//! # Quotas (optional). Without [quota] nothing is limited. An identity is a PSK identity;
+//! # a client with no PSK (it authenticated the server by certificate) is "addr:" and its IP.
+//! [quota.default]            # for every identity without a table of its own
+//! window_secs = 60           # 1..=86400
+//! bytes_per_window = 65536   # at least one of the two limits
+//! requests_per_window = 600
+//! [quota.identity."device-1"]  # replaces the default for this identity (a [[psk]] one)
+//! window_secs = 10
+//! requests_per_window = 5    # no bytes_per_window: bytes unlimited for it
 //! ```
+//!
+//! Over quota a request gets 4.29 Too Many Requests with Max-Age = whole seconds until its
+//! window ends (RFC 8516), and nothing is fetched for it. A block-wise answer counts as one
+//! request of its whole size, at block 0.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,8 +33,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// Largest `max_bytes`: one response must fit a DTLS record in a 1280-byte IPv6 path.
-pub const MAX_BYTES_LIMIT: usize = 1024;
+/// Largest `max_bytes`. Answers above `block_size` go block-wise (RFC 7959), each datagram
+/// within a 1280-byte IPv6 path; the whole body is held in memory while it is served.
+pub const MAX_BYTES_LIMIT: usize = 65536;
 
 /// Why a configuration was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +81,15 @@ fn d_wait_ms() -> u16 {
 fn d_daemon_connections() -> usize {
     4
 }
+fn d_block_size() -> usize {
+    1024
+}
+fn d_block_store_bytes() -> usize {
+    1 << 20
+}
+fn d_block_secs() -> u64 {
+    30
+}
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -99,6 +126,17 @@ pub struct Config {
     /// many peers wait for the daemon side by side while datagrams keep being read.
     #[serde(default = "d_daemon_connections")]
     pub daemon_connections: usize,
+    /// Block2 size (a power of two, 16..=1024) for answers larger than one block.
+    #[serde(default = "d_block_size")]
+    pub block_size: usize,
+    /// Bytes of block-wise bodies all sessions together hold at most.
+    #[serde(default = "d_block_store_bytes")]
+    pub block_store_bytes: usize,
+    /// Seconds a block-wise body is kept after block 0.
+    #[serde(default = "d_block_secs")]
+    pub block_secs: u64,
+    /// Per-identity quotas.
+    pub quota: Option<QuotaConfig>,
     /// Accepted PSK identities.
     #[serde(default)]
     pub psk: Vec<Psk>,
@@ -115,6 +153,49 @@ pub struct Certificate {
     pub chain: PathBuf,
     /// Private key file.
     pub key: PathBuf,
+}
+
+/// `[quota]`: a default and per-identity limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// For identities without a table of their own.
+    pub default: Option<QuotaLimit>,
+    /// By identity; replaces the default for that identity.
+    #[serde(default)]
+    pub identity: std::collections::BTreeMap<String, QuotaLimit>,
+}
+
+/// One quota: at least one of the limits, per window.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaLimit {
+    /// Window length in seconds.
+    pub window_secs: u64,
+    /// Bytes granted per window.
+    pub bytes_per_window: Option<u64>,
+    /// Requests granted per window.
+    pub requests_per_window: Option<u64>,
+}
+
+impl QuotaLimit {
+    fn check(&self, whose: &str) -> Result<crate::quota::Limit, ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(format!("quota {whose}: {m}")));
+        if !(1..=86400).contains(&self.window_secs) {
+            return bad("window_secs must be 1..=86400");
+        }
+        if self.bytes_per_window.is_none() && self.requests_per_window.is_none() {
+            return bad("give bytes_per_window, requests_per_window or both");
+        }
+        if self.bytes_per_window == Some(0) || self.requests_per_window == Some(0) {
+            return bad("limits must be positive");
+        }
+        Ok(crate::quota::Limit {
+            window: std::time::Duration::from_secs(self.window_secs),
+            bytes: self.bytes_per_window,
+            requests: self.requests_per_window,
+        })
+    }
 }
 
 /// One PSK identity.
@@ -163,8 +244,44 @@ impl Config {
         if c.psk.is_empty() && c.certificate.is_none() {
             return bad("no [[psk]] and no [certificate]: nobody could connect".into());
         }
-        c.psk_table()?;
+        if !(16..=1024).contains(&c.block_size) || !c.block_size.is_power_of_two() {
+            return bad("block_size must be one of 16, 32, 64, 128, 256, 512, 1024".into());
+        }
+        if c.block_store_bytes < c.max_bytes || c.block_store_bytes > 1 << 30 {
+            return bad("block_store_bytes must be max_bytes..=1073741824".into());
+        }
+        if !(1..=300).contains(&c.block_secs) {
+            return bad("block_secs must be 1..=300".into());
+        }
+        let table = c.psk_table()?;
+        if let Some(q) = &c.quota {
+            for id in q.identity.keys() {
+                if !table.contains_key(id.as_bytes()) && !id.starts_with("addr:") {
+                    return bad(format!("quota for {id:?}: no [[psk]] has that identity"));
+                }
+            }
+        }
+        c.quotas()?;
         Ok(c)
+    }
+
+    /// The quota tables, checked.
+    pub fn quotas(&self) -> Result<crate::quota::Quotas, ConfigError> {
+        let Some(q) = &self.quota else {
+            return Ok(crate::quota::Quotas::default());
+        };
+        let default = q.default.as_ref().map(|l| l.check("default")).transpose()?;
+        let mut by = std::collections::HashMap::new();
+        for (id, l) in &q.identity {
+            by.insert(id.clone(), l.check(id)?);
+        }
+        Ok(crate::quota::Quotas::new(default, by))
+    }
+
+    /// Block size exponent of `block_size`.
+    pub fn block_szx(&self) -> u8 {
+        // 16 << szx == block_size; validated a power of two in 16..=1024.
+        (self.block_size.trailing_zeros().saturating_sub(4)).min(6) as u8
     }
 
     /// Reads and parses `path`.
@@ -224,6 +341,25 @@ mod tests {
         let c = Config::parse(OK).unwrap();
         assert_eq!(c.max_bytes, 256);
         assert_eq!(c.psk_table().unwrap()[&b"a".to_vec()], b"k");
+        assert_eq!((c.block_size, c.block_szx()), (1024, 6));
+        assert!(c.quota.is_none());
+    }
+
+    #[test]
+    fn quotas_and_blocks() {
+        let c = Config::parse(&format!(
+            "max_bytes = 65536\nblock_size = 512\n{OK}[quota.default]\nwindow_secs = 60\n\
+             bytes_per_window = 4096\n[quota.identity.a]\nwindow_secs = 10\nrequests_per_window = 2\n"
+        ))
+        .unwrap();
+        assert_eq!(c.block_szx(), 5);
+        let mut q = c.quotas().unwrap();
+        let t = std::time::Instant::now();
+        use crate::quota::Verdict;
+        assert_eq!(q.charge("a", 60000, t), Verdict::Granted);
+        assert_eq!(q.charge("a", 1, t), Verdict::Granted);
+        assert_eq!(q.charge("a", 1, t), Verdict::RetryAfter(10));
+        assert_eq!(q.charge("addr:10.0.0.1", 4097, t), Verdict::Never);
     }
 
     #[test]
@@ -234,7 +370,20 @@ mod tests {
             format!("{OK}extra = \"x\"\n"), // lands in the [[psk]] table
             "listen = \"127.0.0.1:1\"\n".to_string(),
             format!("max_bytes = 0\n{OK}"),
-            format!("max_bytes = 5000\n{OK}"),
+            format!("max_bytes = 70000\n{OK}"),
+            format!("block_size = 2048\n{OK}"),
+            format!("block_size = 100\n{OK}"),
+            format!("block_secs = 0\n{OK}"),
+            format!("max_bytes = 4096\nblock_store_bytes = 1000\n{OK}"),
+            format!("{OK}[quota.default]\nwindow_secs = 60\n"),
+            format!("{OK}[quota.default]\nwindow_secs = 0\nbytes_per_window = 1\n"),
+            format!("{OK}[quota.default]\nwindow_secs = 6\nbytes_per_window = 0\n"),
+            format!("{OK}[quota.default]\nwindow_secs = 6\nbytes = 10\n"),
+            format!("{OK}[quota]\nbogus = 1\n"),
+            format!(
+                "{OK}[quota.identity.\"nobody-known\"]\nwindow_secs = 6\nrequests_per_window = 1\n"
+            ),
+            format!("{OK}[quota.identity.a]\nwindow_secs = 6\nrequests_per_window = 1\nx = 1\n"),
             "[[psk]]\nidentity = \"a\"\nkey = \"k\"\nkey_hex = \"00\"\n".into(),
             "[[psk]]\nidentity = \"a\"\nkey_hex = \"0g\"\n".into(),
             "[[psk]]\nidentity = \"a\"\n".into(),

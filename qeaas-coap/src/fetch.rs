@@ -39,12 +39,14 @@ pub enum FetchError {
     #[error("timed out: {0}")]
     Timeout(&'static str),
     /// The server answered with an error code (4.xx, 5.xx).
-    #[error("server answered {code}{}", if .message.is_empty() { String::new() } else { format!(": {}", .message) })]
+    #[error("server answered {code}{}{}", if .message.is_empty() { String::new() } else { format!(": {}", .message) }, .max_age.map(|s| format!(" (Max-Age {s}: retry in {s} s)")).unwrap_or_default())]
     Status {
         /// The CoAP code, e.g. `4.00`.
         code: String,
         /// The diagnostic payload, as text.
         message: String,
+        /// The Max-Age option, if any: when to retry a 4.29 or 5.03.
+        max_age: Option<u32>,
     },
     /// The server's answer made no sense (wrong block, oversized body).
     #[error("bad answer: {0}")]
@@ -567,6 +569,10 @@ impl BlockGet {
                     .filter(|c| !c.is_control())
                     .take(200)
                     .collect(),
+                max_age: p
+                    .get_first_option(CoapOption::MaxAge)
+                    .filter(|v| v.len() <= 4)
+                    .map(|v| v.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b))),
             }));
         }
         let block = p
@@ -749,9 +755,14 @@ mod tests {
         p.header.code = MessageClass::Response(ResponseType::ServiceUnavailable);
         p.payload = b"daemon\x07 down".to_vec();
         match g.on_response(&p.to_bytes().unwrap()) {
-            Step::Done(Err(FetchError::Status { code, message })) => {
+            Step::Done(Err(FetchError::Status {
+                code,
+                message,
+                max_age,
+            })) => {
                 assert_eq!(code, "5.03");
                 assert_eq!(message, "daemon down");
+                assert_eq!(max_age, None);
             }
             s => panic!("{s:?}"),
         }

@@ -5,6 +5,9 @@
 //! through [`Endpoint`] directly and through an established DTLS 1.2 PSK session into
 //! [`Server`] (parse, route, duplicate cache, fetch, answer); [`Harness::datagram`] hands raw
 //! bytes to [`Server::on_datagram`] as if from the network.
+//!
+//! Blocks are 32 bytes and `max_bytes` 64 here, so `n=33..64` takes the Block2 paths (block 0
+//! stored, later blocks, 4.08), and a small quota makes the 4.29 path reachable too.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use qeaas_wolfssl_sys::{Context, Progress, Role, Session, Version};
 
-use crate::coap::{Action, Endpoint, Unavailable};
-use crate::server::{Limits, Out, Server};
+use crate::coap::{Action, Endpoint, Refusal, Unavailable};
+use crate::quota::{Limit, Quotas};
+use crate::server::{BlockLimits, Limits, Out, Server};
 
 /// A server with one in-memory client, and simulated time.
 #[derive(Debug)]
@@ -48,12 +52,26 @@ impl Harness {
         };
         let mut cctx = Context::new(Role::Client, Version::Dtls12).expect("client context");
         cctx.set_psk_client(b"id", b"key");
+        let mut srv = Server::new(ctx, vec![7; 32], limits);
+        srv.set_blocks(BlockLimits {
+            szx: 1,
+            store_bytes: 256,
+            life: Duration::from_secs(5),
+        });
+        srv.set_quotas(Quotas::new(
+            Some(Limit {
+                window: Duration::from_secs(10),
+                bytes: Some(512),
+                requests: Some(6),
+            }),
+            HashMap::new(),
+        ));
         Harness {
-            srv: Server::new(ctx, vec![7; 32], limits),
+            srv,
             cctx,
             client: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 40000)),
-            endpoint: Endpoint::new(64, 1),
+            endpoint: Endpoint::new(64, 1).with_blocks(1, Duration::from_secs(5)),
             now: Instant::now(),
             answers: 0,
         }
@@ -125,10 +143,18 @@ impl Harness {
     pub fn coap(&mut self, plain: &[u8]) {
         self.now += Duration::from_millis(1);
         if self.endpoint.cached(plain, self.now).is_none() && !self.endpoint.is_pending(plain) {
-            match self.endpoint.handle(plain) {
-                Action::Entropy(x) => {
-                    let r = x.finish(Ok(vec![1; 8]));
+            match self.endpoint.handle(plain, self.now) {
+                // Alternately admitted (then answered with its bytes, or too few) and refused.
+                Action::Entropy(x) if self.answers % 2 == 0 => {
+                    self.endpoint.admit(&x);
+                    let n = if plain.len() % 3 == 0 { 8 } else { x.n };
+                    let r = self.endpoint.finish(x, Ok(vec![1; n]), self.now);
                     self.endpoint.remember(plain, &r, self.now);
+                }
+                Action::Entropy(x) => {
+                    let _ = self
+                        .endpoint
+                        .refuse(plain, x, Refusal::TooMany(3), self.now);
                 }
                 Action::Reply(r) => self.endpoint.remember(plain, &r, self.now),
                 Action::Ignore => {}

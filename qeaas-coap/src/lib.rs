@@ -4,6 +4,8 @@
 //! wolfSSL ([`qeaas_wolfssl_sys`]).
 //!
 //! - [`coap`]: resource logic, sans-IO.
+//! - [`block`]: the Block2 body store (one body per session), sans-IO.
+//! - [`quota`]: per-identity quotas (4.29 with Max-Age), sans-IO.
 //! - [`server`]: DTLS sessions and the stateless cookie listener, sans-IO.
 //! - [`run`]: the tokio UDP loop, the daemon client, dropping privileges.
 //! - [`fetch`]: the client side (`qeaas-fetch`, the handshake measurements).
@@ -11,10 +13,12 @@
 //! - [`fuzz`]: a socket-free harness for fuzzing the request path.
 #![forbid(unsafe_code)]
 
+pub mod block;
 pub mod coap;
 pub mod config;
 pub mod credentials;
 pub mod fetch;
 pub mod fuzz;
+pub mod quota;
 pub mod run;
 pub mod server;

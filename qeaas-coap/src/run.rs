@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::coap::Unavailable;
 use crate::config::Config;
-use crate::server::{Counters, Fetch, Limits, Out, Server};
+use crate::server::{BlockLimits, Counters, Fetch, Limits, Out, Server};
 
 /// Why the frontend stopped.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,30 @@ pub fn drop_privileges(user: &str) -> Result<(), RunError> {
     Ok(())
 }
 
+/// Largest single GET asked of the daemon: its default `max_request`. A larger body (a
+/// block-wise answer) is fetched in consecutive GETs on one connection; if one fails, the
+/// bytes already received are dropped, never served.
+const DAEMON_CHUNK: usize = 4096;
+
 async fn fetch(
+    client: &mut Option<AsyncClient>,
+    path: &Path,
+    n: usize,
+    wait_ms: u16,
+) -> Result<Vec<u8>, Unavailable> {
+    let mut body = Vec::with_capacity(n);
+    while body.len() < n {
+        let len = (n - body.len()).min(DAEMON_CHUNK);
+        let b = fetch_one(client, path, len, wait_ms).await?;
+        if b.len() != len {
+            return Err(Unavailable);
+        }
+        body.extend_from_slice(&b);
+    }
+    Ok(body)
+}
+
+async fn fetch_one(
     client: &mut Option<AsyncClient>,
     path: &Path,
     n: usize,
@@ -126,7 +149,7 @@ const FETCH_QUEUE: usize = 1024;
 type Done = (Fetch, Result<Vec<u8>, Unavailable>);
 
 /// Bytes asked of the daemon in one GET when waiting requests are coalesced: within the
-/// daemon's default `max_request` (4096), and one request alone is at most 1024.
+/// daemon's default `max_request` (4096). A larger single request is fetched alone.
 const BATCH_BYTES: usize = 1024;
 
 /// One daemon connection: takes fetches from the shared queue until it closes. Requests that
@@ -197,7 +220,16 @@ pub async fn serve(cfg: Config, sock: std::net::UdpSocket, ctx: Context) -> Resu
         idle: Duration::from_secs(cfg.idle_secs),
         handshake: Duration::from_secs(cfg.handshake_secs),
     };
+    let quotas = cfg
+        .quotas()
+        .map_err(|e| RunError::Io("config", io::Error::other(e)))?;
     let mut server = Server::new(ctx, secret, limits);
+    server.set_blocks(BlockLimits {
+        szx: cfg.block_szx(),
+        store_bytes: cfg.block_store_bytes,
+        life: Duration::from_secs(cfg.block_secs),
+    });
+    server.set_quotas(quotas);
     let (job_tx, job_rx) = mpsc::channel::<Fetch>(FETCH_QUEUE);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let job_rx = Arc::new(Mutex::new(job_rx));
@@ -238,6 +270,8 @@ pub async fn serve(cfg: Config, sock: std::net::UdpSocket, ctx: Context) -> Resu
                         unverified_in = c.unverified_in,
                         unverified_out = c.unverified_out,
                         bytes_served = c.bytes_served,
+                        over_quota = c.over_quota,
+                        block_store_bytes = server.stored_bytes(),
                         "counters"
                     );
                     logged = now;

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use qeaas_wolfssl_sys::{Context, Error as TlsError, Progress, Session};
 use tracing::{debug, info};
 
-use crate::coap::{Action, Endpoint, Exchange, Unavailable};
+use crate::block::MAX_SZX;
+use crate::coap::{Action, Endpoint, Exchange, Refusal, Unavailable};
+use crate::quota::{Quotas, Verdict};
 
 /// Limits, from the configuration.
 #[derive(Debug, Clone)]
@@ -29,6 +31,28 @@ pub struct Limits {
     pub idle: Duration,
     /// Deadline of a handshake.
     pub handshake: Duration,
+}
+
+/// Block-wise answers (RFC 7959), from the configuration.
+#[derive(Debug, Clone)]
+pub struct BlockLimits {
+    /// Our block size exponent: blocks of `16 << szx` bytes (at most [`MAX_SZX`]).
+    pub szx: u8,
+    /// Bytes of block-wise bodies held (or being fetched) by all sessions together at most;
+    /// a block-0 request that would exceed it gets 5.03 before anything is fetched.
+    pub store_bytes: usize,
+    /// A stored body is wiped this long after block 0 even if the client never finished.
+    pub life: Duration,
+}
+
+impl Default for BlockLimits {
+    fn default() -> Self {
+        BlockLimits {
+            szx: MAX_SZX,
+            store_bytes: 1 << 20,
+            life: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Something for the I/O loop to do.
@@ -65,6 +89,8 @@ pub struct Counters {
     pub bytes_served: u64,
     /// Datagrams dropped because a cap was reached.
     pub dropped_at_cap: u64,
+    /// Requests refused with 4.29 (or 4.00 when larger than the whole quota).
+    pub over_quota: u64,
     /// Bytes received from peers with no state yet (before their cookie verified).
     pub unverified_in: u64,
     /// Bytes sent to peers with no state yet: HelloVerifyRequests and HelloRetryRequests.
@@ -79,6 +105,9 @@ struct Peer {
     /// from the same address is a restarted client, not a retransmission.
     hello_random: Option<[u8; 32]>,
     established: bool,
+    /// Whose quota this session's requests count against: the PSK identity, else (a client
+    /// that authenticated only the server, by certificate) `addr:` and its IP address.
+    identity: String,
     started: Instant,
     last: Instant,
     timer: Instant,
@@ -92,6 +121,8 @@ pub struct Server {
     listener: Option<Session>,
     peers: HashMap<SocketAddr, Peer>,
     limits: Limits,
+    blocks: BlockLimits,
+    quotas: Quotas,
     /// Seeds CoAP message ids per peer (they need only be unique per endpoint).
     mid_seed: u16,
     /// Numbers sessions, so answers go only to the session that asked.
@@ -120,10 +151,27 @@ impl Server {
             listener: None,
             peers: HashMap::new(),
             limits,
+            blocks: BlockLimits::default(),
+            quotas: Quotas::default(),
             mid_seed: 1,
             next_session: 0,
             counters: Counters::default(),
         }
+    }
+
+    /// Block-wise limits (default: [`BlockLimits::default`]), for sessions made from now on.
+    pub fn set_blocks(&mut self, b: BlockLimits) {
+        self.blocks = b;
+    }
+
+    /// Per-identity quotas (default: none).
+    pub fn set_quotas(&mut self, q: Quotas) {
+        self.quotas = q;
+    }
+
+    /// Bytes held or being fetched for block-wise answers, all sessions together.
+    pub fn stored_bytes(&self) -> usize {
+        self.peers.values().map(|p| p.coap.stored_bytes()).sum()
     }
 
     /// Counters so far.
@@ -215,11 +263,13 @@ impl Server {
                         session,
                         hello_random: client_hello_random(data),
                         established: false,
+                        identity: String::new(),
                         started: now,
                         last: now,
                         timer: now,
                         id: self.next_session,
-                        coap: Endpoint::new(self.limits.max_bytes, self.mid_seed),
+                        coap: Endpoint::new(self.limits.max_bytes, self.mid_seed)
+                            .with_blocks(self.blocks.szx, self.blocks.life),
                     },
                 );
                 // The ClientHello was consumed; continue with our flight.
@@ -241,7 +291,9 @@ impl Server {
         now: Instant,
         out: &mut Vec<Out>,
     ) {
-        let Some(p) = self.peers.get_mut(&from) else {
+        // Out of the map while it is handled, so the other sessions' stored bytes can be
+        // counted; put back unless the session ended.
+        let Some(mut p) = self.peers.remove(&from) else {
             return;
         };
         if !data.is_empty() {
@@ -253,6 +305,11 @@ impl Server {
             match p.session.handshake() {
                 Ok(Progress::Done) => {
                     p.established = true;
+                    p.identity = p
+                        .session
+                        .psk_identity()
+                        .filter(|i| !i.is_empty())
+                        .unwrap_or_else(|| format!("addr:{}", from.ip()));
                     self.counters.handshakes += 1;
                     info!(
                         peer = %from,
@@ -290,7 +347,7 @@ impl Server {
                             // Its answer follows when the daemon's bytes arrive.
                             continue;
                         }
-                        match p.coap.handle(req) {
+                        match p.coap.handle(req, now) {
                             Action::Ignore => {}
                             Action::Reply(r) => {
                                 p.coap.remember(req, &r, now);
@@ -299,12 +356,21 @@ impl Server {
                                     break;
                                 }
                             }
-                            Action::Entropy(exchange) => out.push(Out::Fetch(Fetch {
-                                peer: from,
-                                session: p.id,
-                                request: req.to_vec(),
-                                exchange,
-                            })),
+                            Action::Entropy(exchange) => match self.admit(&mut p, &exchange, now) {
+                                Ok(()) => out.push(Out::Fetch(Fetch {
+                                    peer: from,
+                                    session: p.id,
+                                    request: req.to_vec(),
+                                    exchange,
+                                })),
+                                Err(why) => {
+                                    let r = p.coap.refuse(req, exchange, why, now);
+                                    if r.is_empty() || p.session.write(&r).is_err() {
+                                        drop_peer = true;
+                                        break;
+                                    }
+                                }
+                            },
                         }
                     }
                     Ok(None) => break,
@@ -319,9 +385,32 @@ impl Server {
         for d in p.session.take_datagrams() {
             out.push(Out::Send(from, d));
         }
-        if drop_peer {
-            self.peers.remove(&from);
+        if !drop_peer {
+            self.peers.insert(from, p);
         }
+    }
+
+    /// Room and quota for a request about to be fetched, decided before the daemon is asked:
+    /// a refused request draws nothing from the pool. `p` is out of the map.
+    fn admit(&mut self, p: &mut Peer, x: &Exchange, now: Instant) -> Result<(), Refusal> {
+        // The session's own stored body would be replaced, so only the others count.
+        if x.is_blockwise() && self.stored_bytes() + x.n > self.blocks.store_bytes {
+            return Err(Refusal::NoRoom);
+        }
+        // A block-wise body counts once, whole, here at block 0; later blocks are free.
+        match self.quotas.charge(&p.identity, x.n as u64, now) {
+            Verdict::Granted => {}
+            Verdict::RetryAfter(secs) => {
+                self.counters.over_quota += 1;
+                return Err(Refusal::TooMany(secs));
+            }
+            Verdict::Never => {
+                self.counters.over_quota += 1;
+                return Err(Refusal::OverQuota);
+            }
+        }
+        p.coap.admit(x);
+        Ok(())
     }
 
     /// The daemon answered `fetch`: encrypt and send the CoAP response.
@@ -342,7 +431,7 @@ impl Server {
         };
         let served = bytes.as_ref().map(Vec::len).unwrap_or(0);
         let ok = bytes.as_ref().is_ok_and(|b| b.len() == fetch.exchange.n);
-        let r = fetch.exchange.finish(bytes);
+        let r = p.coap.finish(fetch.exchange, bytes, now);
         p.coap.remember(&fetch.request, &r, now);
         if p.session.write(&r).is_ok() {
             if ok {
@@ -363,7 +452,9 @@ impl Server {
     pub fn on_tick(&mut self, now: Instant) -> Vec<Out> {
         let mut out = Vec::new();
         let mut gone = Vec::new();
+        self.quotas.prune(now);
         for (a, p) in self.peers.iter_mut() {
+            p.coap.expire(now);
             if p.established {
                 if now.saturating_duration_since(p.last) >= self.limits.idle {
                     p.session.close();

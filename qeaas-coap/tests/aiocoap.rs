@@ -17,6 +17,18 @@ const AIO_KEY: &str = "0123456789abcdef";
 /// Runs aiocoap-client (killed after `secs`) with a `--credentials` file for GET /entropy; its
 /// stdout (the payload) and whether it exited 0.
 fn aiocoap_get(dir: &Path, id: &str, key: &str, port: u16, secs: u32) -> (Vec<u8>, bool) {
+    aiocoap_get_path(dir, id, key, port, secs, "entropy")
+}
+
+/// As [`aiocoap_get`] for `path` (with its query).
+fn aiocoap_get_path(
+    dir: &Path,
+    id: &str,
+    key: &str,
+    port: u16,
+    secs: u32,
+    path: &str,
+) -> (Vec<u8>, bool) {
     let cred = dir.join(format!("cred-{id}-{}.json", key.len()));
     // Credentials are matched by URI pattern, port included.
     std::fs::write(
@@ -29,7 +41,7 @@ fn aiocoap_get(dir: &Path, id: &str, key: &str, port: u16, secs: u32) -> (Vec<u8
     let out = Command::new("timeout")
         .args([&secs.to_string(), AIOCOAP, "--credentials"])
         .arg(&cred)
-        .arg(format!("coaps://127.0.0.1:{port}/entropy"))
+        .arg(format!("coaps://127.0.0.1:{port}/{path}"))
         .stdin(Stdio::null())
         .output()
         .expect("run aiocoap-client");
@@ -69,4 +81,28 @@ fn aiocoap_client_gets_32_fresh_pool_bytes_over_dtls12_psk() {
         "{}",
         s.log()
     );
+}
+
+#[test]
+fn aiocoap_client_fetches_4096_bytes_block_wise_from_one_daemon_fetch() {
+    if !require(
+        Path::new(AIOCOAP).exists(),
+        "aiocoap-client in /opt/qeaas-aiocoap (scripts/setup-debian.sh)",
+    ) {
+        return;
+    }
+    let s = Stack::start_with("max_bytes = 65536\n", |_| {
+        format!("[[psk]]\nidentity = \"{AIO_ID}\"\nkey = \"{AIO_KEY}\"\n")
+    });
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let before = s.served_to_frontend();
+        let (b, ok) = aiocoap_get_path(s.dir.path(), AIO_ID, AIO_KEY, s.port, 30, "entropy?n=4096");
+        assert!(ok, "aiocoap-client failed; coapd log:\n{}", s.log());
+        assert_eq!(b.len(), 4096);
+        assert!(!seen.contains(&b), "the same body twice");
+        // aiocoap followed Block2 (4 blocks of 1024) and the body left the pool once.
+        assert_eq!(s.served_to_frontend() - before, 4096);
+        seen.push(b);
+    }
 }

@@ -300,3 +300,189 @@ fn an_answer_for_an_ended_session_never_reaches_a_new_session_at_the_same_addres
     assert!(srv.complete(f, Ok(vec![9; 32]), later).is_empty());
     assert_eq!(srv.counters().bytes_served, 0);
 }
+
+/// Sends `req` from `c`; the fetch it caused (answered with `bytes`) and the answer.
+#[track_caller]
+fn ask(
+    srv: &mut Server,
+    from: SocketAddr,
+    c: &mut Session,
+    req: &[u8],
+    bytes: Option<Vec<u8>>,
+    now: Instant,
+) -> (usize, Packet) {
+    c.write(req).unwrap();
+    let (_, fetches) = step(srv, from, c, now);
+    let n = fetches.len();
+    for f in fetches {
+        let Out::Fetch(f) = f else { panic!() };
+        assert_eq!(Some(f.exchange.n), bytes.as_ref().map(Vec::len));
+        for o in srv.complete(f, Ok(bytes.clone().unwrap()), now) {
+            if let Out::Send(_, d) = o {
+                c.feed(&d);
+            }
+        }
+    }
+    let mut buf = [0u8; 2048];
+    let len = c.read(&mut buf).unwrap().expect("an answer");
+    (n, Packet::from_bytes(&buf[..len]).unwrap())
+}
+
+fn block_get(mid: u16, num: u32, etag: Option<&[u8]>) -> Vec<u8> {
+    let mut p = Packet::from_bytes(&get(mid, Some("n=64"))).unwrap();
+    p.add_option(
+        CoapOption::Block2,
+        qeaas_coap::block::Block2 {
+            num,
+            more: false,
+            szx: 1,
+        }
+        .encode(),
+    );
+    if let Some(e) = etag {
+        p.add_option(CoapOption::ETag, e.to_vec());
+    }
+    p.to_bytes().unwrap()
+}
+
+fn code(p: &Packet) -> MessageClass {
+    p.header.code
+}
+
+#[test]
+fn block2_bodies_are_fetched_once_capped_wiped_and_quota_counted_at_block_0() {
+    use qeaas_coap::block::Block2;
+    use qeaas_coap::quota::{Limit, Quotas};
+    use qeaas_coap::server::BlockLimits;
+    let mut srv = server(limits());
+    // 32-byte blocks, 100 bytes stored at most across sessions; 3 requests per minute.
+    srv.set_blocks(BlockLimits {
+        szx: 1,
+        store_bytes: 100,
+        life: Duration::from_secs(20),
+    });
+    srv.set_quotas(Quotas::new(
+        Some(Limit {
+            window: Duration::from_secs(60),
+            bytes: None,
+            requests: Some(3),
+        }),
+        HashMap::new(),
+    ));
+    let t = Instant::now();
+    let (a, mut ca) = client(40010);
+    let (b, mut cb) = client(40011);
+    assert!(handshake(&mut srv, a, &mut ca, t));
+    assert!(handshake(&mut srv, b, &mut cb, t));
+    let body: Vec<u8> = (0..64).collect();
+
+    // A: block 0 fetches the whole body once.
+    let (fetched, p) = ask(
+        &mut srv,
+        a,
+        &mut ca,
+        &get(1, Some("n=64")),
+        Some(body.clone()),
+        t,
+    );
+    assert_eq!(fetched, 1);
+    assert_eq!(code(&p), MessageClass::Response(ResponseType::Content));
+    let blk = Block2::parse(p.get_first_option(CoapOption::Block2).unwrap()).unwrap();
+    assert_eq!((blk.num, blk.more, blk.szx), (0, true, 1));
+    assert_eq!(p.payload, body[..32]);
+    let etag = p.get_first_option(CoapOption::ETag).unwrap().clone();
+    assert_eq!(srv.stored_bytes(), 64);
+
+    // B: no room under the global cap: 5.03 at once, nothing fetched, no quota used.
+    let (fetched, p) = ask(&mut srv, b, &mut cb, &get(1, Some("n=64")), None, t);
+    assert_eq!(fetched, 0);
+    assert_eq!(
+        code(&p),
+        MessageClass::Response(ResponseType::ServiceUnavailable)
+    );
+    // B asking for A's next block gets nothing of A's body.
+    let (fetched, p) = ask(&mut srv, b, &mut cb, &block_get(2, 1, None), None, t);
+    assert_eq!(fetched, 0);
+    assert_eq!(
+        code(&p),
+        MessageClass::Response(ResponseType::RequestEntityIncomplete)
+    );
+    assert!(p.payload.iter().all(|x| x.is_ascii()));
+
+    // A: a wrong ETag or another query gets 4.08; the right block ends the transfer.
+    let (_, p) = ask(
+        &mut srv,
+        a,
+        &mut ca,
+        &block_get(2, 1, Some(b"nope")),
+        None,
+        t,
+    );
+    assert_eq!(
+        code(&p),
+        MessageClass::Response(ResponseType::RequestEntityIncomplete)
+    );
+    let (fetched, p) = ask(&mut srv, a, &mut ca, &block_get(3, 1, Some(&etag)), None, t);
+    assert_eq!(fetched, 0);
+    assert_eq!(p.payload, body[32..]);
+    let blk = Block2::parse(p.get_first_option(CoapOption::Block2).unwrap()).unwrap();
+    assert_eq!((blk.num, blk.more), (1, false));
+    assert_eq!(srv.stored_bytes(), 0, "wiped after the last block");
+    let (_, p) = ask(&mut srv, a, &mut ca, &block_get(4, 1, None), None, t);
+    assert_eq!(
+        code(&p),
+        MessageClass::Response(ResponseType::RequestEntityIncomplete)
+    );
+
+    // B now fits; its body expires unfinished and is wiped.
+    let (fetched, _) = ask(
+        &mut srv,
+        b,
+        &mut cb,
+        &get(5, Some("n=64")),
+        Some(vec![7; 64]),
+        t,
+    );
+    assert_eq!(fetched, 1);
+    assert_eq!(srv.stored_bytes(), 64);
+    // Within the idle timeout (30 s), past the body's life (20 s).
+    let later = t + Duration::from_secs(21);
+    srv.on_tick(later);
+    assert_eq!(srv.stored_bytes(), 0, "wiped at expiry");
+    let (_, p) = ask(&mut srv, b, &mut cb, &block_get(6, 1, None), None, later);
+    assert_eq!(
+        code(&p),
+        MessageClass::Response(ResponseType::RequestEntityIncomplete)
+    );
+
+    // Quota: identity "id" used 2 requests (the block-wise ones, once each); a third passes,
+    // the fourth gets 4.29 with Max-Age = the 39 s left of the window, and nothing fetched.
+    let (fetched, _) = ask(
+        &mut srv,
+        a,
+        &mut ca,
+        &get(7, Some("n=8")),
+        Some(vec![1; 8]),
+        later,
+    );
+    assert_eq!(fetched, 1);
+    let (fetched, p) = ask(&mut srv, a, &mut ca, &get(8, Some("n=8")), None, later);
+    assert_eq!(fetched, 0);
+    assert_eq!(
+        code(&p),
+        MessageClass::Response(ResponseType::TooManyRequests)
+    );
+    assert_eq!(p.get_first_option(CoapOption::MaxAge).unwrap(), &vec![39]);
+    assert_eq!(srv.counters().over_quota, 1);
+    // After the window the identity is served again.
+    let (fetched, p) = ask(
+        &mut srv,
+        a,
+        &mut ca,
+        &get(9, Some("n=8")),
+        Some(vec![2; 8]),
+        t + Duration::from_secs(60),
+    );
+    assert_eq!(fetched, 1);
+    assert_eq!(p.payload, vec![2; 8]);
+}

@@ -432,6 +432,9 @@ struct Io {
     inbox: VecDeque<Vec<u8>>,
     outbox: Vec<Vec<u8>>,
     psk: Arc<Psk>,
+    /// The identity whose key the server callback gave: in DTLS 1.3 wolfSSL does not keep
+    /// the client's identity for `wolfSSL_get_psk_identity` once the handshake is done.
+    psk_accepted: std::cell::RefCell<Option<Vec<u8>>>,
 }
 
 /// Upper bound on queued datagrams per session: a flood is dropped, never buffered.
@@ -499,6 +502,7 @@ extern "C" fn psk_server_cb(
         Some(k) if !k.is_empty() && k.len() <= max as usize => {
             // SAFETY: `key` is writable for `max` bytes and k.len() <= max.
             unsafe { std::ptr::copy_nonoverlapping(k.as_ptr(), key, k.len()) };
+            *io.psk_accepted.borrow_mut() = Some(id.to_vec());
             k.len() as c_uint
         }
         _ => 0,
@@ -599,6 +603,7 @@ impl Session {
                 inbox: VecDeque::new(),
                 outbox: Vec::new(),
                 psk: ctx.psk.clone(),
+                psk_accepted: std::cell::RefCell::new(None),
             }),
             role: ctx.role,
             _ctx: ctx.ctx.clone(),
@@ -692,6 +697,9 @@ impl Session {
     /// answers with a cookie request, keeping nothing. `Ok(true)` once a ClientHello with a
     /// valid cookie arrived: from then on this session belongs to that peer (call `handshake`).
     pub fn accept_stateless(&mut self) -> Result<bool, Error> {
+        // The listener serves many addresses: an identity it recorded belongs only to the
+        // ClientHello that verifies its cookie in this call (DTLS 1.3 checks the PSK here).
+        *self.io.psk_accepted.borrow_mut() = None;
         // SAFETY: valid session; callbacks only touch `self.io`.
         let r = unsafe { sys::wolfDTLS_accept_stateless(self.ssl.as_ptr()) };
         match r {
@@ -805,6 +813,9 @@ impl Session {
 
     /// The PSK identity the peer used (server side).
     pub fn psk_identity(&self) -> Option<String> {
+        if let Some(id) = self.io.psk_accepted.borrow().as_ref() {
+            return Some(String::from_utf8_lossy(id).into_owned());
+        }
         // SAFETY: valid session.
         cstr_opt(unsafe { sys::wolfSSL_get_psk_identity(self.ssl.as_ptr()) })
     }

@@ -126,8 +126,9 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("qeaas-fetch: {e}");
             // sysexits: 69 unavailable for 5.xx, 65 data error for 4.xx, 75 temp failure for
-            // timeouts, 1 otherwise.
+            // timeouts and 4.29 (over quota: retry after Max-Age), 1 otherwise.
             ExitCode::from(match e {
+                Error::Fetch(FetchError::Status { code, .. }) if code == "4.29" => 75,
                 Error::Fetch(FetchError::Status { code, .. }) if code.starts_with('5') => 69,
                 Error::Fetch(FetchError::Status { .. }) => 65,
                 Error::Fetch(FetchError::Timeout(_)) => 75,

@@ -41,6 +41,12 @@ pub struct Stack {
 impl Stack {
     /// Starts everything; `coapd_extra` is appended to the frontend's config.
     pub fn start(coapd_extra: impl FnOnce(&Path) -> String) -> Stack {
+        Stack::start_with("", coapd_extra)
+    }
+
+    /// As [`Stack::start`], with top-level keys `top` (e.g. `max_bytes = 4096\n`) placed
+    /// before the config's first table.
+    pub fn start_with(top: &str, coapd_extra: impl FnOnce(&Path) -> String) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         // The frontend drops to `nobody` and must still reach the daemon's socket in here.
         std::fs::set_permissions(
@@ -96,7 +102,7 @@ impl Stack {
         std::fs::write(
             &ccfg,
             format!(
-                "listen = \"127.0.0.1:{port}\"\nsocket = {socket:?}\nuser = \"nobody\"\nhandshake_secs = 3\n\
+                "listen = \"127.0.0.1:{port}\"\nsocket = {socket:?}\nuser = \"nobody\"\nhandshake_secs = 3\n{top}\
                  [[psk]]\nidentity = \"{ID}\"\nkey = \"{KEY}\"\n{}\n",
                 coapd_extra(dir.path())
             ),
@@ -163,19 +169,34 @@ impl Stack {
 
     /// Runs `client` with `auth` arguments (PSK or certificates).
     pub fn coap_client_args(&self, client: &str, auth: &[&str], path: &str) -> Option<Vec<u8>> {
+        self.coap_client_run(client, auth, path).0
+    }
+
+    /// Runs `client` with `args` (credentials, and e.g. `-b` or `-v`): the payload written
+    /// with `-o` (None when nothing was), and what it printed on stdout and stderr.
+    pub fn coap_client_run(
+        &self,
+        client: &str,
+        args: &[&str],
+        path: &str,
+    ) -> (Option<Vec<u8>>, String) {
         let out = self.dir.path().join(format!("out-{}", rand_suffix()));
         // The exit status is not used: libcoap's clients exit 0 on some failures.
-        let _ = Command::new("timeout")
+        let o = Command::new("timeout")
             .args(["20", client, "-m", "get", "-B", "4"])
-            .args(auth)
+            .args(args)
             .arg("-o")
             .arg(&out)
             .arg(self.url(path))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
+            .stdin(Stdio::null())
+            .output()
             .expect("run coap-client");
-        std::fs::read(&out).ok().filter(|b| !b.is_empty())
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (std::fs::read(&out).ok().filter(|b| !b.is_empty()), text)
     }
 }
 
