@@ -98,7 +98,7 @@ pub struct ClientCert {
     pub cert: PathBuf,
     /// The same certificate, DER (for firmware, which embeds it as bytes).
     pub cert_der: PathBuf,
-    /// Private key: SEC1 PEM for ECDSA (libcoap's `-j`), PKCS#8 DER for ML-DSA-44.
+    /// Private key, PKCS#8: PEM for ECDSA (libcoap's `-j`), DER for ML-DSA-44.
     pub key: PathBuf,
 }
 
@@ -214,6 +214,24 @@ impl Key {
                     .to_sec1_pem(LineEnding::LF)
                     .map_err(|e| CredError::Ecdsa(e.to_string()))?;
                 Ok(("pem", pem.as_bytes().to_vec()))
+            }
+        }
+    }
+}
+
+impl Key {
+    /// A client's private key file: PKCS#8, so it names its curve (GnuTLS, behind
+    /// coap-client-gnutls, refuses SEC1 keys without the curve parameters, which is what
+    /// `private_file` writes for ECDSA); PEM for ECDSA (libcoap's `-j`), DER for ML-DSA.
+    fn client_key_file(&self) -> Result<Vec<u8>, CredError> {
+        match self {
+            Key::MlDsa(_) => Ok(self.private_file()?.1),
+            Key::Ec(k) => {
+                use p256::pkcs8::EncodePrivateKey;
+                let pem = p256::SecretKey::from(k.as_nonzero_scalar())
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map_err(|e| CredError::Ecdsa(e.to_string()))?;
+                Ok(pem.as_bytes().to_vec())
             }
         }
     }
@@ -448,7 +466,7 @@ pub fn generate(spec: &Spec) -> Result<Written, CredError> {
             )?;
             write_new(&c.cert, 0o644, &pem("CERTIFICATE", &der)?)?;
             write_new(&c.cert_der, 0o644, &der)?;
-            write_new(&c.key, 0o600, &key.private_file()?.1)?;
+            write_new(&c.key, 0o600, &key.client_key_file()?)?;
         }
         // Commented out: asking every client for a certificate adds a CertificateRequest
         // (and the client's answer) to each certificate handshake, which a deployment of
