@@ -12,8 +12,16 @@
 //! identity = "device-1"
 //! key = "secret text"        # or key_hex = "00112233..."
 //!
-//! # Quotas (optional). Without [quota] nothing is limited. An identity is a PSK identity;
-//! # a client with no PSK (it authenticated the server by certificate) is "addr:" and its IP.
+//! [certificate]              # our chain and key, for certificate handshakes
+//! chain = "/etc/qeaas/coap/server.pem"
+//! key = "/etc/qeaas/coap/server-key.der"
+//! [client_certs]             # ask clients for certificates (needs [certificate])
+//! ca = "/etc/qeaas/coap/ca.pem"  # they must chain to this CA (PEM or DER)
+//! require = true             # refuse certificate handshakes without one (PSK ones pass)
+//!
+//! # Quotas (optional). Without [quota] nothing is limited. An identity is a PSK identity, or
+//! # the CN (else a subjectAltName) of a verified client certificate; a client that
+//! # authenticated only the server is "addr:" and its IP.
 //! [quota.default]            # for every identity without a table of its own
 //! window_secs = 60           # 1..=86400
 //! bytes_per_window = 65536   # at least one of the two limits
@@ -142,6 +150,20 @@ pub struct Config {
     pub psk: Vec<Psk>,
     /// Our certificate, for clients that authenticate the server by PKI instead of a PSK.
     pub certificate: Option<Certificate>,
+    /// Client certificates: asked for, verified against a CA, and naming the client.
+    pub client_certs: Option<ClientCerts>,
+}
+
+/// `[client_certs]`: mutual authentication by certificate. The CA file is read before the
+/// privileges are dropped, like the key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCerts {
+    /// CA certificate(s), PEM or DER: a client certificate must chain to one of them.
+    pub ca: PathBuf,
+    /// Refuse certificate handshakes without a valid client certificate. Clients with a PSK
+    /// are authenticated by it and pass; without `[[psk]]` every client needs a certificate.
+    pub require: bool,
 }
 
 /// A certificate chain and its key (ECDSA P-256 or ML-DSA-44), PEM or DER, read before the
@@ -253,11 +275,28 @@ impl Config {
         if !(1..=300).contains(&c.block_secs) {
             return bad("block_secs must be 1..=300".into());
         }
+        if c.client_certs.is_some() && c.certificate.is_none() {
+            return bad(
+                "[client_certs] needs [certificate]: in a certificate handshake the \
+                        server shows its own first"
+                    .into(),
+            );
+        }
         let table = c.psk_table()?;
         if let Some(q) = &c.quota {
             for id in q.identity.keys() {
-                if !table.contains_key(id.as_bytes()) && !id.starts_with("addr:") {
-                    return bad(format!("quota for {id:?}: no [[psk]] has that identity"));
+                // Certificate names cannot be listed ahead (the CA may issue more), so with
+                // [client_certs] any name is a possible identity; without it only PSK ones are.
+                if !table.contains_key(id.as_bytes())
+                    && !id.starts_with("addr:")
+                    && c.client_certs.is_none()
+                {
+                    return bad(format!(
+                        "quota for {id:?}: no [[psk]] has that identity (and no [client_certs])"
+                    ));
+                }
+                if id.is_empty() || id.len() > crate::identity::MAX_LEN {
+                    return bad(format!("quota for {id:?}: an identity is 1..=127 bytes"));
                 }
             }
         }
@@ -335,6 +374,28 @@ mod tests {
     use super::*;
 
     const OK: &str = "listen = \"127.0.0.1:5684\"\n[[psk]]\nidentity = \"a\"\nkey = \"k\"\n";
+    const CERT: &str = "[certificate]\nchain = \"c\"\nkey = \"k\"\n";
+
+    #[test]
+    fn client_certs_and_quotas_for_certificate_names() {
+        let quota = "[quota.identity.\"client-7\"]\nwindow_secs = 6\nrequests_per_window = 1\n";
+        // Without [client_certs], a quota must name a PSK identity...
+        assert!(Config::parse(&format!("{OK}{CERT}{quota}")).is_err());
+        // ...with it, a certificate name is fine too.
+        let c = Config::parse(&format!(
+            "{OK}{CERT}[client_certs]\nca = \"ca.pem\"\nrequire = true\n{quota}"
+        ))
+        .unwrap();
+        let cc = c.client_certs.as_ref().unwrap();
+        assert!(cc.require);
+        assert_eq!(cc.ca, std::path::Path::new("ca.pem"));
+        // Certificates only: no [[psk]] at all.
+        let c = Config::parse(&format!(
+            "{CERT}[client_certs]\nca = \"ca.pem\"\nrequire = false\n"
+        ))
+        .unwrap();
+        assert!(c.psk.is_empty() && !c.client_certs.unwrap().require);
+    }
 
     #[test]
     fn accepts_a_minimal_file_with_defaults() {
@@ -390,6 +451,12 @@ mod tests {
             format!("{OK}[certificate]\nchain = \"c\"\n"),
             "[certificate]\nchain = \"c\"\nkey = \"k\"\nbogus = 1\n".to_string(),
             format!("{OK}[[psk]]\nidentity = \"a\"\nkey = \"other\"\n"),
+            // [client_certs]: needs [certificate], `require` given, nothing else.
+            format!("{OK}[client_certs]\nca = \"ca.pem\"\nrequire = true\n"),
+            format!("{OK}{CERT}[client_certs]\nca = \"ca.pem\"\n"),
+            format!("{OK}{CERT}[client_certs]\nca = \"ca.pem\"\nrequire = true\nbogus = 1\n"),
+            format!("{OK}{CERT}[client_certs]\nrequire = false\n"),
+            format!("{OK}{CERT}[client_certs]\nca = \"ca.pem\"\nrequire = \"yes\"\n"),
         ] {
             assert!(Config::parse(&bad).is_err(), "accepted:\n{bad}");
         }
@@ -406,6 +473,26 @@ mod shipped {
         let bogus = t.replace("max_bytes = 256", "max_bytes = 256\nbogus = 1");
         assert!(super::Config::parse(&bogus).is_err());
         let bogus = format!("{t}bogus = 1\n");
+        assert!(super::Config::parse(&bogus).is_err());
+    }
+
+    /// The commented-out [certificate] and [client_certs] examples parse once uncommented,
+    /// and stay strict.
+    #[test]
+    fn shipped_certificate_examples_parse_when_uncommented() {
+        let t = include_str!("../../config/coapd.toml");
+        let mut on = t.to_string();
+        for block in [
+            "[certificate]\n# chain = \"/etc/qeaas/coap/server.pem\"\n# key = \"/etc/qeaas/coap/server-key.der\"",
+            "[client_certs]\n# ca = \"/etc/qeaas/coap/ca.pem\"\n# require = true",
+        ] {
+            let commented = format!("# {block}");
+            assert!(on.contains(&commented), "{block}");
+            on = on.replace(&commented, &block.replace("# ", ""));
+        }
+        let c = super::Config::parse(&on).unwrap();
+        assert!(c.client_certs.unwrap().require);
+        let bogus = on.replace("require = true", "require = true\nbogus = 1");
         assert!(super::Config::parse(&bogus).is_err());
     }
 }

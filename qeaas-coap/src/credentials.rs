@@ -1,6 +1,7 @@
 //! `qeaas-coapd gen-credentials`: a private CA, a server certificate signed by it (ML-DSA-44
-//! through wolfCrypt, or ECDSA P-256 through RustCrypto's `p256`), PSKs for N clients, and a
-//! `coapd.toml` snippet naming them.
+//! through wolfCrypt, or ECDSA P-256 through RustCrypto's `p256`), PSKs and client
+//! certificates (CN = the client's identity, clientAuth) for N clients, and a `coapd.toml`
+//! snippet naming them.
 //!
 //! X.509 v3 (RFC 5280) is DER-encoded here by hand on the DER primitives of
 //! `qeaas_wolfssl_sys::x509`, for both algorithms, with the keys we already have (wolfSSL's
@@ -62,8 +63,11 @@ pub struct Spec {
     pub algo: Algo,
     /// subjectAltName entries of the server certificate: IP addresses or DNS names.
     pub san: Vec<String>,
-    /// Validity of the server certificate in days (the CA gets ten times as long).
+    /// Validity of the server and client certificates in days (the CA gets ten times as long).
     pub days: u32,
+    /// Key algorithm of the client certificates (signed by the CA, whatever its algorithm);
+    /// `None`: PSKs only.
+    pub client_certs: Option<Algo>,
 }
 
 /// The files written.
@@ -79,8 +83,23 @@ pub struct Written {
     pub server_key: PathBuf,
     /// One PSK file per client: (identity, path of the key file).
     pub psks: Vec<(String, PathBuf)>,
+    /// One certificate per client, when asked for.
+    pub client_certs: Vec<ClientCert>,
     /// The `coapd.toml` snippet.
     pub snippet: PathBuf,
+}
+
+/// A client certificate and its key.
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    /// The client identity: the certificate's CN, as PSK identities are named.
+    pub identity: String,
+    /// Certificate, PEM (libcoap's `-c`, `qeaas-fetch --cert`).
+    pub cert: PathBuf,
+    /// The same certificate, DER (for firmware, which embeds it as bytes).
+    pub cert_der: PathBuf,
+    /// Private key, PKCS#8: PEM for ECDSA (libcoap's `-j`), DER for ML-DSA-44.
+    pub key: PathBuf,
 }
 
 fn oid(der_body: &[u8]) -> Vec<u8> {
@@ -200,9 +219,35 @@ impl Key {
     }
 }
 
+impl Key {
+    /// A client's private key file: PKCS#8, so it names its curve (GnuTLS, behind
+    /// coap-client-gnutls, refuses SEC1 keys without the curve parameters, which is what
+    /// `private_file` writes for ECDSA); PEM for ECDSA (libcoap's `-j`), DER for ML-DSA.
+    fn client_key_file(&self) -> Result<Vec<u8>, CredError> {
+        match self {
+            Key::MlDsa(_) => Ok(self.private_file()?.1),
+            Key::Ec(k) => {
+                use p256::pkcs8::EncodePrivateKey;
+                let pem = p256::SecretKey::from(k.as_nonzero_scalar())
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map_err(|e| CredError::Ecdsa(e.to_string()))?;
+                Ok(pem.as_bytes().to_vec())
+            }
+        }
+    }
+}
+
 /// The 160-bit key identifier of an SPKI.
 fn key_id(spki: &[u8]) -> Vec<u8> {
     sha2::Sha256::digest(spki)[..20].to_vec()
+}
+
+/// What a certificate is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ca,
+    Server,
+    Client,
 }
 
 struct Cert<'a> {
@@ -210,7 +255,7 @@ struct Cert<'a> {
     issuer: &'a str,
     spki: &'a [u8],
     issuer_spki: &'a [u8],
-    ca: bool,
+    kind: Kind,
     san: &'a [String],
     not_before: i64,
     not_after: i64,
@@ -226,7 +271,7 @@ fn random_serial() -> Result<Vec<u8>, CredError> {
 
 fn certificate(c: &Cert<'_>, issuer_key: &mut Key) -> Result<Vec<u8>, CredError> {
     let mut exts = Vec::new();
-    if c.ca {
+    if c.kind == Kind::Ca {
         exts.push(ext(&[0x55, 0x1d, 0x13], true, &seq(&[&[0x01, 0x01, 0xff]])));
         // keyCertSign | cRLSign.
         exts.push(ext(&[0x55, 0x1d, 0x0f], true, &[0x03, 0x02, 0x01, 0x06]));
@@ -234,12 +279,15 @@ fn certificate(c: &Cert<'_>, issuer_key: &mut Key) -> Result<Vec<u8>, CredError>
         exts.push(ext(&[0x55, 0x1d, 0x13], true, &seq(&[])));
         // digitalSignature: the key signs the TLS handshake.
         exts.push(ext(&[0x55, 0x1d, 0x0f], true, &[0x03, 0x02, 0x07, 0x80]));
-        // extKeyUsage serverAuth.
+        // extKeyUsage serverAuth (id-kp 1) or clientAuth (id-kp 2).
+        let kp = if c.kind == Kind::Server { 0x01 } else { 0x02 };
         exts.push(ext(
             &[0x55, 0x1d, 0x25],
             false,
-            &seq(&[&oid(&[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01])]),
+            &seq(&[&oid(&[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, kp])]),
         ));
+    }
+    if !c.san.is_empty() {
         let mut names = Vec::new();
         for s in c.san {
             match s.parse::<IpAddr>() {
@@ -324,7 +372,7 @@ pub fn generate(spec: &Spec) -> Result<Written, CredError> {
             issuer: ca_cn,
             spki: &ca_spki,
             issuer_spki: &ca_spki,
-            ca: true,
+            kind: Kind::Ca,
             san: &[],
             not_before,
             not_after: now + i64::from(spec.days) * 10 * day,
@@ -339,7 +387,7 @@ pub fn generate(spec: &Spec) -> Result<Written, CredError> {
             issuer: ca_cn,
             spki: &srv_spki,
             issuer_spki: &ca_spki,
-            ca: false,
+            kind: Kind::Server,
             san: &spec.san,
             not_before,
             not_after: now + i64::from(spec.days) * day,
@@ -356,6 +404,24 @@ pub fn generate(spec: &Spec) -> Result<Written, CredError> {
         psks: (1..=spec.clients)
             .map(|i| (format!("client-{i}"), out.join(format!("client-{i}.psk"))))
             .collect(),
+        client_certs: match spec.client_certs {
+            None => Vec::new(),
+            Some(_) => (1..=spec.clients)
+                .map(|i| ClientCert {
+                    identity: format!("client-{i}"),
+                    cert: out.join(format!("client-{i}.pem")),
+                    cert_der: out.join(format!("client-{i}.der")),
+                    key: out.join(format!(
+                        "client-{i}-key.{}",
+                        if spec.client_certs == Some(Algo::MlDsa44) {
+                            "der"
+                        } else {
+                            "pem"
+                        }
+                    )),
+                })
+                .collect(),
+        },
         snippet: out.join("coapd.toml"),
     };
     write_new(&w.ca, 0o644, &pem("CERTIFICATE", &ca)?)?;
@@ -380,6 +446,39 @@ pub fn generate(spec: &Spec) -> Result<Written, CredError> {
         let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         write_new(path, 0o600, key.as_bytes())?;
         let _ = write!(toml, "\n[[psk]]\nidentity = \"{id}\"\nkey = \"{key}\"\n");
+    }
+    if let Some(algo) = spec.client_certs {
+        for c in &w.client_certs {
+            let key = Key::generate(algo)?;
+            let spki = key.spki()?;
+            let der = certificate(
+                &Cert {
+                    subject: &c.identity,
+                    issuer: ca_cn,
+                    spki: &spki,
+                    issuer_spki: &ca_spki,
+                    kind: Kind::Client,
+                    san: &[],
+                    not_before,
+                    not_after: now + i64::from(spec.days) * day,
+                },
+                &mut ca_key,
+            )?;
+            write_new(&c.cert, 0o644, &pem("CERTIFICATE", &der)?)?;
+            write_new(&c.cert_der, 0o644, &der)?;
+            write_new(&c.key, 0o600, &key.client_key_file()?)?;
+        }
+        // Commented out: asking every client for a certificate adds a CertificateRequest
+        // (and the client's answer) to each certificate handshake, which a deployment of
+        // PSK devices and server-authenticating clients does not want by default.
+        let _ = write!(
+            toml,
+            "\n# Client certificates (client-N.pem, CN = client-N) were written too. To ask\n\
+             # clients for them, verified against this CA and naming the client for quotas:\n\
+             # [client_certs]\n# ca = {:?}\n\
+             # require = true   # refuse certificate handshakes without one (PSK ones pass)\n",
+            w.ca
+        );
     }
     write_new(&w.snippet, 0o600, toml.as_bytes())?;
     Ok(w)
@@ -406,6 +505,7 @@ mod tests {
             algo: Algo::EcdsaP256,
             san: vec!["127.0.0.1".into()],
             days: 1,
+            client_certs: Some(Algo::MlDsa44),
         };
         generate(&spec).unwrap();
         assert!(matches!(generate(&spec), Err(CredError::Io(..))));

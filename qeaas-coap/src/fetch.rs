@@ -56,7 +56,10 @@ pub enum FetchError {
 /// What the common wolfSSL handshake errors mean for a user of `qeaas-fetch`.
 fn hint(code: i32) -> &'static str {
     match code {
-        -313 => " (the server refused us: wrong PSK identity or key?)",
+        -313 => {
+            " (the server refused us: wrong PSK identity or key, or it wants a client \
+             certificate (--cert, --key) from its own CA?)"
+        }
         -188 | -155 => " (the server's certificate is not signed by the --ca given)",
         -150 | -151 => " (a certificate is not valid now: check the clocks)",
         -322 | -325 => " (the certificate does not name the host in the URL)",
@@ -200,16 +203,32 @@ pub fn client_context(
             }
         }
         Auth::Ca(ca) => {
-            let format = if ca.starts_with(b"-----BEGIN") {
-                Format::Pem
-            } else {
-                Format::Der
-            };
-            ctx.verify_peer(ca, format).map_err(setup)?;
+            ctx.verify_peer(ca, format_of(ca)).map_err(setup)?;
         }
         Auth::Insecure => {}
     }
     Ok(ctx)
+}
+
+/// PEM if it looks like PEM, else DER.
+fn format_of(data: &[u8]) -> Format {
+    if data.windows(10).any(|w| w == b"-----BEGIN") {
+        Format::Pem
+    } else {
+        Format::Der
+    }
+}
+
+/// Adds our certificate chain (leaf first) and its key, ECDSA P-256 or ML-DSA-44, PEM or DER,
+/// for servers that ask for one (`[client_certs]` in coapd.toml): it names us there. Not with
+/// [`Auth::Psk`]: PSK handshakes carry no certificates.
+pub fn use_client_certificate(
+    ctx: &mut Context,
+    chain: &[u8],
+    key: &[u8],
+) -> Result<(), FetchError> {
+    ctx.use_client_certificate(chain, format_of(chain), key, format_of(key))
+        .map_err(|e| FetchError::Setup(format!("client certificate: {e}")))
 }
 
 /// A credential or option wolfSSL refused while building the context.

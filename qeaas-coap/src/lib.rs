@@ -5,11 +5,13 @@
 //!
 //! - [`coap`]: resource logic, sans-IO.
 //! - [`block`]: the Block2 body store (one body per session), sans-IO.
+//! - [`identity`]: whose a session is (PSK identity, certificate name or address), sans-IO.
 //! - [`quota`]: per-identity quotas (4.29 with Max-Age), sans-IO.
 //! - [`server`]: DTLS sessions and the stateless cookie listener, sans-IO.
 //! - [`run`]: the tokio UDP loop, the daemon client, dropping privileges.
 //! - [`fetch`]: the client side (`qeaas-fetch`, the handshake measurements).
-//! - [`credentials`]: `qeaas-coapd gen-credentials` (CA, server certificate, PSKs).
+//! - [`credentials`]: `qeaas-coapd gen-credentials` (CA, server and client
+//!   certificates, PSKs).
 //! - [`fuzz`]: a socket-free harness for fuzzing the request path.
 #![forbid(unsafe_code)]
 
@@ -19,6 +21,7 @@ pub mod config;
 pub mod credentials;
 pub mod fetch;
 pub mod fuzz;
+pub mod identity;
 pub mod quota;
 pub mod run;
 pub mod server;

@@ -37,7 +37,8 @@ pub enum RunError {
 }
 
 /// The server context: DTLS 1.3 with a fallback to 1.2 (libcoap's clients), our PSKs, our
-/// certificate if configured, and the post-quantum groups first. Reads the key files, so it
+/// certificate and the CA for client certificates if configured, and the post-quantum groups
+/// first. Reads the key files, so it
 /// runs before the privileges are dropped.
 pub fn server_context(cfg: &Config) -> Result<Context, RunError> {
     use qeaas_wolfssl_sys::Group::*;
@@ -53,6 +54,10 @@ pub fn server_context(cfg: &Config) -> Result<Context, RunError> {
         let key = std::fs::read(&c.key).map_err(|e| RunError::Io("certificate key", e))?;
         ctx.use_certificate_chain(&chain, format_of(&chain))?;
         ctx.use_private_key(&key, format_of(&key))?;
+    }
+    if let Some(c) = &cfg.client_certs {
+        let ca = std::fs::read(&c.ca).map_err(|e| RunError::Io("client CA", e))?;
+        ctx.verify_clients(&ca, format_of(&ca), c.require)?;
     }
     ctx.set_groups(&[MlKem512, MlKem768, X25519MlKem768, X25519, P256])?;
     Ok(ctx)

@@ -11,11 +11,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use qeaas_wolfssl_sys::{Context, Error as TlsError, Progress, Session};
+use qeaas_wolfssl_sys::{ClientAuth, Context, Error as TlsError, Progress, Session};
 use tracing::{debug, info};
 
 use crate::block::MAX_SZX;
 use crate::coap::{Action, Endpoint, Exchange, Refusal, Unavailable};
+use crate::identity;
 use crate::quota::{Quotas, Verdict};
 
 /// Limits, from the configuration.
@@ -105,8 +106,9 @@ struct Peer {
     /// from the same address is a restarted client, not a retransmission.
     hello_random: Option<[u8; 32]>,
     established: bool,
-    /// Whose quota this session's requests count against: the PSK identity, else (a client
-    /// that authenticated only the server, by certificate) `addr:` and its IP address.
+    /// Whose quota this session's requests count against: the PSK identity, the name in a
+    /// verified client certificate, else (a client that authenticated only the server)
+    /// `addr:` and its IP address ([`identity::of_session`]).
     identity: String,
     started: Instant,
     last: Instant,
@@ -303,23 +305,35 @@ impl Server {
         let mut drop_peer = false;
         if !p.established {
             match p.session.handshake() {
-                Ok(Progress::Done) => {
-                    p.established = true;
-                    p.identity = p
-                        .session
-                        .psk_identity()
-                        .filter(|i| !i.is_empty())
-                        .unwrap_or_else(|| format!("addr:{}", from.ip()));
-                    self.counters.handshakes += 1;
-                    info!(
-                        peer = %from,
-                        version = p.session.version().unwrap_or_default(),
-                        cipher = p.session.cipher().unwrap_or_default(),
-                        group = p.session.group().unwrap_or_default(),
-                        identity = p.session.psk_identity().unwrap_or_default(),
-                        "handshake done"
-                    );
-                }
+                Ok(Progress::Done) => match identity::of_session(
+                    p.session.psk_identity(),
+                    p.session.peer_certificate_names(),
+                    self.ctx.client_auth() == ClientAuth::Required,
+                    from.ip(),
+                ) {
+                    Ok(id) => {
+                        p.established = true;
+                        p.identity = id.name();
+                        self.counters.handshakes += 1;
+                        info!(
+                            peer = %from,
+                            version = p.session.version().unwrap_or_default(),
+                            cipher = p.session.cipher().unwrap_or_default(),
+                            group = p.session.group().unwrap_or_default(),
+                            auth = id.kind(),
+                            identity = p.identity,
+                            "handshake done"
+                        );
+                    }
+                    Err(e) => {
+                        // Nothing was read from this client yet: it ends here, unserved
+                        // (close_notify goes out with the rest of our flight, below).
+                        info!(peer = %from, "client refused: {e}");
+                        p.session.close();
+                        self.counters.failed += 1;
+                        drop_peer = true;
+                    }
+                },
                 Ok(Progress::WantRead) => {
                     p.timer = now + Duration::from_secs(u64::from(p.session.timeout_secs()));
                 }

@@ -73,6 +73,9 @@
 #define NO_WOLFSSL_DIR
 /* Match iPAddress subjectAltNames (qeaas-fetch checks coaps://127.0.0.1 against them). */
 #define WOLFSSL_IP_ALT_NAME
+/* Keep the peer's verified certificate after the handshake: qeaas-coapd names a client by the
+ * CN (or a subjectAltName) of its certificate. */
+#define KEEP_PEER_CERT
 #endif
 
 #if defined(QEAAS_WOLFSSL_DEVICE)

@@ -21,4 +21,6 @@ pub mod wolf;
 pub mod x509;
 
 #[cfg(feature = "std")]
-pub use wolf::{Context, Error, Format, Group, MlDsa44, Progress, Role, Session, Version};
+pub use wolf::{
+    ClientAuth, Context, Error, Format, Group, MlDsa44, PeerNames, Progress, Role, Session, Version,
+};

@@ -26,6 +26,10 @@ mod sys {
         _p: [u8; 0],
     }
     #[repr(C)]
+    pub struct WOLFSSL_X509 {
+        _p: [u8; 0],
+    }
+    #[repr(C)]
     pub struct MlDsaKey {
         _p: [u8; 0],
     }
@@ -36,6 +40,9 @@ mod sys {
         extern "C" fn(*mut WOLFSSL, *const c_char, *mut c_uchar, c_uint) -> c_uint;
 
     pub const WOLFSSL_FAILURE: c_int = 0;
+    /// Fail a certificate handshake without a client certificate; PSK handshakes pass.
+    /// wolfSSL enforces it in (D)TLS 1.2 only.
+    pub const WOLFSSL_VERIFY_FAIL_EXCEPT_PSK: c_int = 1 << 4;
 
     // What only the host needs: the server side, certificates of our own, and wolfCrypt.
     extern "C" {
@@ -81,6 +88,12 @@ mod sys {
         pub fn wolfDTLS_accept_stateless(ssl: *mut WOLFSSL) -> c_int;
         pub fn wolfSSL_accept(ssl: *mut WOLFSSL) -> c_int;
         pub fn wolfSSL_get_psk_identity(ssl: *const WOLFSSL) -> *const c_char;
+        pub fn wolfSSL_set_verify(ssl: *mut WOLFSSL, mode: c_int, cb: *const c_void);
+        // KEEP_PEER_CERT: a copy of the peer's certificate, freed with wolfSSL_X509_free.
+        pub fn wolfSSL_get_peer_certificate(ssl: *mut WOLFSSL) -> *mut WOLFSSL_X509;
+        pub fn wolfSSL_X509_free(x509: *mut WOLFSSL_X509);
+        pub fn wolfSSL_X509_get_subjectCN(x509: *mut WOLFSSL_X509) -> *mut c_char;
+        pub fn wolfSSL_X509_get_next_altname(x509: *mut WOLFSSL_X509) -> *mut c_char;
         // wolfCrypt: ML-DSA key generation and signing, for making certificates.
         pub fn wc_rng_new(nonce: *mut c_uchar, nonce_sz: c_uint, heap: *mut c_void) -> *mut WC_RNG;
         pub fn wc_rng_free(rng: *mut WC_RNG);
@@ -199,6 +212,17 @@ impl Format {
     }
 }
 
+/// Whether a server asks its clients for certificates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No CertificateRequest (PSK clients, or clients that only authenticate the server).
+    Off,
+    /// Asked for and verified when sent; a client may show none.
+    Optional,
+    /// A certificate handshake without a valid client certificate fails (PSK ones pass).
+    Required,
+}
+
 /// Pre-shared keys: identity to key (server), or the one identity and key (client).
 #[derive(Clone, Default)]
 struct Psk {
@@ -219,6 +243,7 @@ pub struct Context {
     ctx: Rc<CtxHandle>,
     role: Role,
     psk: Arc<Psk>,
+    client_auth: ClientAuth,
 }
 
 impl std::fmt::Debug for Context {
@@ -266,6 +291,7 @@ impl Context {
             ctx: Rc::new(CtxHandle(ctx)),
             role,
             psk: Arc::new(Psk::default()),
+            client_auth: ClientAuth::Off,
         })
     }
 
@@ -347,6 +373,63 @@ impl Context {
             );
         }
         Ok(())
+    }
+
+    /// Server: asks clients for a certificate and verifies it against `ca` (CA certificates);
+    /// one that does not verify fails the handshake. With `require`, a certificate handshake
+    /// without one fails too: in DTLS 1.2 by wolfSSL's FAIL_EXCEPT_PSK set here, in DTLS 1.3
+    /// per session once the version is known ([`Session::accept_stateless`]), as wolfSSL
+    /// applies FAIL_EXCEPT_PSK to 1.2 only and FAIL_IF_NO_PEER_CERT would refuse 1.2 PSK
+    /// clients. PSK handshakes carry no certificates and pass either way.
+    pub fn verify_clients(
+        &mut self,
+        ca: &[u8],
+        format: Format,
+        require: bool,
+    ) -> Result<(), Error> {
+        let len = len_of(ca)?;
+        let mode = if require {
+            sys::WOLFSSL_VERIFY_PEER | sys::WOLFSSL_VERIFY_FAIL_EXCEPT_PSK
+        } else {
+            sys::WOLFSSL_VERIFY_PEER
+        };
+        // SAFETY: valid context; wolfSSL copies `len` bytes; no verify callback.
+        unsafe {
+            check(
+                "client CA",
+                sys::wolfSSL_CTX_load_verify_buffer(
+                    self.ctx.as_ptr(),
+                    ca.as_ptr(),
+                    len,
+                    format.raw(),
+                ),
+            )?;
+            sys::wolfSSL_CTX_set_verify(self.ctx.as_ptr(), mode, std::ptr::null());
+        }
+        self.client_auth = if require {
+            ClientAuth::Required
+        } else {
+            ClientAuth::Optional
+        };
+        Ok(())
+    }
+
+    /// Client: our certificate chain and key, sent when the server asks
+    /// ([`Context::use_certificate_chain`], [`Context::use_private_key`]).
+    pub fn use_client_certificate(
+        &mut self,
+        chain: &[u8],
+        chain_format: Format,
+        key: &[u8],
+        key_format: Format,
+    ) -> Result<(), Error> {
+        self.use_certificate_chain(chain, chain_format)?;
+        self.use_private_key(key, key_format)
+    }
+
+    /// Whether (and how) this server context asks for client certificates.
+    pub fn client_auth(&self) -> ClientAuth {
+        self.client_auth
     }
 
     /// Client with a PSK: refuse any server certificate (no CA is trusted), so a server that
@@ -537,6 +620,15 @@ extern "C" fn psk_client_cb(
     k.len() as c_uint
 }
 
+/// The names in a verified peer certificate, as wolfSSL decoded them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerNames {
+    /// The subject's commonName, if any.
+    pub cn: Option<String>,
+    /// subjectAltName entries (DNS names, and IP addresses and URIs as text).
+    pub alt: Vec<String>,
+}
+
 /// What a handshake step achieved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
@@ -551,6 +643,7 @@ pub struct Session {
     ssl: NonNull<sys::WOLFSSL>,
     io: Box<Io>,
     role: Role,
+    client_auth: ClientAuth,
     // Dropped after the WOLFSSL is freed (Drop runs before fields drop).
     _ctx: Rc<CtxHandle>,
 }
@@ -606,6 +699,7 @@ impl Session {
                 psk_accepted: std::cell::RefCell::new(None),
             }),
             role: ctx.role,
+            client_auth: ctx.client_auth,
             _ctx: ctx.ctx.clone(),
         };
         let io_ptr = &mut *s.io as *mut Io as *mut c_void;
@@ -703,10 +797,41 @@ impl Session {
         // SAFETY: valid session; callbacks only touch `self.io`.
         let r = unsafe { sys::wolfDTLS_accept_stateless(self.ssl.as_ptr()) };
         match r {
-            sys::WOLFSSL_SUCCESS => Ok(true),
+            sys::WOLFSSL_SUCCESS => {
+                self.adjust_client_auth();
+                Ok(true)
+            }
             sys::WOLFSSL_FAILURE => Ok(false),
             _ => Err(self.last_error("stateless accept", r)),
         }
+    }
+
+    /// Server with [`Context::verify_clients`], once the ClientHello is processed and before
+    /// anything is sent: the version and cipher suite are known, our CertificateRequest is
+    /// still to come. wolfSSL's verify modes fit neither version alone:
+    /// - DTLS 1.2 with a PSK suite: wolfSSL would still send a CertificateRequest, which PSK
+    ///   suites do not allow (RFC 4279; clients abort with an out-of-order message), so this
+    ///   session verifies nothing: the PSK authenticates the client.
+    /// - DTLS 1.3 with `require`, in a certificate handshake: FAIL_IF_NO_PEER_CERT
+    ///   (FAIL_EXCEPT_PSK is 1.2 only). Not in a PSK handshake (our PSK callback accepted an
+    ///   identity in this ClientHello): there wolfSSL has switched verification off itself,
+    ///   and FAIL_IF_NO_PEER_CERT would fail it at Finished for want of a certificate.
+    fn adjust_client_auth(&mut self) {
+        if self.client_auth == ClientAuth::Off {
+            return;
+        }
+        let psk = self.io.psk_accepted.borrow().is_some();
+        let mode = match self.version().as_deref() {
+            Some("DTLSv1.2") if self.cipher().is_some_and(|c| c.contains("PSK")) => {
+                sys::WOLFSSL_VERIFY_NONE
+            }
+            Some("DTLSv1.3") if self.client_auth == ClientAuth::Required && !psk => {
+                sys::WOLFSSL_VERIFY_PEER | sys::WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT
+            }
+            _ => return,
+        };
+        // SAFETY: valid session; no callback.
+        unsafe { sys::wolfSSL_set_verify(self.ssl.as_ptr(), mode, std::ptr::null()) };
     }
 
     /// Drives the handshake with whatever was fed.
@@ -818,6 +943,34 @@ impl Session {
         }
         // SAFETY: valid session.
         cstr_opt(unsafe { sys::wolfSSL_get_psk_identity(self.ssl.as_ptr()) })
+    }
+
+    /// Server with [`Context::verify_clients`], after the handshake: the names in the
+    /// client's certificate, which wolfSSL verified against the CA (a certificate that fails
+    /// verification fails the handshake). `None` when the client showed no certificate, or
+    /// when this context does not verify clients (a certificate it did not check names no one).
+    pub fn peer_certificate_names(&self) -> Option<PeerNames> {
+        if self.client_auth == ClientAuth::Off || self.role != Role::Server {
+            return None;
+        }
+        // SAFETY: valid session; returns a copy we own, or NULL.
+        let x = NonNull::new(unsafe { sys::wolfSSL_get_peer_certificate(self.ssl.as_ptr()) })?;
+        // SAFETY: `x` is valid until freed below; the strings it returns belong to it and
+        // are copied by cstr_opt before the free.
+        let names = unsafe {
+            let cn = cstr_opt(sys::wolfSSL_X509_get_subjectCN(x.as_ptr()));
+            let mut alt = Vec::new();
+            // Bounded: a certificate has few names, and each call advances wolfSSL's cursor.
+            while alt.len() < 64 {
+                match cstr_opt(sys::wolfSSL_X509_get_next_altname(x.as_ptr())) {
+                    Some(n) => alt.push(n),
+                    None => break,
+                }
+            }
+            sys::wolfSSL_X509_free(x.as_ptr());
+            PeerNames { cn, alt }
+        };
+        Some(names)
     }
 
     fn last_error(&self, what: &'static str, ret: c_int) -> Error {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use qeaas_wolfssl_sys::{Context, Format, Group, Progress, Role, Session, Version};
+use qeaas_wolfssl_sys::{Context, Format, Group, MlDsa44, Progress, Role, Session, Version};
 
 const ID: &[u8] = b"device-1";
 const KEY: &[u8] = b"0123456789abcdef";
@@ -222,4 +222,72 @@ fn dtls13_ml_kem_512_with_a_verified_ml_dsa_44_certificate() {
     let mut other = qeaas_wolfssl_sys::MlDsa44::generate().unwrap();
     let other_ca = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut other, "other", 2).unwrap();
     assert!(handshake(&sctx, verified_client(&other_ca)).is_err());
+}
+
+/// Client certificates (mutual authentication) in DTLS 1.3 with ML-DSA-44: the server names
+/// the client by its certificate's CN; under `require` a client without one is refused, and
+/// PSK clients pass either way (in DTLS 1.2 too).
+#[test]
+fn client_certificates_verified_required_and_psk_exempt() {
+    let mut skey = qeaas_wolfssl_sys::MlDsa44::generate().unwrap();
+    let scert = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut skey, "server", 1).unwrap();
+    // The client's self-signed certificate is its own trust anchor here.
+    let mut ckey = qeaas_wolfssl_sys::MlDsa44::generate().unwrap();
+    let ccert = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut ckey, "client-a", 2).unwrap();
+    let mut okey = qeaas_wolfssl_sys::MlDsa44::generate().unwrap();
+    let ocert = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut okey, "client-a", 3).unwrap();
+    let server = |require: bool| {
+        let mut c = server_ctx(Version::Any, &[Group::MlKem512]);
+        c.use_certificate_chain(&scert, Format::Der).unwrap();
+        c.use_private_key(&skey.private_der().unwrap(), Format::Der)
+            .unwrap();
+        c.verify_clients(&ccert, Format::Der, require).unwrap();
+        c
+    };
+    let cert_client = |mine: Option<(&[u8], &MlDsa44)>| {
+        let mut c = Context::new(Role::Client, Version::Dtls13).unwrap();
+        c.verify_peer(&scert, Format::Der).unwrap();
+        c.set_groups(&[Group::MlKem512]).unwrap();
+        if let Some((cert, key)) = mine {
+            c.use_client_certificate(cert, Format::Der, &key.private_der().unwrap(), Format::Der)
+                .unwrap();
+        }
+        let mut s = Session::new(&c, addr(1)).unwrap();
+        s.use_key_share(Group::MlKem512).unwrap();
+        s
+    };
+    for require in [true, false] {
+        let sctx = server(require);
+        let (mut s, mut c, _) = handshake(&sctx, cert_client(Some((&ccert, &ckey)))).unwrap();
+        let names = s
+            .peer_certificate_names()
+            .expect("a verified client certificate");
+        assert_eq!(names.cn.as_deref(), Some("client-a"));
+        assert_eq!(s.psk_identity(), None);
+        echo(&mut s, &mut c);
+        // Another key under the same name does not verify, required or not.
+        assert!(handshake(&sctx, cert_client(Some((&ocert, &okey)))).is_err());
+        // No certificate: refused only when required.
+        let r = handshake(&sctx, cert_client(None));
+        if require {
+            assert!(r.is_err(), "no client certificate passed under require");
+        } else {
+            let (s, _, _) = r.unwrap();
+            assert_eq!(s.peer_certificate_names(), None);
+        }
+        // PSK, DTLS 1.3 and 1.2: no certificates involved, accepted.
+        let (s, _, _) = handshake(
+            &sctx,
+            client(Version::Dtls13, ID, KEY, Some(Group::MlKem512)),
+        )
+        .unwrap();
+        assert_eq!(s.psk_identity().as_deref(), Some("device-1"));
+        assert_eq!(s.peer_certificate_names(), None);
+        let mut cctx = Context::new(Role::Client, Version::Dtls12).unwrap();
+        cctx.set_psk_client(ID, KEY);
+        cctx.set_cipher_list("PSK-AES128-CCM-8").unwrap();
+        let (s, _, _) = handshake(&sctx, Session::new(&cctx, addr(1)).unwrap()).unwrap();
+        assert_eq!(s.version().as_deref(), Some("DTLSv1.2"));
+        assert_eq!(s.psk_identity().as_deref(), Some("device-1"));
+    }
 }

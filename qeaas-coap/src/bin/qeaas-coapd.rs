@@ -1,5 +1,6 @@
 //! `qeaas-coapd -c /etc/qeaas/coapd.toml [check-config]`, or
-//! `qeaas-coapd gen-credentials --out DIR [--clients N] [--algo ml-dsa-44|ecdsa-p256]`.
+//! `qeaas-coapd gen-credentials --out DIR [--clients N] [--algo ml-dsa-44|ecdsa-p256]
+//! [--client-certs ml-dsa-44|ecdsa-p256|none]`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! `qeaas-fetch coaps://HOST:PORT/entropy?n=N [--psk-identity ID --psk-key-file F | --ca CA.pem
-//! | --insecure] [--dtls 1.2|1.3] [--group G] [--hex] [-o FILE]`: one confirmable GET over
-//! DTLS, Block2 followed, the body printed (raw, or hex with --hex) or written to FILE.
+//! | --insecure] [--cert C.pem --key K] [--dtls 1.2|1.3] [--group G] [--hex] [-o FILE]`: one
+//! confirmable GET over DTLS, Block2 followed, the body printed (raw, or hex with --hex) or
+//! written to FILE.
 #![forbid(unsafe_code)]
 
 use std::io::Write;
@@ -10,7 +11,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use qeaas_coap::fetch::{
-    client_context, group_by_name, Auth, Client, FetchError, Retransmit, Target,
+    client_context, group_by_name, use_client_certificate, Auth, Client, FetchError, Retransmit,
+    Target,
 };
 use qeaas_wolfssl_sys::Version;
 
@@ -32,6 +34,13 @@ struct Args {
     /// as the server).
     #[arg(long)]
     insecure: bool,
+    /// Our certificate (PEM or DER, ECDSA P-256 or ML-DSA-44), shown to a server that asks
+    /// for one; with --key. Not with a PSK.
+    #[arg(long, requires = "key", conflicts_with = "psk_identity")]
+    cert: Option<PathBuf>,
+    /// The private key of --cert (PEM or DER).
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
     /// DTLS version.
     #[arg(long, value_parser = ["1.2", "1.3"], default_value = "1.3")]
     dtls: String,
@@ -87,7 +96,11 @@ fn run(a: &Args) -> Result<(), Error> {
         None if version == Version::Dtls12 => group_by_name("p-256"),
         None => group_by_name("ml-kem-512"),
     };
-    let ctx = client_context(version, group, &auth)?;
+    let mut ctx = client_context(version, group, &auth)?;
+    if let (Some(cert), Some(key)) = (&a.cert, &a.key) {
+        let key = zeroize::Zeroizing::new(read(key)?);
+        use_client_certificate(&mut ctx, &read(cert)?, &key)?;
+    }
     let server = target.resolve()?;
     // The certificate must name the host of the URL (not just chain to the CA).
     let host = matches!(auth, Auth::Ca(_)).then_some(target.host.as_str());

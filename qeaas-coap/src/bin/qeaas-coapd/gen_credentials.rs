@@ -9,13 +9,13 @@ use qeaas_coap::credentials::{generate, Algo, Spec};
 #[derive(Parser)]
 #[command(
     name = "qeaas-coapd gen-credentials",
-    about = "Write a CA, a server certificate signed by it, client PSKs and a coapd.toml snippet"
+    about = "Write a CA, a server certificate signed by it, client PSKs and certificates, and a coapd.toml snippet"
 )]
 struct Args {
     /// Output directory (created; existing files are never overwritten).
     #[arg(long)]
     out: PathBuf,
-    /// Number of client PSKs (identities client-1..client-N).
+    /// Number of clients (identities client-1..client-N): a PSK each, and a certificate.
     #[arg(long, default_value_t = 1)]
     clients: usize,
     /// Signature algorithm of the CA and the server certificate.
@@ -24,9 +24,20 @@ struct Args {
     /// subjectAltName of the server (IP address or DNS name); repeatable.
     #[arg(long, default_values_t = ["127.0.0.1".to_string(), "::1".to_string(), "localhost".to_string()])]
     san: Vec<String>,
-    /// Validity of the server certificate in days (the CA: ten times as long).
+    /// Validity of the server and client certificates in days (the CA: ten times as long).
     #[arg(long, default_value_t = 825)]
     days: u32,
+    /// Key algorithm of the client certificates (default: that of --algo; `none`: PSKs only).
+    #[arg(long, value_parser = ["ml-dsa-44", "ecdsa-p256", "none"])]
+    client_certs: Option<String>,
+}
+
+fn algo(name: &str) -> Algo {
+    if name == "ecdsa-p256" {
+        Algo::EcdsaP256
+    } else {
+        Algo::MlDsa44
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -38,13 +49,14 @@ pub fn main() -> ExitCode {
     let spec = Spec {
         out: a.out,
         clients: a.clients,
-        algo: if a.algo == "ecdsa-p256" {
-            Algo::EcdsaP256
-        } else {
-            Algo::MlDsa44
-        },
+        algo: algo(&a.algo),
         san: a.san,
         days: a.days,
+        client_certs: match a.client_certs.as_deref() {
+            Some("none") => None,
+            Some(c) => Some(algo(c)),
+            None => Some(algo(&a.algo)),
+        },
     };
     match generate(&spec) {
         Ok(w) => {
@@ -60,6 +72,15 @@ pub fn main() -> ExitCode {
             );
             for (id, p) in &w.psks {
                 println!("PSK {id}: {}", p.display());
+            }
+            for c in &w.client_certs {
+                println!(
+                    "certificate {}: {} ({}) key {}",
+                    c.identity,
+                    c.cert.display(),
+                    c.cert_der.display(),
+                    c.key.display()
+                );
             }
             println!(
                 "config:      {} (append to coapd.toml)",
