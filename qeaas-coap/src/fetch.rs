@@ -451,6 +451,71 @@ impl Client {
     }
 }
 
+/// What `qeaas-fetch --follow` (the feeder of a downstream qeaasd's `upstream` source) does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowStep {
+    /// Fetch again on the same session.
+    Again,
+    /// The server said "not now" (4.29 over quota, 5.03 no entropy): wait, same session.
+    Wait(Duration),
+    /// The session or the path to the server failed: a new handshake after this pause.
+    Reconnect(Duration),
+    /// Retrying cannot help (a bad URL or setup, a 4.xx other than 4.29): give up.
+    Stop,
+}
+
+/// The feeder's retry policy, apart from sockets and clocks so it can be tested: honour the
+/// server's Max-Age, back off exponentially (1 s doubling to 5 min) while the server is
+/// unreachable, and never hammer a server that refuses the request itself.
+#[derive(Debug, Default)]
+pub struct FollowPolicy {
+    failures: u32,
+}
+
+impl FollowPolicy {
+    /// Longest pause between reconnection attempts.
+    pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+    /// Pause after a 4.29 or 5.03 without Max-Age (RFC 7252's default Max-Age is 60 s, too
+    /// long for a feeder whose pool may be waiting).
+    pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+
+    fn backoff(&mut self) -> Duration {
+        let d = Duration::from_secs(1u64 << self.failures.min(9)).min(Self::MAX_BACKOFF);
+        self.failures = self.failures.saturating_add(1);
+        d
+    }
+
+    /// After a handshake attempt failed.
+    pub fn on_connect_error(&mut self, e: &FetchError) -> FollowStep {
+        match e {
+            FetchError::Url(..) | FetchError::Setup(_) => FollowStep::Stop,
+            _ => FollowStep::Reconnect(self.backoff()),
+        }
+    }
+
+    /// After a GET on an established session.
+    pub fn on_fetch<T>(&mut self, r: &Result<T, FetchError>) -> FollowStep {
+        match r {
+            Ok(_) => {
+                self.failures = 0;
+                FollowStep::Again
+            }
+            Err(FetchError::Status { code, max_age, .. })
+                if code == "4.29" || code.starts_with('5') =>
+            {
+                // The server answered, so the path works: the backoff starts over.
+                self.failures = 0;
+                let s = max_age.map_or(Self::DEFAULT_WAIT, |s| Duration::from_secs(u64::from(s)));
+                FollowStep::Wait(s.clamp(Duration::from_secs(1), Self::MAX_BACKOFF))
+            }
+            Err(FetchError::Status { .. } | FetchError::Url(..) | FetchError::Setup(_)) => {
+                FollowStep::Stop
+            }
+            Err(_) => FollowStep::Reconnect(self.backoff()),
+        }
+    }
+}
+
 /// What an answer did to a [`BlockGet`].
 #[derive(Debug)]
 pub enum Step {
@@ -762,6 +827,62 @@ mod tests {
             g.on_response(&p.to_bytes().unwrap()),
             Step::Done(Err(FetchError::Protocol(_)))
         ));
+    }
+
+    #[test]
+    fn follow_policy_honours_max_age_backs_off_and_stops_on_refusals() {
+        let status = |code: &str, max_age| -> Result<(), FetchError> {
+            Err(FetchError::Status {
+                code: code.into(),
+                message: String::new(),
+                max_age,
+            })
+        };
+        let mut p = FollowPolicy::default();
+        assert_eq!(p.on_fetch(&Ok(())), FollowStep::Again);
+        assert_eq!(
+            p.on_fetch(&status("4.29", Some(17))),
+            FollowStep::Wait(Duration::from_secs(17))
+        );
+        assert_eq!(
+            p.on_fetch(&status("5.03", None)),
+            FollowStep::Wait(FollowPolicy::DEFAULT_WAIT)
+        );
+        // Max-Age 0 would spin; a huge one is bounded.
+        assert_eq!(
+            p.on_fetch(&status("5.03", Some(0))),
+            FollowStep::Wait(Duration::from_secs(1))
+        );
+        assert_eq!(
+            p.on_fetch(&status("4.29", Some(u32::MAX))),
+            FollowStep::Wait(FollowPolicy::MAX_BACKOFF)
+        );
+        // The request itself is refused: retrying cannot help.
+        assert_eq!(p.on_fetch(&status("4.00", None)), FollowStep::Stop);
+        assert_eq!(p.on_fetch(&status("4.04", None)), FollowStep::Stop);
+        assert_eq!(
+            p.on_connect_error(&FetchError::Setup("ML-KEM with DTLS 1.2".into())),
+            FollowStep::Stop
+        );
+        // Unreachable: 1, 2, 4, ... s, capped at 5 min; a success starts over.
+        let lost = || -> Result<(), FetchError> { Err(FetchError::Timeout("CoAP response")) };
+        let mut waits = vec![p.on_fetch(&lost())];
+        for _ in 0..12 {
+            waits.push(p.on_connect_error(&FetchError::Timeout("DTLS handshake")));
+        }
+        let secs: Vec<u64> = waits
+            .iter()
+            .map(|w| match w {
+                FollowStep::Reconnect(d) => d.as_secs(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300, 300]);
+        assert_eq!(p.on_fetch(&Ok(())), FollowStep::Again);
+        assert_eq!(
+            p.on_fetch(&lost()),
+            FollowStep::Reconnect(Duration::from_secs(1))
+        );
     }
 
     #[test]

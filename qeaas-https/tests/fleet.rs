@@ -4,26 +4,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 
 const TOKEN: &str = "edge-host-token";
-
-fn get(socket: &std::path::Path, n: u16) -> (u8, Vec<u8>) {
-    let mut s = UnixStream::connect(socket).unwrap();
-    let l = n.to_be_bytes();
-    s.write_all(&[b'Q', 1, 1, 0, l[0], l[1], 0x13, 0x88])
-        .unwrap();
-    let mut h = [0u8; 4];
-    s.read_exact(&mut h).unwrap();
-    let mut body = vec![0u8; usize::from(u16::from_be_bytes([h[2], h[3]]))];
-    s.read_exact(&mut body).unwrap();
-    (h[0], body)
-}
 
 #[test]
 fn an_edge_qeaasd_is_fed_by_an_upstream_over_https_only_with_explicit_credit() {
@@ -79,39 +65,10 @@ fn an_edge_qeaasd_is_fed_by_an_upstream_over_https_only_with_explicit_credit() {
                 .spawn()
                 .unwrap(),
         );
-        let socket = edge.path().join("edge.sock");
-        let mport = free_port();
-        let credit_line = if credit { "credit = true\n" } else { "" };
-        let cfg = edge.path().join("edge.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[kernel]\ninterval_secs = 1\n[socket]\npath = {socket:?}\nmode = 0o666\n\
-                 [metrics]\nlisten = \"127.0.0.1:{mport}\"\n\
-                 [[source]]\nname = \"up\"\nkind = \"upstream\"\npath = {fifo:?}\n{credit_line}"
-            ),
-        )
-        .unwrap();
-        let log = edge.path().join("edge.log");
-        let _edge = Proc(
-            Command::new(bin("qeaasd"))
-                .args(["-c", cfg.to_str().unwrap(), "run"])
-                .env("QEAAS_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap(),
-        );
-        let metrics = format!("127.0.0.1:{mport}");
-        let healthy = "qeaas_source_state{source=\"up\",state=\"healthy\"}";
-        assert!(
-            wait_until(Duration::from_secs(30), || scrape(&metrics)
-                .and_then(|t| metric(&t, healthy))
-                == Some(1.0)),
-            "edge source never healthy:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        let (status, body) = get(&socket, 32);
+        let e = Edge::start(&bin("qeaasd"), edge.path(), &fifo, credit);
+        assert!(e.healthy(), "edge source never healthy");
+        let (status, body) = socket_get(&e.socket, 32);
+        let metrics = e.metrics.clone();
         let text = scrape(&metrics).unwrap();
         // The kernel is never credited from network entropy, whatever the policy.
         assert_eq!(

@@ -120,3 +120,78 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// One GET on qeaasd's local socket (protocol v1, `src/proto.rs`) for `n` bytes, waiting up to
+/// 5 s: the status byte and the payload.
+pub fn socket_get(socket: &std::path::Path, n: u16) -> (u8, Vec<u8>) {
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    let l = n.to_be_bytes();
+    s.write_all(&[b'Q', 1, 1, 0, l[0], l[1], 0x13, 0x88])
+        .unwrap();
+    let mut h = [0u8; 4];
+    s.read_exact(&mut h).unwrap();
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes([h[2], h[3]]))];
+    s.read_exact(&mut body).unwrap();
+    (h[0], body)
+}
+
+/// An edge host's qeaasd whose one source is `kind = "upstream"` on the named pipe `fifo`,
+/// credited to the edge pool only with `credit`. Kernel feeding is on (every second) so that a
+/// test can see network entropy is never credited to the kernel.
+pub struct Edge {
+    pub qeaasd: Proc,
+    pub socket: std::path::PathBuf,
+    pub metrics: String,
+    pub log: std::path::PathBuf,
+}
+
+impl Edge {
+    pub fn start(
+        qeaasd: &std::path::Path,
+        dir: &std::path::Path,
+        fifo: &std::path::Path,
+        credit: bool,
+    ) -> Edge {
+        let socket = dir.join("edge.sock");
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let credit_line = if credit { "credit = true\n" } else { "" };
+        let cfg = dir.join("edge.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[kernel]\ninterval_secs = 1\n[socket]\npath = {socket:?}\nmode = 0o666\n\
+                 [metrics]\nlisten = \"{metrics}\"\n\
+                 [[source]]\nname = \"up\"\nkind = \"upstream\"\npath = {fifo:?}\n{credit_line}"
+            ),
+        )
+        .unwrap();
+        let log = dir.join("edge.log");
+        let qeaasd = Proc(
+            Command::new(qeaasd)
+                .args(["-c", cfg.to_str().unwrap(), "run"])
+                .env("QEAAS_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        Edge {
+            qeaasd,
+            socket,
+            metrics,
+            log,
+        }
+    }
+
+    /// Waits until the upstream source is healthy; false (with the log printed) if it never is.
+    pub fn healthy(&self) -> bool {
+        let series = "qeaas_source_state{source=\"up\",state=\"healthy\"}";
+        let ok = wait_until(Duration::from_secs(30), || {
+            scrape(&self.metrics).and_then(|t| metric(&t, series)) == Some(1.0)
+        });
+        if !ok {
+            eprintln!("{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        }
+        ok
+    }
+}

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use qeaas_coap::fetch::{
-    client_context, group_by_name, use_client_certificate, Auth, Client, FetchError, Retransmit,
-    Target,
+    client_context, group_by_name, use_client_certificate, Auth, Client, FetchError, FollowPolicy,
+    FollowStep, Retransmit, Target,
 };
 use qeaas_wolfssl_sys::Version;
 
@@ -56,6 +56,15 @@ struct Args {
     /// Seconds allowed for the DTLS handshake.
     #[arg(long, default_value_t = 10)]
     handshake_timeout: u64,
+    /// Keep fetching and appending to the output until it is closed: the feeder of a
+    /// downstream qeaasd's `kind = "upstream"` source through a named pipe (-o PIPE, reopened
+    /// when its reader comes back). Honours 4.29/5.03 Max-Age; reconnects with backoff.
+    #[arg(long)]
+    follow: bool,
+    /// With --follow: start a new session after this many idle seconds (keep it below the
+    /// server's idle_secs, default 120, so the first request after a pause is not lost).
+    #[arg(long, default_value_t = 60, requires = "follow")]
+    max_idle: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,36 +113,151 @@ fn run(a: &Args) -> Result<(), Error> {
     let server = target.resolve()?;
     // The certificate must name the host of the URL (not just chain to the CA).
     let host = matches!(auth, Auth::Ca(_)).then_some(target.host.as_str());
-    let mut c = Client::connect(
-        server,
-        host,
-        &ctx,
-        group,
-        Duration::from_secs(a.handshake_timeout),
-    )?;
+    let timeout = Duration::from_secs(a.handshake_timeout);
+    let connect = || Client::connect(server, host, &ctx, group, timeout);
+    let mut out = Output::new(a.output.clone(), a.follow);
+    if a.follow {
+        return follow(a, &target, connect, &mut out);
+    }
+    let mut c = connect()?;
     let body = c.get(&target, Retransmit::default());
     c.close();
-    let body = body?;
-    let text;
-    let out: &[u8] = if a.hex {
-        text = body.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n";
-        text.as_bytes()
+    out.write(&encode(a, &body?)).map(|_| ())
+}
+
+fn encode(a: &Args, body: &[u8]) -> Vec<u8> {
+    if a.hex {
+        (body.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n").into_bytes()
     } else {
-        &body
-    };
-    match &a.output {
-        Some(p) => std::fs::write(p, out).map_err(|e| Error::File(p.clone(), e)),
-        None => {
-            let mut o = std::io::stdout().lock();
-            o.write_all(out)
-                .and_then(|_| o.flush())
-                .map_err(|e| Error::File("<stdout>".into(), e))
+        body.to_vec()
+    }
+}
+
+/// Where the bytes go. With --follow a FILE is opened for appending, so a named pipe works:
+/// the open waits for a reader, and a reader that goes away (the downstream qeaasd restarts)
+/// is waited for again instead of ending the feeder.
+struct Output {
+    path: Option<PathBuf>,
+    follow: bool,
+    file: Option<std::fs::File>,
+}
+
+impl Output {
+    fn new(path: Option<PathBuf>, follow: bool) -> Output {
+        Output {
+            path,
+            follow,
+            file: None,
         }
+    }
+
+    /// Ok(false): the reader went away (a pipe's reader, or whoever read our standard
+    /// output). The bytes were not taken, so they are dropped, never given twice.
+    fn write(&mut self, bytes: &[u8]) -> Result<bool, Error> {
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::BrokenPipe;
+        let Some(path) = &self.path else {
+            let mut o = std::io::stdout().lock();
+            return match o.write_all(bytes).and_then(|_| o.flush()) {
+                Ok(()) => Ok(true),
+                Err(e) if self.follow && gone(&e) => Ok(false),
+                Err(e) => Err(Error::File("<stdout>".into(), e)),
+            };
+        };
+        if !self.follow {
+            return std::fs::write(path, bytes)
+                .map(|_| true)
+                .map_err(|e| Error::File(path.clone(), e));
+        }
+        if self.file.is_none() {
+            let f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .map_err(|e| Error::File(path.clone(), e))?;
+            self.file = Some(f);
+        }
+        match self.file.as_mut().map(|f| f.write_all(bytes)) {
+            Some(Err(e)) if gone(&e) => {
+                tracing::warn!(
+                    "{}: reader went away; waiting for a new one",
+                    path.display()
+                );
+                self.file = None;
+                Ok(false)
+            }
+            Some(Err(e)) => Err(Error::File(path.clone(), e)),
+            _ => Ok(true),
+        }
+    }
+}
+
+/// --follow: one session reused while it works, the retry policy in `FollowPolicy`.
+fn follow(
+    a: &Args,
+    target: &Target,
+    connect: impl Fn() -> Result<Client, FetchError>,
+    out: &mut Output,
+) -> Result<(), Error> {
+    let mut policy = FollowPolicy::default();
+    let max_idle = Duration::from_secs(a.max_idle.max(1));
+    loop {
+        let mut c = match connect() {
+            Ok(c) => c,
+            Err(e) => match policy.on_connect_error(&e) {
+                FollowStep::Reconnect(d) => {
+                    tracing::warn!("{e}; new handshake in {} s", d.as_secs());
+                    std::thread::sleep(d);
+                    continue;
+                }
+                _ => return Err(e.into()),
+            },
+        };
+        tracing::info!(
+            "connected to {} over {}",
+            target.host,
+            c.session().version().unwrap_or_default()
+        );
+        loop {
+            let r = c.get(target, Retransmit::default());
+            let step = policy.on_fetch(&r);
+            match (r, step) {
+                (Ok(body), _) => {
+                    let body = zeroize::Zeroizing::new(encode(a, &body));
+                    // Writing blocks while the pipe is full: the reader sets the pace.
+                    let started = std::time::Instant::now();
+                    if !out.write(&body)? && out.path.is_none() {
+                        c.close();
+                        return Ok(());
+                    }
+                    if started.elapsed() >= max_idle {
+                        break;
+                    }
+                }
+                (Err(e), FollowStep::Wait(d)) => {
+                    tracing::info!("{e}");
+                    std::thread::sleep(d);
+                    if d >= max_idle {
+                        break;
+                    }
+                }
+                (Err(e), FollowStep::Reconnect(d)) => {
+                    tracing::warn!("{e}; new handshake in {} s", d.as_secs());
+                    std::thread::sleep(d);
+                    break;
+                }
+                (Err(e), _) => {
+                    c.close();
+                    return Err(e.into());
+                }
+            }
+        }
+        c.close();
     }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    qeaas::init_logging();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
