@@ -17,7 +17,7 @@ PKGS=(build-essential pkg-config curl ca-certificates git
       python3-venv python3-dev autoconf automake  # aiocoap[tinydtls] in a venv: its DTLSSocket builds tinydtls
       openssl libssl-dev  # the provider's tests drive Debian's openssl 3.0; C drivers link libcrypto
       make perl binutils  # build OpenSSL 3.5 from openssl-src; nm checks the provider's exports
-      nginx-light libnginx-mod-stream  # nginx balancing DTLS across two qeaas-coapd in a test
+      nginx-light libnginx-mod-stream  # nginx: balancing DTLS across two qeaas-coapd; TLS in front of qeaas-httpsd (qeaas-https/tests/nginx.rs)
       qemu-system-misc python3-venv  # the firmware core on qemu riscv32; esptool (PyPI) makes the ESP32 image
       gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf)  # wolfSSL for the riscv32imc device (qeaas-coap/tests/device_qemu.rs)
 missing=()

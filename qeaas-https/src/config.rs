@@ -44,6 +44,14 @@ pub struct Config {
     /// Largest `bytes=` a JSON API client may ask for at once.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u16,
+    /// Pool bytes fetched from qeaasd ahead of demand (0: off), so that most requests under
+    /// load are answered without a local-socket round trip. qeaasd counts them as served to
+    /// this frontend when it hands them over.
+    #[serde(default = "default_prefetch_bytes")]
+    pub prefetch_bytes: u16,
+    /// Longest a prefetched byte is kept before it is zeroized unused, in milliseconds.
+    #[serde(default = "default_max_buffer_age_ms")]
+    pub max_buffer_age_ms: u32,
     /// The anonymous pollen endpoint.
     #[serde(default)]
     pub pollen: PollenConfig,
@@ -117,6 +125,12 @@ fn default_wait_ms() -> u16 {
 fn default_max_bytes() -> u16 {
     4096
 }
+fn default_prefetch_bytes() -> u16 {
+    4096
+}
+fn default_max_buffer_age_ms() -> u32 {
+    100
+}
 fn default_period() -> u64 {
     86_400
 }
@@ -166,6 +180,12 @@ impl Config {
         }
         if !(1..=4096).contains(&self.max_bytes) {
             return bad(format!("max_bytes = {}: must be 1..=4096", self.max_bytes));
+        }
+        if !(1..=60_000).contains(&self.max_buffer_age_ms) {
+            return bad(format!(
+                "max_buffer_age_ms = {}: must be 1..=60000",
+                self.max_buffer_age_ms
+            ));
         }
         if let Some(r) = self.pollen.rate_per_sec {
             if !(r.is_finite() && r > 0.0) || self.pollen.burst == 0 {
@@ -224,6 +244,11 @@ rate_per_sec = 2.5
         assert_eq!(c.tls.unwrap().groups, default_groups());
         assert_eq!(c.clients[0].burst, 10);
         assert_eq!(c.max_bytes, 4096);
+        assert_eq!((c.prefetch_bytes, c.max_buffer_age_ms), (4096, 100));
+        let off = Config::parse(&format!("prefetch_bytes = 0\n{GOOD}")).unwrap();
+        assert_eq!(off.prefetch_bytes, 0);
+        assert!(Config::parse(&format!("max_buffer_age_ms = 0\n{GOOD}")).is_err());
+        assert!(Config::parse(&format!("prefetch_bytes = 70000\n{GOOD}")).is_err());
     }
 
     #[test]

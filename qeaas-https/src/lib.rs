@@ -8,5 +8,6 @@
 pub mod api;
 pub mod config;
 pub mod limits;
+pub mod prefetch;
 pub mod server;
 pub mod tls;

@@ -17,9 +17,11 @@ use qeaas::client::{AsyncClient, ClientError};
 use qeaas::proto::Status;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
+use zeroize::Zeroizing;
 
 use crate::api::{self, Clients, Plan, Reply};
 use crate::config::Config;
+use crate::prefetch::Prefetch;
 
 /// Idle local-socket connections kept for reuse.
 const POOL_CONNS: usize = 64;
@@ -36,7 +38,10 @@ const FETCHERS: usize = 4;
 
 /// What a request for pool bytes gets: the bytes, or the daemon's refusal (`None`: the daemon
 /// could not be reached or answered nonsense).
-type Fetched = Result<Vec<u8>, Option<Status>>;
+type Fetched = Result<Secret, Option<Status>>;
+
+/// Pool bytes, zeroized when dropped.
+type Secret = Zeroizing<Vec<u8>>;
 
 /// A request for `n` pool bytes waiting for a fetcher.
 #[derive(Debug)]
@@ -45,21 +50,21 @@ struct Want {
     tx: tokio::sync::oneshot::Sender<Fetched>,
 }
 
-/// Cuts `bytes` into consecutive slices of `lens`: every requester of a batch gets its own
-/// bytes, none shared, none left over. `None` if the lengths do not add up.
-pub fn split_batch(mut bytes: Vec<u8>, lens: &[u16]) -> Option<Vec<Vec<u8>>> {
+/// Cuts `bytes` into consecutive slices of `lens` and returns them with the rest: every
+/// requester of a batch gets its own bytes, none shared. `None` if `bytes` is too short.
+pub fn split_batch<'a>(bytes: &'a [u8], lens: &[u16]) -> Option<(Vec<Secret>, &'a [u8])> {
     let total: usize = lens.iter().map(|&n| usize::from(n)).sum();
-    if total != bytes.len() {
+    if total > bytes.len() {
         return None;
     }
     let mut out = Vec::with_capacity(lens.len());
-    // Split from the end so each piece is one allocation-free `split_off`.
-    for &n in lens.iter().rev() {
-        let at = bytes.len() - usize::from(n);
-        out.push(bytes.split_off(at));
+    let mut rest = bytes;
+    for &n in lens {
+        let (a, b) = rest.split_at(usize::from(n));
+        out.push(Zeroizing::new(a.to_vec()));
+        rest = b;
     }
-    out.reverse();
-    Some(out)
+    Some((out, rest))
 }
 
 /// Shared state of the running server.
@@ -70,8 +75,13 @@ pub struct State {
     wait_ms: u16,
     idle: Mutex<Vec<AsyncClient>>,
     start: Instant,
-    /// Largest batch asked of qeaasd in one request (the largest single API request).
+    /// Largest request to qeaasd for waiting requests (the largest single API request).
     max_batch: u16,
+    /// Largest request to qeaasd including bytes fetched ahead.
+    max_fetch: u16,
+    prefetch: Mutex<Prefetch>,
+    /// How often a non-empty prefetch buffer re-checks that a source is still healthy.
+    recheck: Duration,
     wants: tokio::sync::mpsc::Sender<Want>,
     queue: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Want>>,
 }
@@ -80,8 +90,13 @@ impl State {
     /// From the configuration.
     pub fn new(cfg: &Config) -> State {
         let (wants, queue) = tokio::sync::mpsc::channel(MAX_CONNS);
+        let max_batch = cfg.max_bytes.max(api::POLLEN_BYTES);
+        let max_age = Duration::from_millis(cfg.max_buffer_age_ms.into());
         State {
-            max_batch: cfg.max_bytes.max(api::POLLEN_BYTES),
+            max_batch,
+            max_fetch: max_batch.max(cfg.prefetch_bytes),
+            prefetch: Mutex::new(Prefetch::new(cfg.prefetch_bytes.into(), max_age)),
+            recheck: (max_age / 4).max(Duration::from_millis(5)),
             wants,
             queue: tokio::sync::Mutex::new(queue),
             clients: Mutex::new(Clients::new(cfg, Duration::ZERO)),
@@ -100,6 +115,16 @@ impl State {
         if let Ok(mut v) = self.idle.lock() {
             if v.len() < POOL_CONNS {
                 v.push(c);
+            }
+        }
+    }
+
+    /// Zeroizes whatever is held ahead of demand (qeaasd refused, failed or went away).
+    fn discard_prefetched(&self, why: &str) {
+        if let Ok(mut p) = self.prefetch.lock() {
+            let n = p.discard();
+            if n > 0 {
+                debug!(bytes = n, "prefetch buffer discarded: {why}");
             }
         }
     }
@@ -126,7 +151,9 @@ impl State {
             let r = op(&mut conn).await;
             match &r {
                 Ok(_)
-                | Err(ClientError::Refused(Status::NotEnoughEntropy | Status::SourceFailed)) => {
+                | Err(ClientError::Refused(
+                    Status::NotEnoughEntropy | Status::SourceFailed | Status::TooLarge,
+                )) => {
                     self.put_conn(conn);
                     return r;
                 }
@@ -139,10 +166,17 @@ impl State {
         }
     }
 
-    /// `n` fresh pool bytes. Requests that arrive together are coalesced into one request to
-    /// qeaasd (at most `max_batch` bytes) and the answer is cut into disjoint slices: under load
-    /// this saves a local-socket round trip per HTTP request.
+    /// `n` fresh pool bytes. From the prefetch buffer when it holds enough (no round trip);
+    /// otherwise requests that arrive together are coalesced into one request to qeaasd and the
+    /// answer is cut into disjoint slices.
     async fn fetch(&self, n: u16) -> Fetched {
+        let now = self.start.elapsed();
+        if let Ok(mut p) = self.prefetch.lock() {
+            p.note_demand(n.into(), now);
+            if let Some(b) = p.take(n.into(), now) {
+                return Ok(b);
+            }
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.wants.send(Want { n, tx }).await.is_err() {
             return Err(None);
@@ -150,8 +184,28 @@ impl State {
         rx.await.unwrap_or(Err(None))
     }
 
-    /// One fetcher: takes the first waiting request and whatever else is queued and fits, asks
-    /// qeaasd once, hands out the slices.
+    /// `need` bytes for waiting requests plus up to `extra` to keep, in one request. qeaasd's
+    /// `max_request` or a short supply may refuse the larger request: then `need` alone is
+    /// asked at once, so prefetching never turns an answerable request into a refusal.
+    async fn get_with_extra(&self, need: u16, extra: u16) -> Result<Vec<u8>, ClientError> {
+        let wait = self.wait_ms;
+        let total = need.saturating_add(extra);
+        let r = self.ask(move |c| Box::pin(c.get(total, wait))).await;
+        match r {
+            Err(ClientError::Refused(Status::TooLarge | Status::NotEnoughEntropy)) if extra > 0 => {
+                debug!(
+                    need,
+                    extra, "qeaasd refused the prefetch: asking for the need alone"
+                );
+                self.ask(move |c| Box::pin(c.get(need, 0))).await
+            }
+            r => r,
+        }
+    }
+
+    /// One fetcher: takes the first waiting request and whatever else is queued and fits,
+    /// serves what the prefetch buffer holds, asks qeaasd once for the rest plus bytes ahead,
+    /// hands out the slices and keeps the surplus.
     async fn fetcher(self: Arc<Self>) {
         let mut carry: Option<Want> = None;
         loop {
@@ -176,29 +230,65 @@ impl State {
                     batch.push(w);
                 }
             }
+            // Another fetcher may have refilled the buffer meanwhile.
+            let now = self.start.elapsed();
+            let extra = match self.prefetch.lock() {
+                Ok(mut p) => {
+                    let mut waiting = Vec::with_capacity(batch.len());
+                    for w in batch {
+                        match p.take(w.n.into(), now) {
+                            Some(b) => {
+                                let _ = w.tx.send(Ok(b));
+                            }
+                            None => waiting.push(w),
+                        }
+                    }
+                    batch = waiting;
+                    let need: usize = batch.iter().map(|w| usize::from(w.n)).sum();
+                    p.extra(now, need)
+                }
+                Err(_) => 0,
+            };
+            if batch.is_empty() {
+                continue;
+            }
             let lens: Vec<u16> = batch.iter().map(|w| w.n).collect();
             // The sum fits in u16: it is at most max_batch, or one request alone.
-            let total = lens.iter().map(|&n| u32::from(n)).sum::<u32>();
-            let total = u16::try_from(total).unwrap_or(u16::MAX);
-            let wait = self.wait_ms;
-            let r = self.ask(move |c| Box::pin(c.get(total, wait))).await;
-            match r.map(|b| split_batch(b, &lens)) {
-                Ok(Some(pieces)) => {
-                    for (w, p) in batch.into_iter().zip(pieces) {
-                        // A requester that went away leaves its slice unused, never reused.
-                        let _ = w.tx.send(Ok(p));
-                    }
-                }
-                Ok(None) => {
-                    warn!("qeaasd answered a batch with the wrong length");
-                    for w in batch {
-                        let _ = w.tx.send(Err(None));
+            let need = lens.iter().map(|&n| u32::from(n)).sum::<u32>();
+            let need = u16::try_from(need).unwrap_or(u16::MAX);
+            let room = usize::from(self.max_fetch.saturating_sub(need));
+            let extra = u16::try_from(extra.min(room)).unwrap_or(0);
+            let r = self.get_with_extra(need, extra).await;
+            match r {
+                Ok(bytes) => {
+                    let bytes = Zeroizing::new(bytes);
+                    match split_batch(&bytes, &lens) {
+                        Some((pieces, rest)) => {
+                            for (w, p) in batch.into_iter().zip(pieces) {
+                                // A requester that went away leaves its slice unused, never
+                                // reused (it is zeroized on drop).
+                                let _ = w.tx.send(Ok(p));
+                            }
+                            if !rest.is_empty() {
+                                if let Ok(mut p) = self.prefetch.lock() {
+                                    p.store(Zeroizing::new(rest.to_vec()), self.start.elapsed());
+                                }
+                            }
+                        }
+                        None => {
+                            warn!("qeaasd answered a batch with the wrong length");
+                            for w in batch {
+                                let _ = w.tx.send(Err(None));
+                            }
+                        }
                     }
                 }
                 Err(e) => {
                     if e.status().is_none() {
                         warn!("local socket: {e}");
                     }
+                    // Not ready, failed or gone: nothing fetched earlier is served either.
+                    self.discard_prefetched("qeaasd refused or is unreachable");
                     for w in batch {
                         let _ = w.tx.send(Err(e.status()));
                     }
@@ -207,8 +297,28 @@ impl State {
         }
     }
 
-    async fn status(&self) -> Result<String, ClientError> {
-        self.ask(|c| Box::pin(c.status())).await
+    /// While bytes are held ahead of demand, asks qeaasd every `recheck` whether a source is
+    /// still healthy, and discards them as soon as none is (or qeaasd is gone): bytes fetched
+    /// before a failure are not served long after qeaasd itself flushed its queue.
+    async fn prefetch_watch(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.recheck).await;
+            let held = self.prefetch.lock().map(|p| p.held()).unwrap_or(0);
+            if held == 0 {
+                continue;
+            }
+            self.health().await;
+        }
+    }
+
+    /// qeaasd's status text; when no source is healthy (or qeaasd is unreachable) the prefetch
+    /// buffer is discarded.
+    async fn health(&self) -> Option<String> {
+        let t = self.ask(|c| Box::pin(c.status())).await.ok();
+        if !t.as_deref().is_some_and(api::any_source_healthy) {
+            self.discard_prefetched("no healthy source");
+        }
+        t
     }
 }
 
@@ -286,7 +396,7 @@ pub async fn handle(
             }
             Err(st) => api::daemon_error_reply(st),
         },
-        Plan::Health => api::health_reply(state.status().await.ok().as_deref()),
+        Plan::Health => api::health_reply(state.health().await.as_deref()),
     };
     Ok(to_response(reply, head_only))
 }
@@ -322,6 +432,7 @@ pub async fn run(
     for _ in 0..FETCHERS {
         tokio::spawn(state.clone().fetcher());
     }
+    tokio::spawn(state.clone().prefetch_watch());
     let tls = tls.map(Arc::new);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNS));
     loop {
@@ -376,10 +487,13 @@ mod tests {
     #[test]
     fn batches_split_into_disjoint_slices_in_order() {
         let bytes: Vec<u8> = (0..10).collect();
-        let parts = split_batch(bytes, &[3, 1, 6]).unwrap();
-        assert_eq!(parts, vec![vec![0, 1, 2], vec![3], vec![4, 5, 6, 7, 8, 9]]);
-        assert_eq!(split_batch(vec![0; 5], &[3, 3]), None);
-        assert_eq!(split_batch(vec![0; 5], &[3]), None);
-        assert_eq!(split_batch(vec![], &[]), Some(vec![]));
+        let (parts, rest) = split_batch(&bytes, &[3, 1, 4]).unwrap();
+        let parts: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        assert_eq!(parts, vec![vec![0, 1, 2], vec![3], vec![4, 5, 6, 7]]);
+        assert_eq!(rest, &[8, 9]);
+        assert!(split_batch(&[0; 5], &[3, 3]).is_none());
+        let (parts, rest) = split_batch(&[0; 5], &[5]).unwrap();
+        assert_eq!((parts.len(), rest.len()), (1, 0));
+        assert!(split_batch(&[], &[]).unwrap().0.is_empty());
     }
 }

@@ -91,7 +91,11 @@ fn pollinate_seeds_from_the_frontend_which_runs_unprivileged() {
     }
     let stack = Stack::start();
     let certs = stack.certs("ec", "ecdsa-p256");
-    let (front, port) = stack.frontend("front", &tls_config(&certs, ""));
+    // Prefetch off: the daemon's counter must then match the bytes served exactly.
+    let (front, port) = stack.frontend(
+        "front",
+        &format!("prefetch_bytes = 0\n{}", tls_config(&certs, "")),
+    );
     let served = "qeaas_served_bytes_total{client=\"uid:65534\",face=\"socket\"}";
 
     // Least privilege: no capabilities at all, and not root when started as root.
@@ -205,13 +209,85 @@ fn json_api_over_http1_and_http2_with_limits_and_failures() {
     assert_eq!(st, 429);
     assert!(hdr.contains("retry-after: "), "{hdr}");
 
-    // 503 when the daemon is gone, for both the API and /health.
+    // 503 when the daemon is gone, for both /health and the API. /health finds the daemon gone
+    // and drops the prefetch buffer, so the API's 503 does not depend on timing.
     let mut stack = stack;
     stack.daemon.terminate();
+    assert_eq!(curl.get("/health", &[]).0, 503);
     let (st, hdr, _) = curl.entropy(TOKEN, "", &[]);
     assert_eq!(st, 503);
     assert!(hdr.contains("retry-after: "), "{hdr}");
-    assert_eq!(curl.get("/health", &[]).0, 503);
+}
+
+#[test]
+fn prefetched_bytes_are_handed_out_once_and_counted_when_fetched() {
+    let stack = Stack::start();
+    // Plain HTTP on loopback, default prefetch (4096 bytes ahead).
+    let (_front, port) = stack.frontend(
+        "plain",
+        &format!(
+            "[[client]]\nname = \"big\"\ntoken_sha256 = \"{}\"\nquota_bytes = 10000000\n\
+             rate_per_sec = 100000\nburst = 100000\n",
+            sha256_hex(TOKEN)
+        ),
+    );
+    let served = "qeaas_served_bytes_total{client=\"uid:65534\",face=\"socket\"}";
+    let uid_served = if is_root() {
+        served.to_string()
+    } else {
+        served.replace("65534", &rustix::process::geteuid().as_raw().to_string())
+    };
+    let before = stack.metric(&uid_served).unwrap_or(0.0) as u64;
+    // Concurrent keep-alive clients, each asking for 32 raw bytes at a time: enough demand for
+    // the frontend to fetch ahead and answer from its buffer.
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let req = format!(
+                    "GET /api/v1/entropy?bytes=32 HTTP/1.1\r\nHost: x\r\n\
+                     Authorization: Bearer {TOKEN}\r\nAccept: application/octet-stream\r\n\r\n"
+                );
+                let mut got = Vec::new();
+                let mut buf = Vec::new();
+                for _ in 0..100 {
+                    s.write_all(req.as_bytes()).unwrap();
+                    // Read one response: headers, then a 32-byte body.
+                    loop {
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            if buf.len() >= end + 4 + 32 {
+                                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                                got.push(buf[end + 4..end + 36].to_vec());
+                                buf.drain(..end + 36);
+                                break;
+                            }
+                        }
+                        let mut chunk = [0u8; 4096];
+                        let n = s.read(&mut chunk).unwrap();
+                        assert!(n > 0, "connection closed");
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for t in threads {
+        for b in t.join().unwrap() {
+            assert!(seen.insert(b), "the same 32 bytes were handed out twice");
+        }
+    }
+    let delivered = 32 * seen.len() as u64;
+    let counted = stack.metric(&uid_served).unwrap_or(0.0) as u64 - before;
+    println!("delivered {delivered} bytes, qeaasd counted {counted} (the rest was fetched ahead)");
+    // Never more handed out than qeaasd handed over.
+    assert!(
+        counted >= delivered,
+        "counted {counted} < delivered {delivered}"
+    );
 }
 
 #[test]
