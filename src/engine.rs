@@ -275,7 +275,7 @@ impl Engine {
             });
             let mut last_progress = Instant::now();
             loop {
-                if !self.wait_for_room() {
+                if !self.wait_for_room(src.read_bytes) {
                     return;
                 }
                 let n = match opened.source.read(&mut buf) {
@@ -370,13 +370,17 @@ impl Engine {
         }
     }
 
-    /// Blocks while the queue is full, but returns at least every [`PROBE_INTERVAL`] so that an
-    /// idle source is still read a little and a device that fails while nobody consumes is
-    /// detected and reported. False when stopping.
-    fn wait_for_room(&self) -> bool {
+    /// Blocks until the queue has room for what one read of `read_bytes` can yield (never more
+    /// bytes than were read; at most half the queue), so that a read's credit is not conditioned
+    /// only to be dropped for want of room, as it would be if the reader woke for every 32 bytes
+    /// taken. Returns at least every [`PROBE_INTERVAL`] so that an idle source is still read a
+    /// little and a device that fails while nobody consumes is detected and reported. False
+    /// when stopping.
+    fn wait_for_room(&self, read_bytes: usize) -> bool {
         let deadline = Instant::now() + PROBE_INTERVAL;
         let mut g = self.lock();
-        while g.reservoir.ready() + 32 > g.reservoir.capacity() {
+        let want = read_bytes.clamp(32, (g.reservoir.capacity() / 2).max(32));
+        while g.reservoir.ready() + want > g.reservoir.capacity() {
             let now = Instant::now();
             if self.stop.load(Ordering::SeqCst) || now >= deadline {
                 break;
