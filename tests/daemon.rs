@@ -673,30 +673,17 @@ fn a_slow_source_shows_startup_progress() {
     ) == Some(1.0)));
 }
 
-#[test]
-fn readiness_is_notified_after_the_first_kernel_seeding() {
-    if !require(is_root(), "root") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let notify_path = dir.path().join("notify.sock");
+/// Starts qeaasd on `config(dir, port, extra)` with NOTIFY_SOCKET pointing at a socket of ours,
+/// and returns it with the first notification it sends (within 20 s).
+fn notified_daemon(dir: &std::path::Path, port: u16, extra: &str) -> (Proc, String) {
+    let notify_path = dir.join("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
     notify
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let (_sim, src) = fifo_source(dir.path(), &[]);
-    let port = free_port();
-    let cfg = dir.path().join("qeaasd.toml");
-    std::fs::write(
-        &cfg,
-        config(
-            dir.path(),
-            port,
-            &format!("[kernel]\ninterval_secs = 60\nfeed_uncredited = true\n{src}"),
-        ),
-    )
-    .unwrap();
-    let _d = Proc(
+    let cfg = dir.join("qeaasd.toml");
+    std::fs::write(&cfg, config(dir, port, extra)).unwrap();
+    let d = Proc(
         Command::new(QEAASD)
             .args(["-c", cfg.to_str().unwrap(), "run"])
             .env("NOTIFY_SOCKET", &notify_path)
@@ -704,9 +691,24 @@ fn readiness_is_notified_after_the_first_kernel_seeding() {
             .spawn()
             .unwrap(),
     );
-    let mut buf = [0u8; 256];
+    let mut buf = [0u8; 512];
     let n = notify.recv(&mut buf).expect("a notification");
-    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    (d, String::from_utf8_lossy(&buf[..n]).to_string())
+}
+
+#[test]
+fn readiness_is_notified_after_the_first_kernel_seeding() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, src) = fifo_source(dir.path(), &[]);
+    let port = free_port();
+    let (_d, msg) = notified_daemon(
+        dir.path(),
+        port,
+        &format!("[kernel]\ninterval_secs = 60\nfeed_uncredited = true\n{src}"),
+    );
     assert!(msg.contains("READY=1"), "{msg}");
     // Ready means the kernel had been fed: the metrics already show the first RNDADDENTROPY.
     let fed = metric(
@@ -721,36 +723,15 @@ fn without_a_working_source_readiness_is_notified_after_the_timeout_and_the_daem
     // An unplugged device at boot must neither hold up boot nor get qeaasd killed by systemd's
     // TimeoutStartSec=: READY=1 comes after pool.ready_timeout_secs, with the reason as STATUS=.
     let dir = tempfile::tempdir().unwrap();
-    let notify_path = dir.path().join("notify.sock");
-    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
-    notify
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
     let absent = dir.path().join("qrandom-absent");
     let port = free_port();
-    let cfg = dir.path().join("qeaasd.toml");
-    std::fs::write(
-        &cfg,
-        config(
-            dir.path(),
-            port,
-            &format!(
-                "[pool]\nready_timeout_secs = 1\n[kernel]\nenable = false\n[[source]]\nname = \"qsim\"\nkind = \"quantis\"\npath = {absent:?}\nretry_secs = 1\n"
-            ),
+    let (mut d, msg) = notified_daemon(
+        dir.path(),
+        port,
+        &format!(
+            "[pool]\nready_timeout_secs = 1\n[kernel]\nenable = false\n[[source]]\nname = \"qsim\"\nkind = \"quantis\"\npath = {absent:?}\nretry_secs = 1\n"
         ),
-    )
-    .unwrap();
-    let mut d = Proc(
-        Command::new(QEAASD)
-            .args(["-c", cfg.to_str().unwrap(), "run"])
-            .env("NOTIFY_SOCKET", &notify_path)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
     );
-    let mut buf = [0u8; 512];
-    let n = notify.recv(&mut buf).expect("a notification");
-    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(msg.contains("READY=1"), "{msg}");
     assert!(msg.contains("STATUS=waiting for a working source"), "{msg}");
     // Still running, reporting the source absent, serving nothing.

@@ -12,17 +12,9 @@ use common::*;
 
 #[test]
 fn an_edge_qeaasd_is_fed_over_coaps_by_qeaas_fetch_follow_and_survives_its_restart() {
-    if !require(have("mkfifo"), "mkfifo") {
-        return;
-    }
     let up = Stack::start_with("max_bytes = 1024\n", |_| String::new());
     let edge = tempfile::tempdir().unwrap();
-    let fifo = edge.path().join("upstream.fifo");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    let fifo = Edge::fifo(edge.path());
     let key = edge.path().join("psk");
     std::fs::write(&key, KEY).unwrap();
     let feeder_log = edge.path().join("fetch.log");

@@ -13,7 +13,7 @@ const TOKEN: &str = "edge-host-token";
 
 #[test]
 fn an_edge_qeaasd_is_fed_by_an_upstream_over_https_only_with_explicit_credit() {
-    if !require(have("curl"), "curl") || !require(have("mkfifo"), "mkfifo") {
+    if !require(have("curl"), "curl") {
         return;
     }
     let upstream = Stack::start();
@@ -43,12 +43,7 @@ fn an_edge_qeaasd_is_fed_by_an_upstream_over_https_only_with_explicit_credit() {
 
     for credit in [false, true] {
         let edge = tempfile::tempdir().unwrap();
-        let fifo = edge.path().join("upstream.fifo");
-        assert!(Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success());
+        let fifo = Edge::fifo(edge.path());
         let before = served_to_front();
         // The fetcher of the README: raw bytes from the JSON API, appended to the pipe.
         let fetch = format!(

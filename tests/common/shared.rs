@@ -183,6 +183,20 @@ impl Edge {
         }
     }
 
+    /// A named pipe `upstream.fifo` in `dir`, for the fetcher to write and the edge to read.
+    pub fn fifo(dir: &std::path::Path) -> std::path::PathBuf {
+        let fifo = dir.join("upstream.fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("mkfifo");
+        fifo
+    }
+
     /// Waits until the upstream source is healthy; false (with the log printed) if it never is.
     pub fn healthy(&self) -> bool {
         let series = "qeaas_source_state{source=\"up\",state=\"healthy\"}";
