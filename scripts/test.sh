@@ -19,6 +19,9 @@ echo "==> OpenSSL 3.5 for the provider tests"; openssl-provider/scripts/build-op
 # riscv32imc and runs it on qemu against the real frontend: that toolchain needs the target.
 (cd firmware-esp32/qemu-dtls && rustup target add riscv32imc-unknown-none-elf >/dev/null)
 echo "==> cargo test"; CI=${CI:-1} cargo test --workspace --locked --no-fail-fast
+# The units in systemd/ (verify, exposure, sysusers/tmpfiles), then every binary cargo test just
+# built under an emulation of its unit's credentials and sandbox (~5 s).
+echo "==> systemd units"; QEAAS_BIN=target/debug scripts/systemd-security.sh --run
 # The ESP32-C3 firmware must build for riscv32imc and give a flashable image (esptool: a pip
 # install, where espflash would need a 10-minute cargo install); its core runs on qemu riscv32.
 echo "==> firmware: ESP32-C3 without credentials (TRNG only)"
