@@ -11,6 +11,7 @@ PKGS=(build-essential pkg-config curl ca-certificates git
       prometheus        # promtool: checks live metrics and the alert rules
       util-linux        # setpriv: runs a client as another user
       jitterentropy-rngd  # its unit is the sandboxing reference for systemd/qeaasd.service
+      systemd libseccomp2 # systemd-analyze verify/security on systemd/*.service; the units' syscall filters emulated (scripts/systemd-security.sh)
       pollinate         # Debian's pollen client: qeaas-https tests seed through the HTTPS face
       libcoap3-bin      # coap-client-gnutls/-openssl: real DTLS 1.2 PSK clients for qeaas-coapd's tests; coap-server: the firmware client's interop peer
       python3
