@@ -122,15 +122,16 @@ fn run(a: &Args) -> Result<(), Error> {
     let mut c = connect()?;
     let body = c.get(&target, Retransmit::default());
     c.close();
-    out.write(&encode(a, &body?)).map(|_| ())
+    out.write(&encode(a, body?)).map(|_| ())
 }
 
-fn encode(a: &Args, body: &[u8]) -> Vec<u8> {
-    if a.hex {
-        (body.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n").into_bytes()
-    } else {
-        body.to_vec()
+/// The bytes as they are written: the body itself, or its hex (the body then wiped).
+fn encode(a: &Args, body: Vec<u8>) -> Vec<u8> {
+    if !a.hex {
+        return body;
     }
+    let body = zeroize::Zeroizing::new(body);
+    (body.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n").into_bytes()
 }
 
 /// Where the bytes go. With --follow a FILE is opened for appending, so a named pipe works:
@@ -222,7 +223,7 @@ fn follow(
             let step = policy.on_fetch(&r);
             match (r, step) {
                 (Ok(body), _) => {
-                    let body = zeroize::Zeroizing::new(encode(a, &body));
+                    let body = zeroize::Zeroizing::new(encode(a, body));
                     // Writing blocks while the pipe is full: the reader sets the pace.
                     let started = std::time::Instant::now();
                     if !out.write(&body)? && out.path.is_none() {
