@@ -10,15 +10,6 @@ use std::process::Command;
 
 use common::*;
 
-const CLIENTS: [&str; 2] = ["coap-client-gnutls", "coap-client-openssl"];
-const FETCH: &str = env!("CARGO_BIN_EXE_qeaas-fetch");
-
-fn clients_present() -> bool {
-    CLIENTS
-        .iter()
-        .all(|c| require(have(c), &format!("{c} (apt: libcoap3-bin)")))
-}
-
 #[test]
 fn libcoap_clients_fetch_4096_bytes_block_wise_from_one_daemon_fetch() {
     if !clients_present() {

@@ -8,39 +8,15 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
-
-const CLIENTS: [&str; 2] = ["coap-client-gnutls", "coap-client-openssl"];
-const FETCH: &str = env!("CARGO_BIN_EXE_qeaas-fetch");
-
-fn clients_present() -> bool {
-    CLIENTS
-        .iter()
-        .all(|c| require(have(c), &format!("{c} (apt: libcoap3-bin)")))
-}
-
-/// `gen-credentials` into `dir` with `args`.
-fn gen(dir: &Path, args: &[&str]) {
-    let o = Command::new(COAPD)
-        .args(["gen-credentials", "--out"])
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "gen-credentials: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 /// A stack whose frontend uses the credentials generated (`args`) in `creds/`, with
 /// `[client_certs]` (their CA, `require`) and `extra` appended.
 fn stack(args: &'static [&'static str], require: bool, extra: &'static str) -> Stack {
     Stack::start(move |dir| {
-        gen(&dir.join("creds"), args);
+        gen_credentials(&dir.join("creds"), args);
         let snippet = std::fs::read_to_string(dir.join("creds/coapd.toml")).unwrap();
         // The snippet offers the table commented out.
         assert!(snippet.contains("\n# [client_certs]\n"), "{snippet}");
@@ -49,19 +25,6 @@ fn stack(args: &'static [&'static str], require: bool, extra: &'static str) -> S
             dir.join("creds/ca.pem")
         )
     })
-}
-
-fn fetch(args: &[&str]) -> Output {
-    Command::new("timeout")
-        .arg("60")
-        .arg(FETCH)
-        .args(args)
-        .output()
-        .expect("run qeaas-fetch")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn path(p: PathBuf) -> String {
@@ -90,7 +53,7 @@ fn libcoap_clients_with_ecdsa_client_certificates_get_pool_bytes_and_others_are_
     let c = |f: &str| path(creds.join(f));
     // A CA of another deployment, and a client certificate it signed.
     let other = s.dir.path().join("other");
-    gen(&other, &["--algo", "ecdsa-p256", "--clients", "1"]);
+    gen_credentials(&other, &["--algo", "ecdsa-p256", "--clients", "1"]);
     let o = |f: &str| path(other.join(f));
     let ca = c("ca.pem");
     let mut seen = HashSet::new();
@@ -174,7 +137,7 @@ fn generated_client_certificates_verify_as_client_certificates_with_openssl() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    gen(
+    gen_credentials(
         &d.path().join("c"),
         &["--algo", "ecdsa-p256", "--clients", "1"],
     );
@@ -217,7 +180,7 @@ fn generated_client_certificates_verify_as_client_certificates_with_openssl() {
         );
     }
     // --client-certs none: PSKs only, and no [client_certs] in the snippet.
-    gen(
+    gen_credentials(
         &d.path().join("n"),
         &["--clients", "1", "--client-certs", "none"],
     );
@@ -284,7 +247,7 @@ fn ml_dsa_44_client_certificate_over_dtls13_names_the_client_for_its_quota() {
     // require = true: no client certificate, or one from a foreign CA, fails the DTLS 1.3
     // handshake (the server verifies; the client trusts the right CA for the server).
     let other = s.dir.path().join("other");
-    gen(&other, &["--algo", "ml-dsa-44", "--clients", "1"]);
+    gen_credentials(&other, &["--algo", "ml-dsa-44", "--clients", "1"]);
     let before = s.served_to_frontend();
     let o = fetch(&[&*s.url("entropy"), "--ca", &ca, "--handshake-timeout", "5"]);
     assert!(!o.status.success(), "no client certificate was accepted");
@@ -362,7 +325,7 @@ fn optional_client_certificates_name_who_has_one_and_count_others_by_address() {
     );
     // A certificate that does not verify fails even when none is required.
     let other = s.dir.path().join("other");
-    gen(&other, &["--algo", "ecdsa-p256", "--clients", "1"]);
+    gen_credentials(&other, &["--algo", "ecdsa-p256", "--clients", "1"]);
     let o = fetch(&[
         &*s.url("entropy"),
         "--ca",

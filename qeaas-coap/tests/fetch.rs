@@ -4,38 +4,19 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
-
-const FETCH: &str = env!("CARGO_BIN_EXE_qeaas-fetch");
-
-fn fetch(args: &[&str]) -> Output {
-    Command::new("timeout")
-        .arg("60")
-        .arg(FETCH)
-        .args(args)
-        .output()
-        .expect("run qeaas-fetch")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn gen(dir: &Path, algo: &str, clients: &str) {
     gen_with(dir, algo, clients, &[]);
 }
 
 fn gen_with(dir: &Path, algo: &str, clients: &str, extra: &[&str]) {
-    let o = Command::new(COAPD)
-        .args(["gen-credentials", "--out"])
-        .arg(dir)
-        .args(["--clients", clients, "--algo", algo])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "gen-credentials: {}", stderr(&o));
+    gen_credentials(
+        dir,
+        &[&["--clients", clients, "--algo", algo], extra].concat(),
+    );
 }
 
 fn mode(p: &Path) -> u32 {

@@ -12,14 +12,6 @@ use common::dtls::Dtls13;
 use common::*;
 use qeaas_wolfssl_sys::{Context, Group, Role, Version};
 
-const CLIENTS: [&str; 2] = ["coap-client-gnutls", "coap-client-openssl"];
-
-fn clients_present() -> bool {
-    CLIENTS
-        .iter()
-        .all(|c| require(have(c), &format!("{c} (apt: libcoap3-bin)")))
-}
-
 #[test]
 fn libcoap_clients_get_fresh_pool_bytes_over_dtls12_psk() {
     if !clients_present() {

@@ -100,18 +100,7 @@ fn nginx_balances_dtls_and_survives_a_dead_frontend() {
         ),
     )
     .unwrap();
-    let _nginx = Proc(
-        Command::new("nginx")
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(&conf)
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx"),
-    );
+    let _nginx = start_nginx(dir, &conf);
     assert!(
         wait_until(Duration::from_secs(10), || dir.join("nginx.pid").exists()),
         "nginx did not start: {}",

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -32,47 +32,6 @@ fn tls_config(certs: &std::path::Path, groups: &str) -> String {
         sha256_hex(SMALL_TOKEN),
         sha256_hex(SLOW_TOKEN),
     )
-}
-
-struct Curl {
-    ca: std::path::PathBuf,
-    port: u16,
-}
-
-impl Curl {
-    /// `curl` with the test CA; returns (status, headers, body).
-    fn get(&self, path: &str, extra: &[&str]) -> (u16, String, Vec<u8>) {
-        let dir = tempfile::tempdir().unwrap();
-        let hdr = dir.path().join("h");
-        let out: Output = Command::new("curl")
-            .args(["-sS", "--max-time", "20", "--cacert"])
-            .arg(&self.ca)
-            .arg("-D")
-            .arg(&hdr)
-            .args(extra)
-            .arg(format!("https://127.0.0.1:{}{path}", self.port))
-            .output()
-            .expect("run curl");
-        assert!(
-            out.status.success(),
-            "curl failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let headers = std::fs::read_to_string(&hdr).unwrap();
-        let status = headers
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status line");
-        (status, headers.to_ascii_lowercase(), out.stdout)
-    }
-
-    fn entropy(&self, token: &str, query: &str, extra: &[&str]) -> (u16, String, Vec<u8>) {
-        let auth = format!("Authorization: Bearer {token}");
-        let mut args = vec!["-H", &auth];
-        args.extend_from_slice(extra);
-        self.get(&format!("/api/v1/entropy{query}"), &args)
-    }
 }
 
 /// The hex of a `{"entropy":"<hex>","bytes":N}` answer, checked against N.
@@ -107,14 +66,7 @@ fn pollinate_seeds_from_the_frontend_which_runs_unprivileged() {
         assert_eq!(proc_status(front.pid(), "NoNewPrivs"), "1");
     }
 
-    let pollinate = |curl_opts: &str| {
-        Command::new("pollinate")
-            .args(["--testing", "--strict", "--binary", "-s"])
-            .arg(format!("https://127.0.0.1:{port}/"))
-            .args(["-c", curl_opts])
-            .output()
-            .expect("run pollinate")
-    };
+    let pollinate = |curl_opts: &str| pollinate(port, curl_opts);
     // Unverifiable certificate: pollinate (strict) must fail, and nothing is served.
     let bad = pollinate("--max-time 10");
     assert!(!bad.status.success(), "pollinate accepted an unknown CA");

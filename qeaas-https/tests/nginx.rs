@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -64,33 +63,6 @@ fn nginx_conf(dir: &Path, certs: &Path, listen: u16, upstream: u16) -> String {
     )
 }
 
-/// `curl` through nginx: (status, lower-case headers, body).
-fn curl(port: u16, ca: &Path, path: &str, extra: &[&str]) -> (u16, String, Vec<u8>) {
-    let dir = tempfile::tempdir().unwrap();
-    let hdr = dir.path().join("h");
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "--cacert"])
-        .arg(ca)
-        .arg("-D")
-        .arg(&hdr)
-        .args(extra)
-        .arg(format!("https://127.0.0.1:{port}{path}"))
-        .output()
-        .expect("run curl");
-    assert!(
-        out.status.success(),
-        "curl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let headers = std::fs::read_to_string(&hdr).unwrap().to_ascii_lowercase();
-    let status = headers
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    (status, headers, out.stdout)
-}
-
 #[test]
 fn nginx_terminates_tls_for_pollinate_and_the_json_api_and_passes_503_through() {
     if !require(have("nginx"), "nginx (Debian nginx-light)")
@@ -118,35 +90,13 @@ fn nginx_terminates_tls_for_pollinate_and_the_json_api_and_passes_503_through() 
     let port = free_port();
     let conf = dir.join("nginx.conf");
     std::fs::write(&conf, nginx_conf(&dir, &certs, port, upstream)).unwrap();
-    let check = Command::new("nginx")
-        .arg("-p")
-        .arg(&dir)
-        .arg("-e")
-        .arg(dir.join("nginx.err"))
-        .arg("-c")
-        .arg(&conf)
-        .arg("-t")
-        .output()
-        .expect("run nginx -t");
+    let check = nginx(&dir, &conf).arg("-t").output().expect("run nginx -t");
     assert!(
         check.status.success(),
         "nginx -t rejected the shipped config: {}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let _nginx = Proc(
-        Command::new("nginx")
-            .arg("-p")
-            .arg(&dir)
-            .arg("-e")
-            .arg(dir.join("nginx.err"))
-            .arg("-c")
-            .arg(&conf)
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx"),
-    );
+    let _nginx = start_nginx(&dir, &conf);
     assert!(
         wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
             "127.0.0.1",
@@ -157,6 +107,10 @@ fn nginx_terminates_tls_for_pollinate_and_the_json_api_and_passes_503_through() 
         std::fs::read_to_string(dir.join("nginx.err")).unwrap_or_default()
     );
 
+    let curl = Curl {
+        ca: ca.clone(),
+        port,
+    };
     let uid = if is_root() {
         65534
     } else {
@@ -169,12 +123,7 @@ fn nginx_terminates_tls_for_pollinate_and_the_json_api_and_passes_503_through() 
     // pollinate, strict: the first line must be sha512 of its challenge, so nginx passed the
     // exchange through unchanged.
     for _ in 0..2 {
-        let out = Command::new("pollinate")
-            .args(["--testing", "--strict", "--binary", "-s"])
-            .arg(format!("https://127.0.0.1:{port}/"))
-            .args(["-c", &format!("--cacert {}", ca.display())])
-            .output()
-            .expect("run pollinate");
+        let out = pollinate(port, &format!("--cacert {}", ca.display()));
         assert!(
             out.status.success(),
             "pollinate through nginx failed: {}{}",
@@ -198,12 +147,8 @@ fn nginx_terminates_tls_for_pollinate_and_the_json_api_and_passes_503_through() 
         (48, "--http1.1", "http/1.1 200"),
         (4096, "--http2", "http/2 200"),
     ] {
-        let (st, hdr, body) = curl(
-            port,
-            &ca,
-            &format!("/api/v1/entropy?bytes={n}"),
-            &["-H", &auth, proto],
-        );
+        let (st, hdr, body) =
+            curl.get(&format!("/api/v1/entropy?bytes={n}"), &["-H", &auth, proto]);
         assert_eq!(st, 200, "{hdr}{}", String::from_utf8_lossy(&body));
         assert!(hdr.starts_with(want), "{hdr}");
         assert!(hdr.contains("cache-control: no-store"), "{hdr}");
@@ -216,13 +161,13 @@ fn nginx_terminates_tls_for_pollinate_and_the_json_api_and_passes_503_through() 
     }
     assert_eq!(counted() - before, 2 * 64 + delivered);
     // No token: the frontend's 401 passes through nginx.
-    assert_eq!(curl(port, &ca, "/api/v1/entropy", &[]).0, 401);
-    assert_eq!(curl(port, &ca, "/health", &[]).0, 200);
+    assert_eq!(curl.get("/api/v1/entropy", &[]).0, 401);
+    assert_eq!(curl.get("/health", &[]).0, 200);
 
     // The daemon goes away: the frontend's 503 (with Retry-After and its text) reaches the
     // client through nginx, for the API, for pollen and for /health.
     stack.daemon.terminate();
-    let (st, hdr, body) = curl(port, &ca, "/api/v1/entropy?bytes=32", &["-H", &auth]);
+    let (st, hdr, body) = curl.get("/api/v1/entropy?bytes=32", &["-H", &auth]);
     assert_eq!(st, 503, "{hdr}");
     assert!(hdr.contains("retry-after: "), "{hdr}");
     assert!(
@@ -230,20 +175,10 @@ fn nginx_terminates_tls_for_pollinate_and_the_json_api_and_passes_503_through() 
         "{}",
         String::from_utf8_lossy(&body)
     );
-    let (st, _, _) = curl(
-        port,
-        &ca,
-        "/",
-        &["--data", "challenge=0123456789abcdef", "--http1.1"],
-    );
+    let (st, _, _) = curl.get("/", &["--data", "challenge=0123456789abcdef", "--http1.1"]);
     assert_eq!(st, 503);
-    assert_eq!(curl(port, &ca, "/health", &[]).0, 503);
-    let strict = Command::new("pollinate")
-        .args(["--testing", "--strict", "--binary", "-s"])
-        .arg(format!("https://127.0.0.1:{port}/"))
-        .args(["-c", &format!("--cacert {} --max-time 10", ca.display())])
-        .output()
-        .expect("run pollinate");
+    assert_eq!(curl.get("/health", &[]).0, 503);
+    let strict = pollinate(port, &format!("--cacert {} --max-time 10", ca.display()));
     assert!(
         !strict.status.success(),
         "pollinate --strict accepted a 503"

@@ -209,3 +209,27 @@ impl Edge {
         ok
     }
 }
+
+/// Debian's nginx with prefix `dir` (start-up errors in `dir/nginx.err`) and configuration `conf`.
+pub fn nginx(dir: &std::path::Path, conf: &std::path::Path) -> Command {
+    let mut c = Command::new("nginx");
+    c.arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("nginx.err"))
+        .arg("-c")
+        .arg(conf);
+    c
+}
+
+/// [`nginx`] in the foreground, stopped on drop.
+pub fn start_nginx(dir: &std::path::Path, conf: &std::path::Path) -> Proc {
+    Proc(
+        nginx(dir, conf)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx"),
+    )
+}

@@ -20,6 +20,42 @@ pub use shared::*;
 mod workspace;
 pub use workspace::*;
 
+pub const FETCH: &str = env!("CARGO_BIN_EXE_qeaas-fetch");
+/// libcoap's DTLS clients (Debian libcoap3-bin).
+pub const CLIENTS: [&str; 2] = ["coap-client-gnutls", "coap-client-openssl"];
+
+/// Both libcoap clients are installed (a must in CI).
+pub fn clients_present() -> bool {
+    CLIENTS
+        .iter()
+        .all(|c| require(have(c), &format!("{c} (apt: libcoap3-bin)")))
+}
+
+/// Runs `qeaas-fetch` with `args`, for at most 60 s.
+pub fn fetch(args: &[&str]) -> std::process::Output {
+    Command::new("timeout")
+        .arg("60")
+        .arg(FETCH)
+        .args(args)
+        .output()
+        .expect("run qeaas-fetch")
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `qeaas-coapd gen-credentials --out dir args`, which must succeed.
+pub fn gen_credentials(dir: &Path, args: &[&str]) {
+    let o = Command::new(COAPD)
+        .args(["gen-credentials", "--out"])
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "gen-credentials: {}", stderr(&o));
+}
+
 pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()

@@ -16,6 +16,59 @@ pub use shared::*;
 mod workspace;
 pub use workspace::*;
 
+/// curl (Debian's, OpenSSL 3.0) against a frontend on 127.0.0.1:`port`, trusting `ca`.
+pub struct Curl {
+    pub ca: std::path::PathBuf,
+    pub port: u16,
+}
+
+impl Curl {
+    /// `curl` with the test CA; returns (status, headers, body).
+    pub fn get(&self, path: &str, extra: &[&str]) -> (u16, String, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let hdr = dir.path().join("h");
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--cacert"])
+            .arg(&self.ca)
+            .arg("-D")
+            .arg(&hdr)
+            .args(extra)
+            .arg(format!("https://127.0.0.1:{}{path}", self.port))
+            .output()
+            .expect("run curl");
+        assert!(
+            out.status.success(),
+            "curl failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let headers = std::fs::read_to_string(&hdr).unwrap();
+        let status = headers
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        (status, headers.to_ascii_lowercase(), out.stdout)
+    }
+
+    pub fn entropy(&self, token: &str, query: &str, extra: &[&str]) -> (u16, String, Vec<u8>) {
+        let auth = format!("Authorization: Bearer {token}");
+        let mut args = vec!["-H", &auth];
+        args.extend_from_slice(extra);
+        self.get(&format!("/api/v1/entropy{query}"), &args)
+    }
+}
+
+/// Debian's pollinate, strict, in test mode, against https://127.0.0.1:`port`/ with `curl_opts`
+/// (e.g. `--cacert CA`): the 64-byte digest of the exchange on stdout.
+pub fn pollinate(port: u16, curl_opts: &str) -> std::process::Output {
+    Command::new("pollinate")
+        .args(["--testing", "--strict", "--binary", "-s"])
+        .arg(format!("https://127.0.0.1:{port}/"))
+        .args(["-c", curl_opts])
+        .output()
+        .expect("run pollinate")
+}
+
 /// A simulated Quantis, qeaasd reading it, all in one directory that other users can traverse
 /// (the frontend runs as `nobody`).
 pub struct Stack {
