@@ -104,6 +104,104 @@ impl Daemon {
     }
 }
 
+/// RNDADDENTROPY calls in an strace log: (entropy_count, buf_size).
+pub fn traced_adds(trace: &str) -> Vec<(u32, u32)> {
+    trace
+        .lines()
+        .filter(|l| l.contains("RNDADDENTROPY"))
+        .map(|l| {
+            let num = |key: &str| -> u32 {
+                let i = l.find(key).unwrap_or_else(|| panic!("no {key} in {l}")) + key.len();
+                l[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect::<String>()
+                    .parse()
+                    .unwrap()
+            };
+            // strace -f splits a call that another thread interrupts into "<unfinished ...>" and
+            // "<... ioctl resumed>" lines; the result is on the latter.
+            let result = if l.contains("<unfinished ...>") {
+                let pid = l.split_whitespace().next().unwrap();
+                let rest = &trace[trace.find(l).unwrap() + l.len()..];
+                rest.lines()
+                    .find(|r| r.starts_with(pid) && r.contains("ioctl resumed>"))
+                    .unwrap_or_else(|| panic!("no resumption of {l}"))
+            } else {
+                l
+            };
+            assert!(result.trim_end().ends_with("= 0"), "ioctl failed: {result}");
+            (num("entropy_count="), num("buf_size="))
+        })
+        .collect()
+}
+
+/// `qeaasd run` on `config_text` in `dir` under `strace -f -e trace=ioctl`, not waited for: the
+/// daemon may refuse its configuration and exit. strace exits with the daemon's status.
+pub struct Traced {
+    pub strace: Proc,
+    pub trace: PathBuf,
+    pub log: PathBuf,
+    pub metrics: String,
+}
+
+impl Traced {
+    pub fn start(dir: &Path, port: u16, config_text: &str) -> Traced {
+        let cfg = dir.join("qeaasd.toml");
+        std::fs::write(&cfg, config_text).unwrap();
+        let (trace, log) = (dir.join("trace.txt"), dir.join("qeaasd.log"));
+        let strace = Proc(
+            Command::new("strace")
+                .args(["-f", "-qq", "-e", "trace=ioctl", "-e", "signal=none", "-o"])
+                .arg(&trace)
+                .arg(QEAASD)
+                .args(["-c", cfg.to_str().unwrap(), "run"])
+                .env("QEAAS_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("start strace qeaasd"),
+        );
+        Traced {
+            strace,
+            trace,
+            log,
+            metrics: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        metric(&scrape(&self.metrics)?, name)
+    }
+
+    /// The daemon's exit code, if it has exited.
+    pub fn exited(&mut self) -> Option<Option<i32>> {
+        self.strace.0.try_wait().unwrap().map(|s| s.code())
+    }
+
+    /// Stops the daemon (not strace, so that strace writes out its log) and returns the trace.
+    pub fn stop(mut self) -> String {
+        if self.exited().is_none() {
+            if let Ok(children) =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.strace.pid()))
+            {
+                for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
+                    let _ = rustix::process::kill_process(
+                        rustix::process::Pid::from_raw(pid).unwrap(),
+                        rustix::process::Signal::TERM,
+                    );
+                }
+            }
+            let _ = self.strace.0.wait();
+        }
+        std::fs::read_to_string(&self.trace).unwrap_or_default()
+    }
+}
+
 /// One request/answer on an open connection.
 pub fn ask(s: &mut UnixStream, r: Request) -> Result<Vec<u8>, Status> {
     s.write_all(&proto::encode_request(r)).unwrap();
