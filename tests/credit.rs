@@ -148,3 +148,36 @@ fn a_regular_file_is_read_once_to_its_end() {
         d.log_text()
     );
 }
+
+/// A `mknod` copy of /dev/urandom (character device 1:9) under another name, configured as a
+/// Quantis, as a file, and as a file declared hardware: its bytes are never read, never credited,
+/// and the daemon says what the node is.
+#[test]
+fn attack_a_mknod_copy_of_urandom_is_never_a_source() {
+    if !require(is_root(), "root") || !require(have("strace"), "strace") {
+        return;
+    }
+    for table in [
+        "kind = \"quantis\"",
+        "kind = \"file\"",
+        "kind = \"file\"\nhardware = true",
+        "kind = \"hwrng\"",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("qrandom0");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &node,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            rustix::fs::makedev(1, 9),
+        )
+        .expect("mknod c 1 9");
+        let source =
+            format!("[[source]]\nname = \"src\"\n{table}\npath = {node:?}\nretry_secs = 1\n");
+        let (credited, read, _exit, log) = traced_run(dir.path(), &source, 5);
+        assert!(credited.is_empty(), "{table}: {credited:?}\n{log}");
+        assert_eq!(read.unwrap_or(0.0), 0.0, "{table}: bytes read\n{log}");
+        assert!(log.contains("not a noise source"), "{table}:\n{log}");
+    }
+}
