@@ -4,8 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use qeaas_core::driver::DriverSpec;
 use qeaas_core::health::{HealthParams, MinEntropy, SampleWidth, STARTUP_SAMPLES};
-use qeaas_core::pipeline::{Processing, Provenance, SourceSpec};
+use qeaas_core::pipeline::{Processing, SourceSpec};
+use qeaas_core::provenance::Claim;
 use serde::Deserialize;
 
 /// Default configuration path.
@@ -217,10 +219,11 @@ pub struct SourceConfig {
     /// `true` for raw samples (then the Toeplitz extractor runs); defaults by kind.
     pub raw: Option<bool>,
     /// Declares the data simulated: never credited to the kernel. Pseudo-terminals, pipes and
-    /// regular files are treated as simulated unless `hardware = true`.
+    /// regular files are simulated anyway.
     #[serde(default)]
     pub simulated: bool,
-    /// Asserts that a `file` source (e.g. a pipe from a hardware reader) is hardware.
+    /// Asserts that a `file` source is a hardware character device (one the other kinds do not
+    /// cover). A regular file, a pipe or a terminal is never hardware: on one, this is an error.
     #[serde(default)]
     pub hardware: bool,
     /// Serial preset.
@@ -253,8 +256,11 @@ pub struct Source {
     pub kind: SourceKind,
     /// Path.
     pub path: PathBuf,
-    /// Pipeline parameters; provenance is refined when the device is opened.
+    /// Health tests and processing.
     pub spec: SourceSpec,
+    /// What the configuration claims the source is; provenance is decided from it and the node
+    /// found at each open (`qeaas_core::provenance::decide`).
+    pub claim: Claim,
     /// Serial preset (serial sources only).
     pub preset: SerialPreset,
     /// Serial baud rate.
@@ -263,13 +269,39 @@ pub struct Source {
     pub read_bytes: usize,
     /// Reopen delay.
     pub retry: Duration,
-    /// User-declared simulated.
-    pub simulated: bool,
-    /// User-declared hardware (file sources).
-    pub hardware: bool,
     /// Whether this source's data is credited to the pool (false only for upstream sources
     /// without `credit = true`).
-    pub credit_pool: bool,
+    pub pool_credit: bool,
+}
+
+impl Source {
+    /// What the source's driver needs.
+    pub fn driver_spec(&self) -> DriverSpec {
+        DriverSpec {
+            conditioning: self.spec,
+            claim: self.claim,
+            pool_credit: self.pool_credit,
+            retry: self.retry,
+        }
+    }
+
+    /// Stable name of the kind.
+    pub fn kind_label(&self) -> &'static str {
+        self.kind.label()
+    }
+}
+
+impl SourceKind {
+    /// Stable name, as in the configuration.
+    pub const fn label(self) -> &'static str {
+        match self {
+            SourceKind::Quantis => "quantis",
+            SourceKind::Serial => "serial",
+            SourceKind::Hwrng => "hwrng",
+            SourceKind::File => "file",
+            SourceKind::Upstream => "upstream",
+        }
+    }
 }
 
 /// Assessed defaults per kind: (width, max millibits per sample, raw, default path).
@@ -450,13 +482,13 @@ impl Config {
                 } else {
                     Processing::PostProcessed
                 },
-                provenance: if s.kind == SourceKind::Upstream {
-                    Provenance::Network
-                } else if s.simulated {
-                    Provenance::Simulated
-                } else {
-                    Provenance::Hardware
-                },
+            },
+            claim: match s.kind {
+                SourceKind::Upstream => Claim::Network,
+                _ if s.simulated => Claim::Simulated,
+                SourceKind::File if s.hardware => Claim::Hardware,
+                SourceKind::File => Claim::File,
+                SourceKind::Quantis | SourceKind::Serial | SourceKind::Hwrng => Claim::Device,
             },
             preset,
             baud,
@@ -465,9 +497,7 @@ impl Config {
                 r @ 1..=3600 => Duration::from_secs(r),
                 r => return Err(err(format!("retry_secs = {r}: must be 1..=3600"))),
             },
-            simulated: s.simulated,
-            hardware: s.hardware,
-            credit_pool: s.kind != SourceKind::Upstream || s.credit == Some(true),
+            pool_credit: s.kind != SourceKind::Upstream || s.credit == Some(true),
         })
     }
 

@@ -228,7 +228,7 @@ pub async fn take_waiting(
         // not lost.
         let notified = engine.data.notified();
         match engine.take(buf, face, client) {
-            Ok(()) => {
+            Ok(_) => {
                 let waited = start.elapsed();
                 if waited > Duration::from_millis(1) {
                     engine.add_starved(waited);
@@ -240,7 +240,8 @@ pub async fn take_waiting(
                 if now >= deadline {
                     engine.add_starved(now - start);
                     return match e {
-                        TakeError::NotEnough => Status::NotEnoughEntropy,
+                        // Uncreditable is the kernel's refusal only.
+                        TakeError::NotEnough | TakeError::Uncreditable => Status::NotEnoughEntropy,
                         TakeError::SourceFailed => Status::SourceFailed,
                     };
                 }
@@ -272,9 +273,9 @@ pub fn status_text(engine: &Engine) -> String {
             "source.{}={} {} {} read={} rct_failures={} apt_failures={}{}\n",
             s.name,
             s.kind,
-            s.provenance.label(),
+            s.provenance_label(),
             s.state.label(),
-            s.bytes_read,
+            s.counters.bytes_read,
             s.health.rct_failures,
             s.health.apt_failures,
             s.last_error

@@ -23,14 +23,13 @@ fn noise_file(dir: &Path, name: &str, len: u64) -> PathBuf {
     p
 }
 
+/// What [`traced_run`] saw: credited RNDADDENTROPY calls, bytes read, exit code, log.
+type Run = (Vec<(u32, u32)>, Option<f64>, Option<Option<i32>>, String);
+
 /// Runs qeaasd on `source` (a `[[source]]` table) with kernel feeding every second, until it
 /// exits or has run `secs` seconds; returns its credited RNDADDENTROPY calls, the bytes it read
 /// from the source (when it ran), its exit code (when it exited) and its log.
-fn traced_run(
-    dir: &Path,
-    source: &str,
-    secs: u64,
-) -> (Vec<(u32, u32)>, Option<f64>, Option<Option<i32>>, String) {
+fn traced_run(dir: &Path, source: &str, secs: u64) -> Run {
     let port = free_port();
     let text = config(
         dir,

@@ -58,13 +58,10 @@ fn main() {
         Cmd::Worker => daemon::run_worker(&config, &sel),
         Cmd::Test { seconds } => daemon::run_test(&config, &sel, seconds),
         Cmd::ListSources => daemon::list_sources(&config),
-        Cmd::CheckConfig => qeaas::config::Config::load(&config)
-            .and_then(|c| {
-                c.active_sources(&sel.enable, &sel.disable)?;
-                println!("{}: OK ({} sources)", config.display(), c.sources.len());
-                Ok(exit::OK)
-            })
-            .map_err(daemon::StartError::from),
+        Cmd::CheckConfig => daemon::load_checked(&config, &sel).map(|(c, _)| {
+            println!("{}: OK ({} sources)", config.display(), c.sources.len());
+            exit::OK
+        }),
     };
     match r {
         Ok(code) => std::process::exit(code),
