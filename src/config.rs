@@ -132,6 +132,12 @@ pub struct SocketConfig {
     pub max_wait_ms: u64,
     /// Optional EGD-compatible socket for legacy tools.
     pub egd_path: Option<PathBuf>,
+    /// Connections (both sockets together) one uid may hold at once.
+    pub max_connections_per_uid: usize,
+    /// Connections in all; lowered to stay below the file descriptor limit.
+    pub max_connections: usize,
+    /// Time a client has to finish sending a request once it started, and to read an answer.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for SocketConfig {
@@ -145,6 +151,9 @@ impl Default for SocketConfig {
             max_request: 4096,
             max_wait_ms: 10_000,
             egd_path: None,
+            max_connections_per_uid: 64,
+            max_connections: 1024,
+            request_timeout_ms: 2000,
         }
     }
 }
@@ -355,6 +364,14 @@ impl Config {
         }
         if self.socket.max_wait_ms > 600_000 {
             return bad("socket.max_wait_ms must be at most 600000".into());
+        }
+        if !(1..=1_000_000).contains(&self.socket.max_connections)
+            || !(1..=self.socket.max_connections).contains(&self.socket.max_connections_per_uid)
+        {
+            return bad("socket.max_connections must be 1..=1000000 and socket.max_connections_per_uid 1..=max_connections".into());
+        }
+        if !(1..=600_000).contains(&self.socket.request_timeout_ms) {
+            return bad("socket.request_timeout_ms must be 1..=600000".into());
         }
         if !(1..=65535).contains(&self.socket.max_request) {
             return bad("socket.max_request must be 1..=65535".into());

@@ -177,11 +177,30 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
     let acl = socket::Acl::from_config(&cfg.socket)
         .map_err(|m| StartError::Config(ConfigError::Invalid(m)))?;
     let bound = bind_all(&cfg)?;
+    // Descriptors: the socket's connection table must stay below the limit, with room for the
+    // sources, the metrics endpoint and the pipes (LimitNOFILE in the unit raises it).
+    let nofile = raise_nofile();
+    let max_conns = cfg
+        .socket
+        .max_connections
+        .min(usize::try_from(nofile.saturating_sub(64)).unwrap_or(usize::MAX))
+        .max(1);
+    if max_conns < cfg.socket.max_connections {
+        warn!(
+            "socket.max_connections lowered to {max_conns}: only {nofile} file descriptors (LimitNOFILE)"
+        );
+    }
     privsep::drop_capabilities(&[]).map_err(os("drop capabilities"))?;
     info!("worker runs with no capabilities");
 
     let engine = Engine::new(&sources, cfg.pool.queue_bytes);
     engine.spawn_readers(sources.clone());
+    let server = socket::Server::new(
+        Arc::clone(&engine),
+        cfg.socket.clone(),
+        acl.clone(),
+        max_conns,
+    );
     let kstats: SharedKernelStats = Arc::new(Mutex::new(KernelStats::default()));
     let link = Arc::new(Mutex::new(SupervisorLink::new()));
     let feeding =
@@ -192,6 +211,8 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
     // Cleared when the feeder stops for good (its pool turned out uncreditable).
     let feeding = Arc::new(std::sync::atomic::AtomicBool::new(feeding));
     if feeding.load(Ordering::SeqCst) {
+        // The feeder's share of the ready bytes, which no client can take.
+        engine.reserve_for_kernel(cfg.kernel.feed_bytes);
         let (engine, kstats, link, kcfg, flag) = (
             Arc::clone(&engine),
             Arc::clone(&kstats),
@@ -216,21 +237,11 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
     rt.block_on(async move {
         if let Some(l) = bound.socket {
             let l = tokio::net::UnixListener::from_std(l).expect("nonblocking listener");
-            tokio::spawn(socket::serve(
-                l,
-                Arc::clone(&engine),
-                cfg.socket.clone(),
-                acl.clone(),
-            ));
+            tokio::spawn(socket::serve(l, Arc::clone(&server)));
         }
         if let Some(l) = bound.egd {
             let l = tokio::net::UnixListener::from_std(l).expect("nonblocking listener");
-            tokio::spawn(socket::serve_egd(
-                l,
-                Arc::clone(&engine),
-                acl.clone(),
-                Duration::from_millis(cfg.socket.max_wait_ms),
-            ));
+            tokio::spawn(socket::serve_egd(l, Arc::clone(&server)));
         }
         if let Some(l) = bound.metrics {
             let l = tokio::net::TcpListener::from_std(l).expect("nonblocking listener");
@@ -293,6 +304,18 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
         let _ = std::fs::remove_file(p);
     }
     Ok(exit::OK)
+}
+
+/// Raises the soft limit on open files to the hard limit (systemd's LimitNOFILE sets both; a
+/// root shell's soft limit is often 1024) and returns it.
+fn raise_nofile() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
 /// True when every source may turn out to be hardware (its claim allows it): only then can the

@@ -100,6 +100,8 @@ pub enum TakeError {
 
 struct Inner {
     reservoir: Reservoir,
+    /// Ready bytes no client may take: the kernel feeder's share (see [`Engine::reserve_for_kernel`]).
+    kernel_reserve: usize,
     sources: Vec<SourceStatus>,
     served: std::collections::HashMap<(Face, String), u64>,
     starved: Duration,
@@ -115,6 +117,8 @@ pub struct Engine {
     /// Started at.
     pub started: Instant,
     stop: AtomicBool,
+    /// The local socket's defences at work (connection caps, evictions, timeouts).
+    pub socket_stats: crate::socket::SocketStats,
 }
 
 impl std::fmt::Debug for Engine {
@@ -163,6 +167,7 @@ impl Engine {
         Arc::new(Self {
             inner: Mutex::new(Inner {
                 reservoir: Reservoir::new(queue_bytes),
+                kernel_reserve: 0,
                 sources: statuses,
                 served: Default::default(),
                 starved: Duration::ZERO,
@@ -171,6 +176,7 @@ impl Engine {
             data: tokio::sync::Notify::new(),
             started: Instant::now(),
             stop: AtomicBool::new(false),
+            socket_stats: Default::default(),
         })
     }
 
@@ -419,10 +425,27 @@ impl Engine {
         !self.stopping()
     }
 
+    /// Keeps `bytes` of the ready queue for the kernel feeder: a client is served only from
+    /// what lies beyond them, so no client, however greedy, can starve the feeder (the reserve
+    /// refills before clients get anything more).
+    pub fn reserve_for_kernel(&self, bytes: usize) {
+        let mut g = self.lock();
+        g.kernel_reserve = bytes.min(g.reservoir.capacity() / 2);
+    }
+
     /// Takes exactly `out.len()` bytes for `face`/`client`, or nothing; says with the bytes
-    /// whether they may be credited to the kernel.
+    /// whether they may be credited to the kernel. Clients (every face but the kernel) are
+    /// served only beyond the kernel's reserve.
     pub fn take(&self, out: &mut [u8], face: Face, client: &str) -> Result<Taken, TakeError> {
         let mut g = self.lock();
+        if face != Face::Kernel && g.reservoir.ready() < out.len().saturating_add(g.kernel_reserve)
+        {
+            return Err(if g.sources.iter().any(|s| s.state.may_produce()) {
+                TakeError::NotEnough
+            } else {
+                TakeError::SourceFailed
+            });
+        }
         Self::take_locked(&mut g, out, face, client).inspect(|_| {
             drop(g);
             self.room.notify_all();
@@ -483,6 +506,11 @@ impl Engine {
     /// from what [`Engine::take_for_kernel`] returns with the bytes.
     pub fn kernel_creditable(&self) -> bool {
         self.lock().reservoir.kernel_creditable()
+    }
+
+    /// True when some source is open and may yet produce output.
+    pub fn any_source_may_produce(&self) -> bool {
+        self.lock().sources.iter().any(|s| s.state.may_produce())
     }
 
     /// True when some source has passed its start-up test and is healthy.

@@ -173,6 +173,47 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
     for ((face, client), n) in &snap.served {
         served.with_label_values(&[face.label(), client]).inc_by(*n);
     }
+    let st = &engine.socket_stats;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let conns = gauge(
+        &r,
+        "qeaas_socket_connections",
+        "Connections open on the local sockets.",
+        &[],
+    );
+    conns
+        .with_label_values(&[] as &[&str])
+        .set(i64::try_from(load(&st.connections)).unwrap_or(i64::MAX));
+    let refused = counter(
+        &r,
+        "qeaas_socket_connections_refused_total",
+        "Connections closed at accept: the uid held its cap, or the table was full.",
+        &["reason"],
+    );
+    refused
+        .with_label_values(&["per_uid_cap"])
+        .inc_by(load(&st.refused_per_uid));
+    refused
+        .with_label_values(&["table_full"])
+        .inc_by(load(&st.refused_full));
+    let evicted = counter(
+        &r,
+        "qeaas_socket_connections_evicted_total",
+        "Idle connections closed to make room for a uid below its fair share.",
+        &[],
+    );
+    evicted
+        .with_label_values(&[] as &[&str])
+        .inc_by(load(&st.evicted));
+    let timeouts = counter(
+        &r,
+        "qeaas_socket_timeouts_total",
+        "Connections closed because a request or an answer was too slow.",
+        &[],
+    );
+    timeouts
+        .with_label_values(&[] as &[&str])
+        .inc_by(load(&st.timeouts));
     let pool = gauge(
         &r,
         "qeaas_pool_credit",

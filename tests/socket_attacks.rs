@@ -86,7 +86,7 @@ fn raise_nofile(n: u64) -> bool {
 /// qeaasd fed by the simulator at `rate`, feeding the kernel every second, its directory
 /// reachable by the test's other uids, started with the open-file limit systemd gives a service
 /// that sets none (soft 1024).
-fn start(rate: &str, extra: &str) -> (Proc, Daemon) {
+fn start(rate: &str, extra: &str, socket: &str) -> (Proc, Daemon) {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -108,6 +108,7 @@ fn start(rate: &str, extra: &str) -> (Proc, Daemon) {
             "[kernel]\ninterval_secs = 1\nfeed_uncredited = true\n{extra}\n[[source]]\nname = \"qsim\"\nkind = \"quantis\"\npath = {fifo:?}\nretry_secs = 1\n"
         ),
     );
+    let text = text.replacen("mode = 0o666\n", &format!("mode = 0o666\n{socket}\n"), 1);
     let d = daemon_in(dir, port, &text, &["prlimit", "--nofile=1024:1024", "--"]);
     (sim, d)
 }
@@ -125,7 +126,7 @@ fn a_uid_holding_2000_idle_connections_locks_out_nobody() {
         return;
     }
     assert!(raise_nofile(8192), "test needs 8192 open files");
-    let (_sim, d) = start("2M", "");
+    let (_sim, d) = start("2M", "", "");
     let sock = d.socket.clone();
     // The provider-like client: one long-lived connection, opened before the attack.
     let provider = {
@@ -236,7 +237,7 @@ fn a_uid_reading_flat_out_leaves_another_its_share_and_the_feeder_its_schedule()
         return;
     }
     // ~65 KB/s of pool output: scarce next to what 17 readers ask for.
-    let (_sim, d) = start("100k", "[pool]\nqueue_bytes = 8192\n");
+    let (_sim, d) = start("100k", "[pool]\nqueue_bytes = 8192\n", "");
     assert!(
         wait_until(Duration::from_secs(10), || adds(&d) >= 1.0),
         "{}",
@@ -296,4 +297,26 @@ fn a_uid_reading_flat_out_leaves_another_its_share_and_the_feeder_its_schedule()
         "the kernel feeder fed {} times in {secs:.1} s",
         a1 - a0
     );
+}
+
+/// A client that sends part of a request and stalls is closed after `request_timeout_ms`, and
+/// counted; a client that asks and then never reads its answer is closed as quickly.
+#[test]
+fn a_client_that_stalls_mid_request_is_closed() {
+    if !require(is_root(), "root") || !require(have("prlimit"), "prlimit") {
+        return;
+    }
+    let (_sim, d) = start("2M", "", "request_timeout_ms = 300");
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.write_all(&proto::encode_request(Request::Status)[..3])
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut b = [0u8; 1];
+    // Closed by the daemon: end of file, not our read timeout.
+    assert_eq!(s.read(&mut b).unwrap(), 0);
+    assert!(d.metric("qeaas_socket_timeouts_total") >= Some(1.0));
+    // An idle connection (no byte sent) is not timed out: it may wait for its next request.
+    let mut idle = UnixStream::connect(&d.socket).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(get(&mut idle, 16, 1000).map(|b| b.len()), Ok(16));
 }
