@@ -356,7 +356,7 @@ fn clients_without_permission_are_refused() {
                 "--reuid=65534",
                 "--regid=65534",
                 "--clear-groups",
-                QEAAS,
+                staged(QEAAS).to_str().unwrap(),
                 "-s",
                 sock.to_str().unwrap(),
                 "get",

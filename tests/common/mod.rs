@@ -17,6 +17,52 @@ pub const SIM: &str = env!("CARGO_BIN_EXE_qeaas-sim");
 mod shared;
 pub use shared::*;
 
+/// `bin`, copied into a directory every uid may enter and read, for tests that run it as another
+/// uid (setpriv, as systemd's `User=` would) or whose daemon's worker re-executes it after
+/// switching users. A checkout inside a 0700 directory (a Debian 12 home, `mktemp -d`) would
+/// leave target/ unreachable to them ("start worker: Permission denied"). One copy per checkout
+/// and binary, replaced atomically when the build changes; the directory must be ours.
+pub fn staged(bin: &str) -> PathBuf {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    static STAGED: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut done = STAGED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, p)) = done.iter().find(|(b, _)| b == bin) {
+        return p.clone();
+    }
+    let src = Path::new(bin);
+    let meta = std::fs::metadata(src).expect("built binary");
+    // Per checkout (the binary's inode) and user: never someone else's directory.
+    let dir = std::env::temp_dir().join(format!(
+        "qeaas-test-bin-{}-{:x}",
+        rustix::process::geteuid().as_raw(),
+        meta.ino()
+    ));
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) => assert!(
+            m.is_dir() && m.uid() == rustix::process::geteuid().as_raw(),
+            "{} is not our directory",
+            dir.display()
+        ),
+        Err(_) => std::fs::create_dir(&dir).expect("create staging directory"),
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dst = dir.join(src.file_name().unwrap());
+    let fresh =
+        std::fs::metadata(&dst).is_ok_and(|d| d.len() == meta.len() && d.mtime() >= meta.mtime());
+    if !fresh {
+        let tmp = dir.join(format!(
+            ".{}.{}",
+            src.file_name().unwrap().to_string_lossy(),
+            std::process::id()
+        ));
+        std::fs::copy(src, &tmp).expect("stage binary");
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &dst).expect("stage binary");
+    }
+    done.push((bin.to_string(), dst.clone()));
+    dst
+}
+
 /// Starts `qeaas-sim` with `args`.
 pub fn sim(args: &[&str]) -> Proc {
     Proc(
@@ -52,11 +98,13 @@ pub fn daemon_in(dir: tempfile::TempDir, port: u16, config_text: &str, wrapper: 
     let cfg = dir.path().join("qeaasd.toml");
     std::fs::write(&cfg, config_text).unwrap();
     let log = dir.path().join("qeaasd.log");
+    // Staged: the wrapper may run it as another uid.
+    let qeaasd = staged(QEAASD);
     let mut cmd = if wrapper.is_empty() {
-        Command::new(QEAASD)
+        Command::new(&qeaasd)
     } else {
         let mut c = Command::new(wrapper[0]);
-        c.args(&wrapper[1..]).arg(QEAASD);
+        c.args(&wrapper[1..]).arg(&qeaasd);
         c
     };
     cmd.args(["-c", cfg.to_str().unwrap(), "run"])
