@@ -41,6 +41,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The user the worker runs as when qeaasd is started as root (without systemd's `User=`).
+    /// The worker refuses to run as root unless `qeaasd run --allow-root-worker` says so.
+    #[serde(default = "default_user")]
+    pub user: String,
     /// Entropy pool and queue.
     #[serde(default)]
     pub pool: PoolConfig,
@@ -56,6 +60,10 @@ pub struct Config {
     /// Noise sources, by name.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+}
+
+fn default_user() -> String {
+    "qeaas".into()
 }
 
 /// `[pool]`.
@@ -372,6 +380,9 @@ impl Config {
         }
         if !(1..=600_000).contains(&self.socket.request_timeout_ms) {
             return bad("socket.request_timeout_ms must be 1..=600000".into());
+        }
+        if self.user.is_empty() {
+            return bad("user must not be empty".into());
         }
         if !(1..=65535).contains(&self.socket.max_request) {
             return bad("socket.max_request must be 1..=65535".into());

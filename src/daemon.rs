@@ -63,6 +63,9 @@ pub struct Selection {
     pub enable: Vec<String>,
     /// `--disable NAME`.
     pub disable: Vec<String>,
+    /// `--allow-root-worker`: started as root, keep the worker root (containers whose only
+    /// user is root). Off: the worker becomes the configured `user`.
+    pub allow_root_worker: bool,
 }
 
 impl Selection {
@@ -73,6 +76,9 @@ impl Selection {
         }
         for d in &self.disable {
             a.extend(["--disable".to_string(), d.clone()]);
+        }
+        if self.allow_root_worker {
+            a.push("--allow-root-worker".into());
         }
         a
     }
@@ -120,12 +126,69 @@ pub fn run_supervisor(config: &Path, sel: &Selection) -> Result<i32, StartError>
     );
     let from = child.stdout.take().expect("piped");
     let to = child.stdin.take().expect("piped");
+    let pid = child.id();
     if let Err(e) = privsep::supervise(from, to, &random) {
-        error!("worker protocol: {e}");
+        error!(worker = pid, "worker protocol: {e}; killing the worker");
         let _ = child.kill();
     }
     let status = child.wait().map_err(os("wait for worker"))?;
-    Ok(status.code().unwrap_or(exit::SOFTWARE))
+    let code = worker_exit(pid, status);
+    Ok(code)
+}
+
+/// Says how the worker ended (systemd's journal and an operator need to know why the service
+/// stopped) and what the supervisor exits with: the worker's own status, or 70 for a signal.
+fn worker_exit(pid: u32, status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(sig) = status.signal() {
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map(|s| s.as_str())
+            .unwrap_or("unknown signal");
+        error!(
+            worker = pid,
+            "worker was killed by signal {sig} ({name}){}; supervisor exits {}",
+            if status.core_dumped() {
+                ", core dumped"
+            } else {
+                ""
+            },
+            exit::SOFTWARE
+        );
+        return exit::SOFTWARE;
+    }
+    match status.code() {
+        Some(exit::OK) => {
+            info!(worker = pid, "worker exited normally");
+            exit::OK
+        }
+        Some(c) => {
+            error!(
+                worker = pid,
+                "worker exited with status {c}; supervisor exits {c}"
+            );
+            c
+        }
+        None => {
+            error!(worker = pid, "worker ended with {status}");
+            exit::SOFTWARE
+        }
+    }
+}
+
+/// Started as root, the worker becomes the configured user (or stays root, loudly, with
+/// `--allow-root-worker`); started as anyone else it stays who it is.
+fn become_worker_user(cfg: &Config, sel: &Selection) -> Result<(), StartError> {
+    if !nix::unistd::geteuid().is_root() && !nix::unistd::getuid().is_root() {
+        return Ok(());
+    }
+    if sel.allow_root_worker {
+        warn!("worker runs as root (--allow-root-worker): it has no capabilities, but can still write every root-owned file");
+        return Ok(());
+    }
+    let b = privsep::become_user(&cfg.user)
+        .map_err(|e| StartError::Config(ConfigError::Invalid(format!("worker: {e}"))))?;
+    info!(user = %cfg.user, uid = b.uid, gid = b.gid, "worker switched from root");
+    Ok(())
 }
 
 /// Everything the worker sets up before dropping privileges.
@@ -190,6 +253,7 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
             "socket.max_connections lowered to {max_conns}: only {nofile} file descriptors (LimitNOFILE)"
         );
     }
+    become_worker_user(&cfg, sel)?;
     privsep::drop_capabilities(&[]).map_err(os("drop capabilities"))?;
     info!("worker runs with no capabilities");
 

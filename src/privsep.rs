@@ -52,6 +52,64 @@ pub fn drop_capabilities(keep: &[Capability]) -> io::Result<()> {
     Ok(())
 }
 
+/// Who the worker became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Became {
+    /// Real, effective and saved uid.
+    pub uid: u32,
+    /// Real, effective and saved gid.
+    pub gid: u32,
+}
+
+/// Why the worker may not run as the configured user.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// No such user (through NSS).
+    #[error("user {0:?} does not exist: create it (see systemd/qeaasd.sysusers), set `user = \"...\"` in the config, or run with --allow-root-worker")]
+    Unknown(String),
+    /// The user is root.
+    #[error("user {0:?} is uid 0: the worker parses device and client input and must not be root (--allow-root-worker overrides this)")]
+    Root(String),
+    /// A system call failed.
+    #[error("{0}")]
+    Sys(String),
+}
+
+/// Started as root (no systemd `User=`): becomes `name` with its groups from NSS, dropping the
+/// bounding set first (while CAP_SETPCAP is still held) and then gid and uid, real, effective
+/// and saved alike, so root can never be regained. The caller then drops what is left with
+/// [`drop_capabilities`].
+pub fn become_user(name: &str) -> Result<Became, UserError> {
+    use nix::unistd::{Gid, Uid, User};
+    let sys = |what: &str| {
+        let what = what.to_owned();
+        move |e: nix::Error| UserError::Sys(format!("{what}: {e}"))
+    };
+    let u = User::from_name(name)
+        .map_err(sys("look up user"))?
+        .ok_or_else(|| UserError::Unknown(name.into()))?;
+    if u.uid.is_root() {
+        return Err(UserError::Root(name.into()));
+    }
+    for c in caps::all() {
+        caps::drop(None, CapSet::Bounding, c).map_err(|e| UserError::Sys(e.to_string()))?;
+    }
+    let cname = std::ffi::CString::new(name).map_err(|e| UserError::Sys(e.to_string()))?;
+    nix::unistd::initgroups(&cname, u.gid).map_err(sys("initgroups"))?;
+    nix::unistd::setresgid(u.gid, u.gid, u.gid).map_err(sys("setresgid"))?;
+    nix::unistd::setresuid(u.uid, u.uid, u.uid).map_err(sys("setresuid"))?;
+    // Check rather than trust: a process that can become root again has dropped nothing.
+    if nix::unistd::setuid(Uid::from_raw(0)).is_ok()
+        || nix::unistd::setgid(Gid::from_raw(0)).is_ok()
+    {
+        return Err(UserError::Sys("root could be regained".into()));
+    }
+    Ok(Became {
+        uid: u.uid.as_raw(),
+        gid: u.gid.as_raw(),
+    })
+}
+
 /// The worker's end: sends requests to the supervisor over the worker's stdout.
 #[derive(Debug)]
 pub struct SupervisorLink {

@@ -653,7 +653,7 @@ fn notified_daemon(dir: &std::path::Path, port: u16, extra: &str) -> (Proc, Stri
     std::fs::write(&cfg, config(dir, port, extra)).unwrap();
     let d = Proc(
         Command::new(QEAASD)
-            .args(["-c", cfg.to_str().unwrap(), "run"])
+            .args(["-c", cfg.to_str().unwrap(), "run", "--allow-root-worker"])
             .env("NOTIFY_SOCKET", &notify_path)
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -180,3 +180,134 @@ fn a_killed_worker_is_reported_by_the_supervisor() {
         "the supervisor's last words: {last:?}\nlog:\n{log}"
     );
 }
+
+/// Started as root as scripts/demo.sh starts it, with `user = "nobody"`: the worker is nobody
+/// (real, effective and saved uid), has no capability at all, no_new_privs, and still reads its
+/// source (given nobody's group, as udev would give a device) and serves; the supervisor stays
+/// root with CAP_SYS_ADMIN only.
+#[test]
+fn started_as_root_with_a_user_the_worker_is_that_user_with_nothing() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, src) = source(dir.path());
+    let port = free_port();
+    let text = format!(
+        "user = \"nobody\"\n{}",
+        config(
+            dir.path(),
+            port,
+            &format!("[kernel]\ninterval_secs = 1\nfeed_uncredited = true\n{src}")
+        )
+    );
+    let (d, log) = start(dir.path(), &text, &[], &[]);
+    let socket = dir.path().join("entropy.sock");
+    let mut worker = None;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            worker = worker_pid(&socket);
+            worker.is_some()
+        }),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let worker = worker.unwrap();
+    assert_eq!(
+        status_line(worker, "Uid:")
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>(),
+        ["65534"; 4]
+    );
+    assert_eq!(
+        status_line(worker, "Gid:")
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>(),
+        ["65534"; 4]
+    );
+    for caps in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        assert!(
+            status_line(worker, caps).ends_with("0000000000000000"),
+            "{}",
+            status_line(worker, caps)
+        );
+    }
+    assert_eq!(
+        status_line(worker, "NoNewPrivs:").split_whitespace().nth(1),
+        Some("1")
+    );
+    // It still serves pool bytes and feeds the kernel through the supervisor.
+    let (st, bytes) = socket_get(&socket, 32);
+    assert_eq!((st, bytes.len()), (0, 32));
+    let m = format!("127.0.0.1:{port}");
+    assert!(wait_until(Duration::from_secs(15), || metric(
+        &scrape(&m).unwrap_or_default(),
+        "qeaas_kernel_ioctls_total{ioctl=\"RNDADDENTROPY\"}"
+    ) >= Some(2.0)));
+    assert_eq!(
+        status_line(d.pid(), "Uid:").split_whitespace().nth(1),
+        Some("0")
+    );
+    assert_eq!(status_line(d.pid(), "CapEff:"), "CapEff:\t0000000000200000");
+}
+
+/// A root user, or a user that does not exist, is a configuration error; `--allow-root-worker`
+/// keeps a root worker, and says so.
+#[test]
+fn a_root_worker_needs_allow_root_worker() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    for (user, want) in [
+        ("root", "is uid 0"),
+        ("qeaas-no-such-user", "does not exist"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_sim, src) = source(dir.path());
+        let text = format!(
+            "user = \"{user}\"\n{}",
+            config(
+                dir.path(),
+                free_port(),
+                &format!("[kernel]\nenable = false\n{src}")
+            )
+        );
+        let (mut d, log) = start(dir.path(), &text, &[], &[]);
+        let code = d.0.wait().unwrap().code();
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(code, Some(78), "{log}");
+        assert!(
+            log.contains(want) && log.contains("--allow-root-worker"),
+            "{log}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, src) = source(dir.path());
+    let text = format!(
+        "user = \"root\"\n{}",
+        config(
+            dir.path(),
+            free_port(),
+            &format!("[kernel]\nenable = false\n{src}")
+        )
+    );
+    let (_d, log) = start(dir.path(), &text, &["--allow-root-worker"], &[]);
+    let socket = dir.path().join("entropy.sock");
+    let mut worker = None;
+    assert!(wait_until(Duration::from_secs(20), || {
+        worker = worker_pid(&socket);
+        worker.is_some()
+    }));
+    assert_eq!(
+        status_line(worker.unwrap(), "Uid:")
+            .split_whitespace()
+            .nth(1),
+        Some("0")
+    );
+    assert!(status_line(worker.unwrap(), "CapEff:").ends_with("0000000000000000"));
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("worker runs as root (--allow-root-worker)"));
+}

@@ -21,6 +21,10 @@ struct Args {
     /// Disable a source by name (repeatable).
     #[arg(short = 'x', long = "disable", global = true, value_name = "NAME")]
     disable: Vec<String>,
+    /// Started as root, keep the worker root instead of switching to the config's `user`
+    /// (for containers that have no other user). It still drops every capability.
+    #[arg(long, global = true)]
+    allow_root_worker: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -52,6 +56,7 @@ fn main() {
     let sel = Selection {
         enable: a.enable,
         disable: a.disable,
+        allow_root_worker: a.allow_root_worker,
     };
     let r = match a.cmd {
         Cmd::Run => daemon::run_supervisor(&config, &sel),

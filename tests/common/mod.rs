@@ -107,7 +107,7 @@ pub fn daemon_in(dir: tempfile::TempDir, port: u16, config_text: &str, wrapper: 
         c.args(&wrapper[1..]).arg(&qeaasd);
         c
     };
-    cmd.args(["-c", cfg.to_str().unwrap(), "run"])
+    cmd.args(["-c", cfg.to_str().unwrap(), "run", "--allow-root-worker"])
         .env("QEAAS_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
@@ -203,7 +203,7 @@ impl Traced {
                 .args(["-f", "-qq", "-e", "trace=ioctl", "-e", "signal=none", "-o"])
                 .arg(&trace)
                 .arg(QEAASD)
-                .args(["-c", cfg.to_str().unwrap(), "run"])
+                .args(["-c", cfg.to_str().unwrap(), "run", "--allow-root-worker"])
                 .env("QEAAS_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
