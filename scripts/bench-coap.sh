@@ -54,7 +54,7 @@ name = "qsim"
 kind = "quantis"
 path = "$DIR/qrandom0"
 CFG
-$T/qeaasd -c "$DIR/qeaasd.toml" run 2>"$DIR/qeaasd.log" & DPID=$!; pids+=($DPID)
+$T/qeaasd -c "$DIR/qeaasd.toml" run --allow-root-worker 2>"$DIR/qeaasd.log" & DPID=$!; pids+=($DPID)
 for _ in $(seq 100); do [ -S "$DIR/entropy.sock" ] && break; sleep 0.1; done
 [ -S "$DIR/entropy.sock" ] || { echo "qeaasd did not come up:" >&2; cat "$DIR/qeaasd.log" >&2; exit 1; }
 

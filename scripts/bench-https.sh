@@ -68,7 +68,7 @@ name = "qsim"
 kind = "quantis"
 path = "$W/qrandom0"
 EOF
-QEAAS_LOG=warn taskset -c "$SERVER_CPU" $T/qeaasd -c "$W/qeaasd.toml" run 2>"$W/qeaasd.log" & PIDS+=($!)
+QEAAS_LOG=warn taskset -c "$SERVER_CPU" $T/qeaasd -c "$W/qeaasd.toml" run --allow-root-worker 2>"$W/qeaasd.log" & PIDS+=($!)
 $T/qeaas-httpsd gen-cert --dir "$W/certs" --alg ecdsa-p256 --san 127.0.0.1
 Q_TLS=$(free_port); Q_PLAIN=$(free_port)
 for mode in tls plain; do

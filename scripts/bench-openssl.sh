@@ -52,7 +52,7 @@ name = "qsim"
 kind = "quantis"
 path = "$work/qrandom0"
 CONF
-QEAAS_LOG=warn "$rel/qeaasd" -c "$work/qeaasd.toml" run 2>"$work/qeaasd.log" &
+QEAAS_LOG=warn "$rel/qeaasd" -c "$work/qeaasd.toml" run --allow-root-worker 2>"$work/qeaasd.log" &
 pids+=($!)
 for _ in $(seq 200); do "$rel/qeaas" --socket "$work/entropy.sock" my-stats >/dev/null 2>&1 && break; sleep 0.1; done
 "$rel/qeaas" --socket "$work/entropy.sock" my-stats >/dev/null || { cat "$work/qeaasd.log"; exit 1; }

@@ -25,7 +25,8 @@ LOG=$RUN/qeaasd.log
 cleanup() { kill "${HTTPSD:-}" "${COAPD:-}" "${DAEMON:-}" "${SIM:-}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-"$BIN/qeaas-sim" --fifo "$RUN/qrandom0" --pty "$RUN/ttyTRNG" --rate 4M 2>"$RUN/sim.log" &
+# The worker runs as nobody (config/demo.toml): the simulator gives it the nodes as udev would.
+"$BIN/qeaas-sim" --fifo "$RUN/qrandom0" --pty "$RUN/ttyTRNG" --rate 4M --mode 0660 --group nogroup 2>"$RUN/sim.log" &
 SIM=$!
 for _ in $(seq 50); do [ -p "$RUN/qrandom0" ] && [ -L "$RUN/ttyTRNG" ] && break; sleep 0.1; done
 "$BIN/qeaasd" -c config/demo.toml run 2>"$LOG" &
@@ -100,7 +101,7 @@ echo "==> qeaasd is up: socket $RUN/entropy.sock, EGD $RUN/egd.sock, metrics htt
 echo "    processes:"
 sleep 0.5
 for p in $(pgrep -f "qeaasd -c config/demo.toml run") $(pgrep -f "qeaasd worker --config config/demo.toml") $COAPD $HTTPSD; do
-  printf '      pid %-7s CapEff %s  %s\n' "$p" "$(awk '/CapEff/ {print $2}' /proc/$p/status)" "$(tr '\0' ' ' </proc/$p/cmdline | cut -c1-60)"
+  printf '      pid %-7s uid %-6s CapEff %s  %s\n' "$p" "$(awk '/^Uid:/ {print $3}' /proc/$p/status)" "$(awk '/CapEff/ {print $2}' /proc/$p/status)" "$(tr '\0' ' ' </proc/$p/cmdline | cut -c1-60)"
 done
 echo
 start=$(date +%s)

@@ -54,7 +54,7 @@ kind = "quantis"
 path = "$dir/qrandom0"
 retry_secs = 1
 CFG
-"$bin/qeaasd" -c "$dir/qeaasd.toml" run 2>"$dir/qeaasd.log" &
+"$bin/qeaasd" -c "$dir/qeaasd.toml" run --allow-root-worker 2>"$dir/qeaasd.log" &
 pids="$pids $!"
 wait_for 20 test -S "$dir/entropy.sock" || { cat "$dir/qeaasd.log" >&2; exit 1; }
 

@@ -52,7 +52,7 @@ name = "q"
 kind = "quantis"
 path = "$DIR/q-qeaasd"
 CFG
-target/release/qeaasd -c "$DIR/qeaasd.toml" run 2>"$DIR/qeaasd.log" 9>&- & QPID=$!; pids+=($QPID)
+target/release/qeaasd -c "$DIR/qeaasd.toml" run --allow-root-worker 2>"$DIR/qeaasd.log" 9>&- & QPID=$!; pids+=($QPID)
 # The FIFO only: no RDRAND (this CPU may have it), no TPM.
 rngd -f -r "$DIR/q-rngd" -o /dev/random --no-drng=1 --no-tpm=1 -p "$DIR/rngd.pid" 2>"$DIR/rngd.log" 9>&- & RPID=$!; pids+=($RPID)
 sleep "$WARMUP"   # warm-up: start-up tests, first fills

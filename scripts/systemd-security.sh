@@ -422,8 +422,8 @@ EOF
     echo "    FAIL: socket is '$got', want '660 $CLIENTS'"; fail=1
   fi
   # A client whose primary group is not the socket's: served through its supplementary groups,
-  # which the daemon reads from /proc/PID/status (hence no ProtectProc= in the unit). One without
-  # the group is refused.
+  # which the daemon takes from the socket (SO_PEERGROUPS, recorded at connect). One without the
+  # group is refused.
   if setpriv --reuid=$OTHER --regid=$OTHER --groups=$CLIENTS "$BIN/qeaas" -s "$RUNDIR/entropy.sock" get -n 16 --hex >/dev/null 2>"$tmp/client.log"; then
     echo "    ok: a client in qeaas-clients by supplementary group only is served"
   else

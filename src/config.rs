@@ -4,8 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use qeaas_core::driver::DriverSpec;
 use qeaas_core::health::{HealthParams, MinEntropy, SampleWidth, STARTUP_SAMPLES};
-use qeaas_core::pipeline::{Processing, Provenance, SourceSpec};
+use qeaas_core::pipeline::{Processing, SourceSpec};
+use qeaas_core::provenance::Claim;
 use serde::Deserialize;
 
 /// Default configuration path.
@@ -39,6 +41,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The user the worker runs as when qeaasd is started as root (without systemd's `User=`).
+    /// The worker refuses to run as root unless `qeaasd run --allow-root-worker` says so.
+    #[serde(default = "default_user")]
+    pub user: String,
     /// Entropy pool and queue.
     #[serde(default)]
     pub pool: PoolConfig,
@@ -54,6 +60,10 @@ pub struct Config {
     /// Noise sources, by name.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+}
+
+fn default_user() -> String {
+    "qeaas".into()
 }
 
 /// `[pool]`.
@@ -130,6 +140,12 @@ pub struct SocketConfig {
     pub max_wait_ms: u64,
     /// Optional EGD-compatible socket for legacy tools.
     pub egd_path: Option<PathBuf>,
+    /// Connections (both sockets together) one uid may hold at once.
+    pub max_connections_per_uid: usize,
+    /// Connections in all; lowered to stay below the file descriptor limit.
+    pub max_connections: usize,
+    /// Time a client has to finish sending a request once it started, and to read an answer.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for SocketConfig {
@@ -143,6 +159,9 @@ impl Default for SocketConfig {
             max_request: 4096,
             max_wait_ms: 10_000,
             egd_path: None,
+            max_connections_per_uid: 64,
+            max_connections: 1024,
+            request_timeout_ms: 2000,
         }
     }
 }
@@ -217,10 +236,11 @@ pub struct SourceConfig {
     /// `true` for raw samples (then the Toeplitz extractor runs); defaults by kind.
     pub raw: Option<bool>,
     /// Declares the data simulated: never credited to the kernel. Pseudo-terminals, pipes and
-    /// regular files are treated as simulated unless `hardware = true`.
+    /// regular files are simulated anyway.
     #[serde(default)]
     pub simulated: bool,
-    /// Asserts that a `file` source (e.g. a pipe from a hardware reader) is hardware.
+    /// Asserts that a `file` source is a hardware character device (one the other kinds do not
+    /// cover). A regular file, a pipe or a terminal is never hardware: on one, this is an error.
     #[serde(default)]
     pub hardware: bool,
     /// Serial preset.
@@ -253,8 +273,11 @@ pub struct Source {
     pub kind: SourceKind,
     /// Path.
     pub path: PathBuf,
-    /// Pipeline parameters; provenance is refined when the device is opened.
+    /// Health tests and processing.
     pub spec: SourceSpec,
+    /// What the configuration claims the source is; provenance is decided from it and the node
+    /// found at each open (`qeaas_core::provenance::decide`).
+    pub claim: Claim,
     /// Serial preset (serial sources only).
     pub preset: SerialPreset,
     /// Serial baud rate.
@@ -263,13 +286,39 @@ pub struct Source {
     pub read_bytes: usize,
     /// Reopen delay.
     pub retry: Duration,
-    /// User-declared simulated.
-    pub simulated: bool,
-    /// User-declared hardware (file sources).
-    pub hardware: bool,
     /// Whether this source's data is credited to the pool (false only for upstream sources
     /// without `credit = true`).
-    pub credit_pool: bool,
+    pub pool_credit: bool,
+}
+
+impl Source {
+    /// What the source's driver needs.
+    pub fn driver_spec(&self) -> DriverSpec {
+        DriverSpec {
+            conditioning: self.spec,
+            claim: self.claim,
+            pool_credit: self.pool_credit,
+            retry: self.retry,
+        }
+    }
+
+    /// Stable name of the kind.
+    pub fn kind_label(&self) -> &'static str {
+        self.kind.label()
+    }
+}
+
+impl SourceKind {
+    /// Stable name, as in the configuration.
+    pub const fn label(self) -> &'static str {
+        match self {
+            SourceKind::Quantis => "quantis",
+            SourceKind::Serial => "serial",
+            SourceKind::Hwrng => "hwrng",
+            SourceKind::File => "file",
+            SourceKind::Upstream => "upstream",
+        }
+    }
 }
 
 /// Assessed defaults per kind: (width, max millibits per sample, raw, default path).
@@ -323,6 +372,17 @@ impl Config {
         }
         if self.socket.max_wait_ms > 600_000 {
             return bad("socket.max_wait_ms must be at most 600000".into());
+        }
+        if !(1..=1_000_000).contains(&self.socket.max_connections)
+            || !(1..=self.socket.max_connections).contains(&self.socket.max_connections_per_uid)
+        {
+            return bad("socket.max_connections must be 1..=1000000 and socket.max_connections_per_uid 1..=max_connections".into());
+        }
+        if !(1..=600_000).contains(&self.socket.request_timeout_ms) {
+            return bad("socket.request_timeout_ms must be 1..=600000".into());
+        }
+        if self.user.is_empty() {
+            return bad("user must not be empty".into());
         }
         if !(1..=65535).contains(&self.socket.max_request) {
             return bad("socket.max_request must be 1..=65535".into());
@@ -450,13 +510,13 @@ impl Config {
                 } else {
                     Processing::PostProcessed
                 },
-                provenance: if s.kind == SourceKind::Upstream {
-                    Provenance::Network
-                } else if s.simulated {
-                    Provenance::Simulated
-                } else {
-                    Provenance::Hardware
-                },
+            },
+            claim: match s.kind {
+                SourceKind::Upstream => Claim::Network,
+                _ if s.simulated => Claim::Simulated,
+                SourceKind::File if s.hardware => Claim::Hardware,
+                SourceKind::File => Claim::File,
+                SourceKind::Quantis | SourceKind::Serial | SourceKind::Hwrng => Claim::Device,
             },
             preset,
             baud,
@@ -465,9 +525,7 @@ impl Config {
                 r @ 1..=3600 => Duration::from_secs(r),
                 r => return Err(err(format!("retry_secs = {r}: must be 1..=3600"))),
             },
-            simulated: s.simulated,
-            hardware: s.hardware,
-            credit_pool: s.kind != SourceKind::Upstream || s.credit == Some(true),
+            pool_credit: s.kind != SourceKind::Upstream || s.credit == Some(true),
         })
     }
 

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use tracing::{error, info, warn};
 use zeroize::Zeroize;
 
 use crate::config::{Config, ConfigError, Source};
-use crate::engine::{Engine, Face};
+use crate::engine::{Engine, Face, TakeError};
 use crate::kernel::{Action, FeedSchedule, KernelStats, SharedKernelStats};
 use crate::privsep::{self, SupervisorLink};
 use crate::{exit, socket, sys};
@@ -62,6 +63,9 @@ pub struct Selection {
     pub enable: Vec<String>,
     /// `--disable NAME`.
     pub disable: Vec<String>,
+    /// `--allow-root-worker`: started as root, keep the worker root (containers whose only
+    /// user is root). Off: the worker becomes the configured `user`.
+    pub allow_root_worker: bool,
 }
 
 impl Selection {
@@ -73,14 +77,28 @@ impl Selection {
         for d in &self.disable {
             a.extend(["--disable".to_string(), d.clone()]);
         }
+        if self.allow_root_worker {
+            a.push("--allow-root-worker".into());
+        }
         a
     }
 }
 
-/// The supervisor: starts the worker, keeps CAP_SYS_ADMIN only, executes its ioctl requests.
-pub fn run_supervisor(config: &Path, sel: &Selection) -> Result<i32, StartError> {
+/// Loads and validates `config`, selects the sources, and checks each against what its path is
+/// now (a node it may not use is a configuration error): what `check-config`, `run` and `test`
+/// start from.
+pub fn load_checked(config: &Path, sel: &Selection) -> Result<(Config, Vec<Source>), StartError> {
     let cfg = Config::load(config)?;
     let sources = cfg.active_sources(&sel.enable, &sel.disable)?;
+    for s in &sources {
+        crate::source::check(s)?;
+    }
+    Ok((cfg, sources))
+}
+
+/// The supervisor: starts the worker, keeps CAP_SYS_ADMIN only, executes its ioctl requests.
+pub fn run_supervisor(config: &Path, sel: &Selection) -> Result<i32, StartError> {
+    let (cfg, sources) = load_checked(config, sel)?;
     if sources.is_empty() {
         warn!("no source enabled: the pool will stay empty");
     }
@@ -108,12 +126,69 @@ pub fn run_supervisor(config: &Path, sel: &Selection) -> Result<i32, StartError>
     );
     let from = child.stdout.take().expect("piped");
     let to = child.stdin.take().expect("piped");
+    let pid = child.id();
     if let Err(e) = privsep::supervise(from, to, &random) {
-        error!("worker protocol: {e}");
+        error!(worker = pid, "worker protocol: {e}; killing the worker");
         let _ = child.kill();
     }
     let status = child.wait().map_err(os("wait for worker"))?;
-    Ok(status.code().unwrap_or(exit::SOFTWARE))
+    let code = worker_exit(pid, status);
+    Ok(code)
+}
+
+/// Says how the worker ended (systemd's journal and an operator need to know why the service
+/// stopped) and what the supervisor exits with: the worker's own status, or 70 for a signal.
+fn worker_exit(pid: u32, status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(sig) = status.signal() {
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map(|s| s.as_str())
+            .unwrap_or("unknown signal");
+        error!(
+            worker = pid,
+            "worker was killed by signal {sig} ({name}){}; supervisor exits {}",
+            if status.core_dumped() {
+                ", core dumped"
+            } else {
+                ""
+            },
+            exit::SOFTWARE
+        );
+        return exit::SOFTWARE;
+    }
+    match status.code() {
+        Some(exit::OK) => {
+            info!(worker = pid, "worker exited normally");
+            exit::OK
+        }
+        Some(c) => {
+            error!(
+                worker = pid,
+                "worker exited with status {c}; supervisor exits {c}"
+            );
+            c
+        }
+        None => {
+            error!(worker = pid, "worker ended with {status}");
+            exit::SOFTWARE
+        }
+    }
+}
+
+/// Started as root, the worker becomes the configured user (or stays root, loudly, with
+/// `--allow-root-worker`); started as anyone else it stays who it is.
+fn become_worker_user(cfg: &Config, sel: &Selection) -> Result<(), StartError> {
+    if !nix::unistd::geteuid().is_root() && !nix::unistd::getuid().is_root() {
+        return Ok(());
+    }
+    if sel.allow_root_worker {
+        warn!("worker runs as root (--allow-root-worker): it has no capabilities, but can still write every root-owned file");
+        return Ok(());
+    }
+    let b = privsep::become_user(&cfg.user)
+        .map_err(|e| StartError::Config(ConfigError::Invalid(format!("worker: {e}"))))?;
+    info!(user = %cfg.user, uid = b.uid, gid = b.gid, "worker switched from root");
+    Ok(())
 }
 
 /// Everything the worker sets up before dropping privileges.
@@ -165,27 +240,56 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
     let acl = socket::Acl::from_config(&cfg.socket)
         .map_err(|m| StartError::Config(ConfigError::Invalid(m)))?;
     let bound = bind_all(&cfg)?;
+    // Descriptors: the socket's connection table must stay below the limit, with room for the
+    // sources, the metrics endpoint and the pipes (LimitNOFILE in the unit raises it).
+    let nofile = raise_nofile();
+    let max_conns = cfg
+        .socket
+        .max_connections
+        .min(usize::try_from(nofile.saturating_sub(64)).unwrap_or(usize::MAX))
+        .max(1);
+    if max_conns < cfg.socket.max_connections {
+        warn!(
+            "socket.max_connections lowered to {max_conns}: only {nofile} file descriptors (LimitNOFILE)"
+        );
+    }
+    become_worker_user(&cfg, sel)?;
     privsep::drop_capabilities(&[]).map_err(os("drop capabilities"))?;
     info!("worker runs with no capabilities");
 
     let engine = Engine::new(&sources, cfg.pool.queue_bytes);
     engine.spawn_readers(sources.clone());
+    let server = socket::Server::new(
+        Arc::clone(&engine),
+        cfg.socket.clone(),
+        acl.clone(),
+        max_conns,
+    );
     let kstats: SharedKernelStats = Arc::new(Mutex::new(KernelStats::default()));
     let link = Arc::new(Mutex::new(SupervisorLink::new()));
-    let feeding = cfg.kernel.enable && (all_hardware(&sources) || cfg.kernel.feed_uncredited);
+    let feeding =
+        cfg.kernel.enable && (all_may_be_hardware(&sources) || cfg.kernel.feed_uncredited);
     if cfg.kernel.enable && !feeding {
         warn!("kernel feeding off: simulated sources are never credited; set kernel.feed_uncredited = true to mix their bytes into the kernel with zero credit");
     }
-    if feeding {
-        let (engine, kstats, link, kcfg) = (
+    // Cleared when the feeder stops for good (its pool turned out uncreditable).
+    let feeding = Arc::new(std::sync::atomic::AtomicBool::new(feeding));
+    if feeding.load(Ordering::SeqCst) {
+        // The feeder's share of the ready bytes, which no client can take.
+        engine.reserve_for_kernel(cfg.kernel.feed_bytes);
+        let (engine, kstats, link, kcfg, flag) = (
             Arc::clone(&engine),
             Arc::clone(&kstats),
             Arc::clone(&link),
             cfg.kernel.clone(),
+            Arc::clone(&feeding),
         );
         std::thread::Builder::new()
             .name("kernel-feed".into())
-            .spawn(move || feeder(&engine, &kstats, &link, &kcfg))
+            .spawn(move || {
+                feeder(&engine, &kstats, &link, &kcfg);
+                flag.store(false, Ordering::SeqCst);
+            })
             .map_err(os("start kernel feeder"))?;
     }
 
@@ -197,21 +301,11 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
     rt.block_on(async move {
         if let Some(l) = bound.socket {
             let l = tokio::net::UnixListener::from_std(l).expect("nonblocking listener");
-            tokio::spawn(socket::serve(
-                l,
-                Arc::clone(&engine),
-                cfg.socket.clone(),
-                acl.clone(),
-            ));
+            tokio::spawn(socket::serve(l, Arc::clone(&server)));
         }
         if let Some(l) = bound.egd {
             let l = tokio::net::UnixListener::from_std(l).expect("nonblocking listener");
-            tokio::spawn(socket::serve_egd(
-                l,
-                Arc::clone(&engine),
-                acl.clone(),
-                Duration::from_millis(cfg.socket.max_wait_ms),
-            ));
+            tokio::spawn(socket::serve_egd(l, Arc::clone(&server)));
         }
         if let Some(l) = bound.metrics {
             let l = tokio::net::TcpListener::from_std(l).expect("nonblocking listener");
@@ -239,6 +333,7 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
                 _ = tokio::signal::ctrl_c() => { info!("interrupted"); break; }
             }
             if !seeded_reported {
+                let feeding = feeding.load(Ordering::SeqCst);
                 let seeded = if feeding {
                     kstats.lock().map(|k| k.adds > 0).unwrap_or(false)
                 } else {
@@ -275,11 +370,27 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
     Ok(exit::OK)
 }
 
-fn all_hardware(sources: &[Source]) -> bool {
+/// Raises the soft limit on open files to the hard limit (systemd's LimitNOFILE sets both; a
+/// root shell's soft limit is often 1024) and returns it.
+fn raise_nofile() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// True when every source may turn out to be hardware (its claim allows it): only then can the
+/// kernel be credited at all. Whether it is, is decided with each take (see
+/// [`Engine::take_for_kernel`]).
+fn all_may_be_hardware(sources: &[Source]) -> bool {
+    use qeaas_core::provenance::Claim;
     !sources.is_empty()
         && sources
             .iter()
-            .all(|s| s.spec.provenance == qeaas_core::pipeline::Provenance::Hardware)
+            .all(|s| matches!(s.claim, Claim::Device | Claim::Hardware))
 }
 
 fn feeder(
@@ -300,7 +411,6 @@ fn feeder(
         kcfg.feed_bytes,
         kcfg.reseed,
     );
-    let mut paused = false;
     let update = |f: &mut dyn FnMut(&mut KernelStats)| {
         if let Ok(mut k) = kstats.lock() {
             f(&mut k);
@@ -308,18 +418,6 @@ fn feeder(
     };
     loop {
         let now = Instant::now();
-        // Re-evaluated every time: a device that turns out to be simulated when opened (a pipe
-        // or pty behind a hardware kind) makes the pool uncreditable from then on.
-        let creditable = engine.kernel_creditable();
-        if !creditable && !kcfg.feed_uncredited {
-            if !paused {
-                warn!("kernel feeding off: a source is simulated or remote, and its bytes are never credited; set kernel.feed_uncredited = true to mix them into the kernel with zero credit");
-                paused = true;
-            }
-            std::thread::sleep(Duration::from_secs(1));
-            continue;
-        }
-        paused = false;
         let entcnt = match sys::rnd_get_entcnt(std::os::fd::AsFd::as_fd(&random)) {
             Ok(n) => n,
             Err(e) => {
@@ -328,7 +426,9 @@ fn feeder(
             }
         };
         update(&mut |k| k.entropy_count = entcnt);
-        match sched.poll(now, entcnt, creditable) {
+        // A hint for the schedule only (the initial phase is for credited feeds); the credit
+        // itself comes with the bytes below.
+        match sched.poll(now, entcnt, engine.kernel_creditable()) {
             Action::WaitUntil(t) => std::thread::sleep((t - now).min(Duration::from_secs(1))),
             Action::Feed {
                 bytes,
@@ -336,14 +436,22 @@ fn feeder(
                 initial,
             } => {
                 let mut buf = vec![0u8; bytes];
-                if engine.take(&mut buf, Face::Kernel, "kernel").is_err() {
-                    update(&mut |k| k.starved += 1);
-                    // Not enough entropy yet: look again shortly, never spin.
-                    sched.retry_later(now, Duration::from_millis(500));
-                    std::thread::sleep(Duration::from_millis(500));
-                    continue;
-                }
-                let credit = if creditable { (bytes * 8) as u16 } else { 0 };
+                let taken = match engine.take_for_kernel(&mut buf, kcfg.feed_uncredited) {
+                    Ok(t) => t,
+                    Err(TakeError::Uncreditable) => {
+                        // For good: a pool that mixed simulated or network bytes stays so.
+                        warn!("kernel feeding off: a source turned out to be simulated or remote, and its bytes are never credited; set kernel.feed_uncredited = true to mix them into the kernel with zero credit");
+                        return;
+                    }
+                    Err(_) => {
+                        update(&mut |k| k.starved += 1);
+                        // Not enough entropy yet: look again shortly, never spin.
+                        sched.retry_later(now, Duration::from_millis(500));
+                        std::thread::sleep(Duration::from_millis(500));
+                        continue;
+                    }
+                };
+                let credit = u16::try_from(taken.kernel_credit_bits(bytes)).unwrap_or(0);
                 let mut l = link.lock().unwrap_or_else(|p| p.into_inner());
                 match l.add(&buf, credit) {
                     Ok(()) => update(&mut |k| {
@@ -380,8 +488,7 @@ fn feeder(
 /// `qeaasd test`: reads the sources through the pipeline for `secs` and prints rates; feeds
 /// nothing.
 pub fn run_test(config: &Path, sel: &Selection, secs: u64) -> Result<i32, StartError> {
-    let cfg = Config::load(config)?;
-    let sources = cfg.active_sources(&sel.enable, &sel.disable)?;
+    let (_cfg, sources) = load_checked(config, sel)?;
     let _ = privsep::drop_capabilities(&[]);
     let engine = Engine::new(&sources, 1 << 20);
     engine.spawn_readers(sources);
@@ -402,8 +509,8 @@ pub fn run_test(config: &Path, sel: &Selection, secs: u64) -> Result<i32, StartE
     for s in &snap.sources {
         println!(
             "{:<12} {:<8} {:<9} {:<8} read {:>10.3} MB/s  conditioned {:>10.3} MB/s  RCT/APT cut-offs {}/{}  failures RCT {} APT {}  FIPS {} ok / {} failed",
-            s.name, s.kind, s.provenance.label(), s.state.label(),
-            s.bytes_read as f64 / el / 1e6,
+            s.name, s.kind, s.provenance_label(), s.state.label(),
+            s.counters.bytes_read as f64 / el / 1e6,
             s.pipeline.bytes_out as f64 / el / 1e6,
             s.cutoffs.0, s.cutoffs.1, s.health.rct_failures, s.health.apt_failures,
             s.fips.successes, s.fips.failures,
@@ -411,7 +518,7 @@ pub fn run_test(config: &Path, sel: &Selection, secs: u64) -> Result<i32, StartE
         if let Some(e) = &s.last_error {
             println!("{:<12} last error: {e}", "");
         }
-        healthy |= s.state == crate::engine::SourceState::Healthy;
+        healthy |= s.state == qeaas_core::driver::SourceState::Healthy;
     }
     println!(
         "pool output: {:.3} MB/s of full-entropy bytes over {el:.1} s",
@@ -421,21 +528,30 @@ pub fn run_test(config: &Path, sel: &Selection, secs: u64) -> Result<i32, StartE
     Ok(if healthy { exit::OK } else { exit::UNAVAILABLE })
 }
 
-/// `qeaasd list-sources`: prints configured sources and whether their device is present.
+/// `qeaasd list-sources`: prints configured sources, whether their device is present, and what
+/// it would count as (hardware, simulated, network, or refused and why).
 pub fn list_sources(config: &Path) -> Result<i32, StartError> {
     let cfg = Config::load(config)?;
     let mut any = false;
     for s in &cfg.sources {
         let v = cfg.source(s)?;
-        let present = crate::source::present(&v.path);
-        any |= present && s.enable;
+        let (present, refusal) = match std::fs::metadata(&v.path) {
+            Ok(meta) => {
+                match qeaas_core::provenance::decide(v.claim, crate::source::node_of(&meta)) {
+                    Ok(p) => (format!("present, {}", p.label()), None),
+                    Err(r) => ("refused".to_string(), Some(r)),
+                }
+            }
+            Err(_) => ("not present".to_string(), None),
+        };
+        any |= present.starts_with("present") && s.enable;
         println!(
-            "{:<12} {:<8} {:<24} {:<8} {:<11} H={} bits/{} {}",
+            "{:<12} {:<8} {:<24} {:<8} {:<19} H={} bits/{} {}",
             v.name,
-            format!("{:?}", v.kind).to_lowercase(),
+            v.kind_label(),
             v.path.display(),
             if s.enable { "enabled" } else { "disabled" },
-            if present { "present" } else { "not present" },
+            present,
             v.spec.health.h.bits(),
             if v.spec.health.width == qeaas_core::health::SampleWidth::Bit {
                 "bit"
@@ -448,6 +564,9 @@ pub fn list_sources(config: &Path) -> Result<i32, StartError> {
                 "post-processed"
             },
         );
+        if let Some(r) = refusal {
+            println!("{:<12} {r}", "");
+        }
     }
     Ok(if any { exit::OK } else { exit::UNAVAILABLE })
 }

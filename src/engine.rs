@@ -1,19 +1,24 @@
 //! The worker's entropy engine: one reader thread per source feeding one shared reservoir.
 //!
-//! Sources are read on demand: a reader sleeps while the reservoir's queue is full, so an idle
-//! host costs next to nothing. Everything a reader learns (health state, counters, unplugs) is
-//! published in [`SourceStatus`] for the metrics and the socket's status answer.
+//! Each reader is a thin I/O loop around its source's [`Driver`] (qeaas-core), which decides
+//! provenance, credit, flushes, state and reopening; the engine only opens, reads, sleeps, logs
+//! and moves the driver's output into the reservoir under one lock. Sources are read on demand:
+//! a reader sleeps while the reservoir's queue is full, so an idle host costs next to nothing.
+//! Everything a reader learns is published in [`SourceStatus`] for the metrics and the socket's
+//! status answer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use qeaas_core::driver::{Action, Driver, DriverCounters, Event, SourceState};
 use qeaas_core::extractor::Toeplitz;
 use qeaas_core::fips::FipsCounters;
-use qeaas_core::health::{HealthCounters, Verdict};
-use qeaas_core::pipeline::{Conditioner, PipelineCounters, Processing, Provenance};
+use qeaas_core::health::HealthCounters;
+use qeaas_core::pipeline::{PipelineCounters, Processing};
 use qeaas_core::pool::NotEnoughEntropy;
-use qeaas_core::reservoir::{Reservoir, ReservoirCounters};
+use qeaas_core::provenance::Provenance;
+use qeaas_core::reservoir::{Reservoir, ReservoirCounters, Taken};
 use tracing::{error, info, warn};
 use zeroize::Zeroize;
 
@@ -24,31 +29,6 @@ use crate::source::{self, OpenError};
 /// a permanent failure (three failed probes) is reported within ~15 s, inside the alert window.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// What a source is doing, for humans and metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SourceState {
-    /// Not opened yet, or waiting to reopen.
-    Absent,
-    /// Open, start-up test running.
-    Startup,
-    /// Open and passing.
-    Healthy,
-    /// Health tests failed permanently; waiting to reopen.
-    Failed,
-}
-
-impl SourceState {
-    /// Stable label.
-    pub fn label(self) -> &'static str {
-        match self {
-            SourceState::Absent => "absent",
-            SourceState::Startup => "startup",
-            SourceState::Healthy => "healthy",
-            SourceState::Failed => "failed",
-        }
-    }
-}
-
 /// Published status of one source.
 #[derive(Clone, Debug)]
 pub struct SourceStatus {
@@ -56,14 +36,12 @@ pub struct SourceStatus {
     pub name: String,
     /// Configured kind.
     pub kind: &'static str,
-    /// Provenance of the device as opened (configured value until then).
-    pub provenance: Provenance,
+    /// Provenance decided at the last open; `None` before the first.
+    pub provenance: Option<Provenance>,
     /// Current state.
     pub state: SourceState,
-    /// Bytes read from the device.
-    pub bytes_read: u64,
-    /// Times the device disappeared (EOF, read error) or failed to open after having worked.
-    pub unplugs: u64,
+    /// Reads, opens, unplugs, refusals, credit after policy.
+    pub counters: DriverCounters,
     /// Health counters.
     pub health: HealthCounters,
     /// FIPS counters.
@@ -74,6 +52,13 @@ pub struct SourceStatus {
     pub cutoffs: (u32, u32),
     /// Last problem, for `status`.
     pub last_error: Option<String>,
+}
+
+impl SourceStatus {
+    /// Label of the provenance (`unknown` before the first open).
+    pub fn provenance_label(&self) -> &'static str {
+        self.provenance.map_or("unknown", Provenance::label)
+    }
 }
 
 /// Consumer classes for accounting.
@@ -104,18 +89,22 @@ pub enum TakeError {
     /// Sources are healthy but have not produced enough yet.
     #[error("not enough entropy")]
     NotEnough,
-    /// No source is healthy: every source is absent or failed.
+    /// No source is healthy: every source is absent, failed or exhausted.
     #[error("no healthy source")]
     SourceFailed,
+    /// For the kernel only: the pool's output may not be credited to the kernel (something
+    /// other than hardware was mixed in) and feeding it uncredited is not allowed.
+    #[error("the pool holds bytes from a source other than hardware")]
+    Uncreditable,
 }
 
 struct Inner {
     reservoir: Reservoir,
+    /// Ready bytes no client may take: the kernel feeder's share (see [`Engine::reserve_for_kernel`]).
+    kernel_reserve: usize,
     sources: Vec<SourceStatus>,
     served: std::collections::HashMap<(Face, String), u64>,
     starved: Duration,
-    /// Credit from non-hardware sources was ever mixed into this pool.
-    tainted: bool,
 }
 
 /// State shared by readers, the kernel feeder, the socket server and metrics.
@@ -128,6 +117,8 @@ pub struct Engine {
     /// Started at.
     pub started: Instant,
     stop: AtomicBool,
+    /// The local socket's defences at work (connection caps, evictions, timeouts).
+    pub socket_stats: crate::socket::SocketStats,
 }
 
 impl std::fmt::Debug for Engine {
@@ -162,17 +153,10 @@ impl Engine {
             .iter()
             .map(|s| SourceStatus {
                 name: s.name.clone(),
-                kind: match s.kind {
-                    crate::config::SourceKind::Quantis => "quantis",
-                    crate::config::SourceKind::Serial => "serial",
-                    crate::config::SourceKind::Hwrng => "hwrng",
-                    crate::config::SourceKind::File => "file",
-                    crate::config::SourceKind::Upstream => "upstream",
-                },
-                provenance: s.spec.provenance,
-                state: SourceState::Absent,
-                bytes_read: 0,
-                unplugs: 0,
+                kind: s.kind_label(),
+                provenance: None,
+                state: SourceState::Gone,
+                counters: DriverCounters::default(),
                 health: HealthCounters::default(),
                 fips: FipsCounters::default(),
                 pipeline: PipelineCounters::default(),
@@ -183,15 +167,16 @@ impl Engine {
         Arc::new(Self {
             inner: Mutex::new(Inner {
                 reservoir: Reservoir::new(queue_bytes),
+                kernel_reserve: 0,
                 sources: statuses,
                 served: Default::default(),
                 starved: Duration::ZERO,
-                tainted: false,
             }),
             room: Condvar::new(),
             data: tokio::sync::Notify::new(),
             started: Instant::now(),
             stop: AtomicBool::new(false),
+            socket_stats: Default::default(),
         })
     }
 
@@ -222,152 +207,198 @@ impl Engine {
         self.room.notify_all();
     }
 
-    fn set_status(&self, idx: usize, f: impl FnOnce(&mut SourceStatus)) {
-        f(&mut self.lock().sources[idx]);
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
     }
 
+    /// The drivers' clock: time since the engine started.
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Copies what `driver` knows into the published status of source `idx`.
+    fn publish(&self, idx: usize, driver: &Driver, last_error: Option<Option<String>>) {
+        let mut g = self.lock();
+        let s = &mut g.sources[idx];
+        s.state = driver.state();
+        s.provenance = driver.provenance();
+        s.counters = driver.counters();
+        s.health = driver.health_counters();
+        s.fips = driver.fips_counters();
+        s.pipeline = driver.pipeline_counters();
+        if let Some(e) = last_error {
+            s.last_error = e;
+        }
+    }
+
+    /// Sleeps until the drivers' clock reads `t`, or the engine stops.
+    fn sleep_until(&self, t: Duration) {
+        let mut g = self.lock();
+        while !self.stopping() {
+            let now = self.now();
+            if now >= t {
+                break;
+            }
+            g = self
+                .room
+                .wait_timeout(g, t - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// One source: a thin loop doing what its driver asks and logging what it says.
     fn reader(&self, idx: usize, src: Source, extractor: Option<Arc<Toeplitz>>) {
-        let mut cond = Conditioner::new(src.spec, extractor);
-        let cutoffs = (cond.health().rct_cutoff(), cond.health().apt_cutoff());
-        self.set_status(idx, |s| s.cutoffs = cutoffs);
+        let mut driver = Driver::new(src.driver_spec(), extractor);
+        self.set_status(idx, |s| s.cutoffs = driver.cutoffs());
+        let path = src.path.display().to_string();
         let mut buf = vec![0u8; src.read_bytes];
         let mut staged: Vec<u8> = Vec::with_capacity(src.read_bytes + 256);
-        let mut was_open = false;
-        while !self.stop.load(Ordering::SeqCst) {
-            let mut opened = match source::open(&src) {
-                Ok(o) => o,
-                Err(e) => {
-                    let msg = e.to_string();
-                    let missing = matches!(e, OpenError::Missing { .. });
-                    self.set_status(idx, |s| {
-                        if s.last_error.as_deref() != Some(&msg) {
-                            if missing {
+        let mut handle: Option<source::Opened> = None;
+        while !self.stopping() {
+            let now = self.now();
+            match driver.poll(now) {
+                Action::Finished => {
+                    drop(handle.take());
+                    self.publish(idx, &driver, None);
+                    return;
+                }
+                Action::WaitUntil(t) => {
+                    drop(handle.take());
+                    self.sleep_until(t);
+                }
+                Action::Open => match source::open(&src) {
+                    Ok(opened) => {
+                        let err = match driver.opened(now, opened.node) {
+                            Ok(Event::Opened {
+                                provenance,
+                                pool_credit,
+                                startup_samples,
+                            }) => {
+                                info!(source = %src.name, path = %path,
+                                    "opened ({}): {}; start-up test over {startup_samples} samples",
+                                    opened.details, provenance.label());
+                                match provenance {
+                                    Provenance::Hardware => {}
+                                    Provenance::Simulated => info!(source = %src.name,
+                                        "{path} is simulated: its data will never be credited to the kernel"),
+                                    Provenance::Network => info!(source = %src.name,
+                                        "network entropy: never credited to the kernel; {}",
+                                        if pool_credit { "credited to the pool (credit = true)" }
+                                        else { "mixed into the pool without credit (set credit = true to let it back requests)" }),
+                                }
+                                handle = Some(opened);
+                                None
+                            }
+                            Ok(_) => None,
+                            Err(refusal) => {
+                                let msg = format!("{path}: {refusal}");
+                                if self.lock().sources[idx].last_error.as_deref() != Some(&msg) {
+                                    error!(source = %src.name,
+                                        "{msg}: never read; checking again every {:?}", src.retry);
+                                }
+                                Some(msg)
+                            }
+                        };
+                        self.publish(idx, &driver, Some(err));
+                    }
+                    Err(e) => {
+                        driver.open_failed(now);
+                        let msg = e.to_string();
+                        if self.lock().sources[idx].last_error.as_deref() != Some(&msg) {
+                            if matches!(e, OpenError::Missing { .. }) {
                                 warn!(source = %src.name, "{msg}; retrying every {:?}", src.retry);
                             } else {
                                 error!(source = %src.name, "{msg}; retrying every {:?}", src.retry);
                             }
                         }
-                        s.state = SourceState::Absent;
-                        s.last_error = Some(msg);
-                    });
-                    std::thread::sleep(src.retry);
-                    continue;
-                }
-            };
-            if opened.provenance != src.spec.provenance {
-                info!(source = %src.name, "{} is {}: its data will not be credited to the kernel",
-                    src.path.display(), opened.provenance.label());
-            }
-            info!(source = %src.name, path = %src.path.display(), "opened ({}); start-up test over {} samples",
-                opened.details, src.spec.health.startup_samples);
-            if opened.provenance == Provenance::Network {
-                info!(source = %src.name, "network entropy: never credited to the kernel; {}",
-                    if src.credit_pool { "credited to the pool (credit = true)" } else { "mixed into the pool without credit (set credit = true to let it back requests)" });
-            }
-            if was_open {
-                cond.restart();
-            }
-            was_open = true;
-            self.set_status(idx, |s| {
-                s.provenance = opened.provenance;
-                s.state = SourceState::Startup;
-                s.last_error = None;
-            });
-            let mut last_progress = Instant::now();
-            loop {
-                if !self.wait_for_room(src.read_bytes) {
-                    return;
-                }
-                let n = match opened.source.read(&mut buf) {
-                    Ok(0) => {
-                        warn!(source = %src.name, "end of data: device unplugged or pipe closed; reopening");
-                        self.set_status(idx, |s| {
-                            s.unplugs += 1;
-                            s.state = SourceState::Absent;
-                            s.last_error = Some("unplugged (end of data)".into());
-                        });
-                        break;
+                        self.publish(idx, &driver, Some(Some(msg)));
                     }
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
-                    Err(e) => {
-                        error!(source = %src.name, "read failed: {e}; reopening");
-                        self.set_status(idx, |s| {
-                            s.unplugs += 1;
-                            s.state = SourceState::Absent;
-                            s.last_error = Some(format!("read failed: {e}"));
-                        });
-                        break;
+                },
+                Action::Read => {
+                    if !self.wait_for_room(src.read_bytes) {
+                        return;
                     }
-                };
-                let mut millibits = 0u64;
-                let verdict = cond.process(&buf[..n], &mut |bytes, mb| {
-                    staged.extend_from_slice(bytes);
-                    millibits += mb;
-                });
-                buf[..n].zeroize();
-                let state = match verdict {
-                    Verdict::Pass => SourceState::Healthy,
-                    Verdict::Startup | Verdict::Intermittent(_) => SourceState::Startup,
-                    Verdict::Permanent(_) | Verdict::Failed => SourceState::Failed,
-                };
-                match verdict {
-                    Verdict::Intermittent(t) => warn!(source = %src.name,
-                        "{} test failed: data discarded, start-up test again", t.label()),
-                    Verdict::Permanent(t) => error!(source = %src.name,
-                        "{} test failed repeatedly: source failed, nothing from it is used; reopening in {:?}",
-                        t.label(), src.retry),
-                    Verdict::Startup if last_progress.elapsed() > Duration::from_secs(2) => {
-                        last_progress = Instant::now();
-                        if let qeaas_core::health::HealthState::Startup { samples } =
-                            cond.health_state()
-                        {
-                            info!(source = %src.name, "start-up test: {samples}/{} samples",
-                                src.spec.health.startup_samples);
+                    let Some(h) = handle.as_mut() else {
+                        // Not reachable: the driver says Read only while the source is open.
+                        driver.read_failed(self.now());
+                        continue;
+                    };
+                    match h.source.read(&mut buf) {
+                        Ok(0) => {
+                            let ev = driver.end_of_data(self.now());
+                            handle = None;
+                            let msg = if ev == Event::Exhausted {
+                                info!(source = %src.name, "end of file: a regular file is read once and never again; this source is done");
+                                "exhausted (end of file)"
+                            } else {
+                                warn!(source = %src.name, "end of data: device unplugged or pipe closed; reopening");
+                                "unplugged (end of data)"
+                            };
+                            self.publish(idx, &driver, Some(Some(msg.into())));
+                        }
+                        Ok(n) => self.absorb(idx, &src, &mut driver, &mut buf[..n], &mut staged),
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(e) => {
+                            driver.read_failed(self.now());
+                            handle = None;
+                            error!(source = %src.name, "read failed: {e}; reopening in {:?}", src.retry);
+                            self.publish(idx, &driver, Some(Some(format!("read failed: {e}"))));
                         }
                     }
-                    _ => {}
-                }
-                {
-                    let mut g = self.lock();
-                    if matches!(verdict, Verdict::Intermittent(_) | Verdict::Permanent(_)) {
-                        let before = g.reservoir.ready();
-                        g.reservoir.flush();
-                        warn!(source = %src.name, "discarded {before} ready bytes and the pool's credit");
-                    }
-                    if !src.credit_pool {
-                        // Upstream bytes without `credit = true`: mixed in, never counted.
-                        millibits = 0;
-                    }
-                    if !staged.is_empty() {
-                        if opened.provenance != Provenance::Hardware && millibits > 0 {
-                            g.tainted = true;
-                        }
-                        g.reservoir.absorb(&staged, millibits);
-                    }
-                    let s = &mut g.sources[idx];
-                    s.bytes_read += n as u64;
-                    s.state = state;
-                    s.health = cond.health_counters();
-                    s.fips = cond.fips_counters();
-                    s.pipeline = cond.counters();
-                    if let Verdict::Permanent(t) = verdict {
-                        s.last_error = Some(format!("{} test failed permanently", t.label()));
-                    }
-                }
-                staged.zeroize();
-                staged.clear();
-                if verdict == Verdict::Pass {
-                    self.data.notify_waiters();
-                }
-                if matches!(verdict, Verdict::Permanent(_)) {
-                    std::thread::sleep(src.retry);
-                    break;
                 }
             }
-            drop(opened);
-            std::thread::sleep(Duration::from_millis(200).min(src.retry));
         }
+    }
+
+    /// Runs one chunk through the driver and moves what it releases into the reservoir.
+    fn absorb(
+        &self,
+        idx: usize,
+        src: &Source,
+        driver: &mut Driver,
+        chunk: &mut [u8],
+        staged: &mut Vec<u8>,
+    ) {
+        let out = driver.data(self.now(), chunk, &mut |b| staged.extend_from_slice(b));
+        chunk.zeroize();
+        let mut problem = None;
+        match out.event {
+            Some(Event::Intermittent(t)) => warn!(source = %src.name,
+                "{} test failed: data discarded, start-up test again", t.label()),
+            Some(Event::Permanent(t)) => {
+                error!(source = %src.name,
+                    "{} test failed repeatedly: source failed, nothing from it is used; reopening in {:?}",
+                    t.label(), src.retry);
+                problem = Some(Some(format!("{} test failed permanently", t.label())));
+            }
+            Some(Event::StartupProgress { samples, required }) => {
+                info!(source = %src.name, "start-up test: {samples}/{required} samples")
+            }
+            _ => {}
+        }
+        {
+            let mut g = self.lock();
+            if out.flush {
+                let before = g.reservoir.ready();
+                g.reservoir.flush();
+                warn!(source = %src.name, "discarded {before} ready bytes and the pool's credit");
+            }
+            if !staged.is_empty() {
+                g.reservoir.absorb(staged, out.millibits, out.provenance);
+            }
+        }
+        let released = !staged.is_empty();
+        staged.zeroize();
+        staged.clear();
+        self.publish(idx, driver, problem);
+        if released {
+            self.data.notify_waiters();
+        }
+    }
+
+    fn set_status(&self, idx: usize, f: impl FnOnce(&mut SourceStatus)) {
+        f(&mut self.lock().sources[idx]);
     }
 
     /// Blocks until the queue has room for what one read of `read_bytes` can yield (never more
@@ -382,7 +413,7 @@ impl Engine {
         let want = read_bytes.clamp(32, (g.reservoir.capacity() / 2).max(32));
         while g.reservoir.ready() + want > g.reservoir.capacity() {
             let now = Instant::now();
-            if self.stop.load(Ordering::SeqCst) || now >= deadline {
+            if self.stopping() || now >= deadline {
                 break;
             }
             g = self
@@ -391,24 +422,67 @@ impl Engine {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        !self.stop.load(Ordering::SeqCst)
+        !self.stopping()
     }
 
-    /// Takes exactly `out.len()` bytes for `face`/`client`, or nothing.
-    pub fn take(&self, out: &mut [u8], face: Face, client: &str) -> Result<(), TakeError> {
+    /// Keeps `bytes` of the ready queue for the kernel feeder: a client is served only from
+    /// what lies beyond them, so no client, however greedy, can starve the feeder (the reserve
+    /// refills before clients get anything more).
+    pub fn reserve_for_kernel(&self, bytes: usize) {
         let mut g = self.lock();
+        g.kernel_reserve = bytes.min(g.reservoir.capacity() / 2);
+    }
+
+    /// Takes exactly `out.len()` bytes for `face`/`client`, or nothing; says with the bytes
+    /// whether they may be credited to the kernel. Clients (every face but the kernel) are
+    /// served only beyond the kernel's reserve.
+    pub fn take(&self, out: &mut [u8], face: Face, client: &str) -> Result<Taken, TakeError> {
+        let mut g = self.lock();
+        if face != Face::Kernel && g.reservoir.ready() < out.len().saturating_add(g.kernel_reserve)
+        {
+            return Err(if g.sources.iter().any(|s| s.state.may_produce()) {
+                TakeError::NotEnough
+            } else {
+                TakeError::SourceFailed
+            });
+        }
+        Self::take_locked(&mut g, out, face, client).inspect(|_| {
+            drop(g);
+            self.room.notify_all();
+        })
+    }
+
+    /// Takes `out.len()` bytes for the kernel. Unless `allow_uncredited`, refuses without taking
+    /// anything once the pool's output may not be credited: the decision and the bytes come from
+    /// the same locked state, so no byte mixed after a taint is ever credited.
+    pub fn take_for_kernel(
+        &self,
+        out: &mut [u8],
+        allow_uncredited: bool,
+    ) -> Result<Taken, TakeError> {
+        let mut g = self.lock();
+        if !allow_uncredited && !g.reservoir.kernel_creditable() {
+            return Err(TakeError::Uncreditable);
+        }
+        Self::take_locked(&mut g, out, Face::Kernel, "kernel").inspect(|_| {
+            drop(g);
+            self.room.notify_all();
+        })
+    }
+
+    fn take_locked(
+        g: &mut Inner,
+        out: &mut [u8],
+        face: Face,
+        client: &str,
+    ) -> Result<Taken, TakeError> {
         match g.reservoir.take(out) {
-            Ok(()) => {
+            Ok(taken) => {
                 *g.served.entry((face, client.to_owned())).or_default() += out.len() as u64;
-                drop(g);
-                self.room.notify_all();
-                Ok(())
+                Ok(taken)
             }
             Err(NotEnoughEntropy { .. }) => {
-                if g.sources
-                    .iter()
-                    .any(|s| s.state != SourceState::Absent && s.state != SourceState::Failed)
-                {
+                if g.sources.iter().any(|s| s.state.may_produce()) {
                     Err(TakeError::NotEnough)
                 } else {
                     Err(TakeError::SourceFailed)
@@ -427,14 +501,16 @@ impl Engine {
         self.lock().reservoir.ready()
     }
 
-    /// True when the kernel may be credited for what this pool produces: every source is
-    /// hardware and no credit from any other kind of source was ever mixed in.
+    /// True while what the pool hands out may be credited to the kernel (see
+    /// `Reservoir::kernel_creditable`): a hint for scheduling and status. The credit itself comes
+    /// from what [`Engine::take_for_kernel`] returns with the bytes.
     pub fn kernel_creditable(&self) -> bool {
-        let g = self.lock();
-        !g.tainted
-            && g.sources
-                .iter()
-                .all(|s| s.provenance == Provenance::Hardware)
+        self.lock().reservoir.kernel_creditable()
+    }
+
+    /// True when some source is open and may yet produce output.
+    pub fn any_source_may_produce(&self) -> bool {
+        self.lock().sources.iter().any(|s| s.state.may_produce())
     }
 
     /// True when some source has passed its start-up test and is healthy.

@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod fair;
 pub mod kernel;
 pub mod metrics;
 pub mod privdrop;

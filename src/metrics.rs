@@ -11,7 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::engine::{Engine, SourceState};
+use qeaas_core::driver::SourceState;
+
+use crate::engine::Engine;
 use crate::kernel::SharedKernelStats;
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -56,6 +58,12 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
         "Times the source disappeared (end of data or read error).",
         &["source"],
     );
+    let refusals = counter(
+        &r,
+        "qeaas_source_refusals_total",
+        "Opens refused for what the node is (a file or pipe declared hardware, a kernel device).",
+        &["source"],
+    );
     let hfail = counter(
         &r,
         "qeaas_source_health_failures_total",
@@ -89,7 +97,7 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
     let credited = counter(
         &r,
         "qeaas_source_credit_total",
-        "Min-entropy bits credited to conditioned output of the source.",
+        "Min-entropy bits credited to the pool from the source's conditioned output.",
         &["source"],
     );
     let fips_blocks = counter(
@@ -106,20 +114,16 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
     );
     for s in &snap.sources {
         let n = s.name.as_str();
-        read.with_label_values(&[n]).inc_by(s.bytes_read);
-        for st in [
-            SourceState::Absent,
-            SourceState::Startup,
-            SourceState::Healthy,
-            SourceState::Failed,
-        ] {
+        read.with_label_values(&[n]).inc_by(s.counters.bytes_read);
+        for st in SourceState::ALL {
             state
                 .with_label_values(&[n, st.label()])
                 .set(i64::from(s.state == st));
         }
-        info.with_label_values(&[n, s.kind, s.provenance.label()])
+        info.with_label_values(&[n, s.kind, s.provenance_label()])
             .set(1);
-        unplugs.with_label_values(&[n]).inc_by(s.unplugs);
+        unplugs.with_label_values(&[n]).inc_by(s.counters.unplugs);
+        refusals.with_label_values(&[n]).inc_by(s.counters.refusals);
         hfail
             .with_label_values(&[n, "repetition_count"])
             .inc_by(s.health.rct_failures);
@@ -142,7 +146,7 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
             .inc_by(s.pipeline.bytes_discarded);
         credited
             .with_label_values(&[n])
-            .inc_by(s.pipeline.millibits_out / 1000);
+            .inc_by(s.counters.millibits_credited / 1000);
         fips_blocks
             .with_label_values(&[n, "success"])
             .inc_by(s.fips.successes);
@@ -169,6 +173,47 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
     for ((face, client), n) in &snap.served {
         served.with_label_values(&[face.label(), client]).inc_by(*n);
     }
+    let st = &engine.socket_stats;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let conns = gauge(
+        &r,
+        "qeaas_socket_connections",
+        "Connections open on the local sockets.",
+        &[],
+    );
+    conns
+        .with_label_values(&[] as &[&str])
+        .set(i64::try_from(load(&st.connections)).unwrap_or(i64::MAX));
+    let refused = counter(
+        &r,
+        "qeaas_socket_connections_refused_total",
+        "Connections closed at accept: the uid held its cap, or the table was full.",
+        &["reason"],
+    );
+    refused
+        .with_label_values(&["per_uid_cap"])
+        .inc_by(load(&st.refused_per_uid));
+    refused
+        .with_label_values(&["table_full"])
+        .inc_by(load(&st.refused_full));
+    let evicted = counter(
+        &r,
+        "qeaas_socket_connections_evicted_total",
+        "Idle connections closed to make room for a uid below its fair share.",
+        &[],
+    );
+    evicted
+        .with_label_values(&[] as &[&str])
+        .inc_by(load(&st.evicted));
+    let timeouts = counter(
+        &r,
+        "qeaas_socket_timeouts_total",
+        "Connections closed because a request or an answer was too slow.",
+        &[],
+    );
+    timeouts
+        .with_label_values(&[] as &[&str])
+        .inc_by(load(&st.timeouts));
     let pool = gauge(
         &r,
         "qeaas_pool_credit",

@@ -189,6 +189,44 @@ pub struct ServeOptions {
     pub replug_after: Option<Duration>,
     /// Stop after this many bytes in total (then exit), if set.
     pub limit: Option<u64>,
+    /// File mode of the pipe or the pty's slave (as udev would give a device node).
+    pub mode: u32,
+    /// Group of the pipe or the pty's slave, if set (as udev gives a noise source the daemon's
+    /// group).
+    pub group: Option<u32>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            rate: 4_000_000,
+            replug_after: None,
+            limit: None,
+            mode: 0o600,
+            group: None,
+        }
+    }
+}
+
+/// Gives the node at `path` the mode and group of `o` (after creation, so the umask does not
+/// apply).
+fn set_access(path: &Path, o: &ServeOptions) -> io::Result<()> {
+    if let Some(g) = o.group {
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            path,
+            None,
+            Some(rustix::fs::Gid::from_raw(g)),
+            rustix::fs::AtFlags::empty(),
+        )?;
+    }
+    rustix::fs::chmodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::Mode::from_raw_mode(o.mode),
+        rustix::fs::AtFlags::empty(),
+    )?;
+    Ok(())
 }
 
 /// Paces writes to a byte rate.
@@ -274,7 +312,7 @@ fn replug(g: &mut Generator, o: &ServeOptions) -> bool {
     }
 }
 
-fn make_fifo(path: &Path) -> io::Result<()> {
+fn make_fifo(path: &Path, o: &ServeOptions) -> io::Result<()> {
     let _ = std::fs::remove_file(path);
     rustix::fs::mknodat(
         rustix::fs::CWD,
@@ -283,13 +321,13 @@ fn make_fifo(path: &Path) -> io::Result<()> {
         rustix::fs::Mode::from_raw_mode(0o600),
         0,
     )?;
-    Ok(())
+    set_access(path, o)
 }
 
 /// Serves a named pipe at `path`: recreated on every replug.
 pub fn serve_fifo(path: &Path, mut g: Generator, o: &ServeOptions) -> io::Result<()> {
     loop {
-        make_fifo(path)?;
+        make_fifo(path, o)?;
         info!(path = %path.display(), "simulated Quantis on a named pipe; waiting for a reader");
         loop {
             // Blocks until a reader opens the pipe.
@@ -335,6 +373,7 @@ fn open_pty() -> io::Result<(OwnedFd, OwnedFd, PathBuf)> {
 pub fn serve_pty(link: &Path, mut g: Generator, o: &ServeOptions) -> io::Result<()> {
     loop {
         let (master, slave, slave_path) = open_pty()?;
+        set_access(&slave_path, o)?;
         let _ = std::fs::remove_file(link);
         std::os::unix::fs::symlink(&slave_path, link)?;
         info!(link = %link.display(), pty = %slave_path.display(), "simulated TRNG on a pseudo-terminal");

@@ -1,20 +1,21 @@
 //! Noise sources behind one small trait, and how a configured source is opened.
 //!
-//! Provenance is decided here from what the path really is, not only from what the config says:
-//! a pseudo-terminal, a pipe or a regular file is never hardware (unless a `file` source says
-//! `hardware = true`), and the kernel's own `/dev/random` and `/dev/urandom` are refused outright.
+//! This is I/O only: what a source's node is comes from `fstat` of the descriptor that was
+//! opened (never from the path or the config), and `qeaas_core::provenance::decide` turns that
+//! and the configured claim into a provenance or a refusal. [`check`] applies the same rule to a
+//! path that exists when the configuration is checked, so `check-config` and `run` report a
+//! misconfigured source as a configuration error.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::FileTypeExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use qeaas_core::pipeline::Provenance;
+use qeaas_core::provenance::{self, Node};
 
-use crate::config::{SerialPreset, Source, SourceKind};
+use crate::config::{ConfigError, SerialPreset, Source, SourceKind};
 use crate::sys;
 
 /// A device or file that delivers noise samples.
@@ -49,8 +50,8 @@ pub enum OpenError {
 pub struct Opened {
     /// The reader.
     pub source: Box<dyn NoiseSource>,
-    /// Effective provenance.
-    pub provenance: Provenance,
+    /// What the opened descriptor is.
+    pub node: Node,
     /// Device details for logs (board version, serial, kind of node).
     pub details: String,
 }
@@ -58,7 +59,7 @@ pub struct Opened {
 impl std::fmt::Debug for Opened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Opened")
-            .field("provenance", &self.provenance)
+            .field("node", &self.node)
             .field("details", &self.details)
             .finish_non_exhaustive()
     }
@@ -102,114 +103,116 @@ impl Drop for SerialSource {
     }
 }
 
-/// Character devices that are never noise sources: the kernel's own CRNG outputs.
-fn is_kernel_crng(meta: &std::fs::Metadata) -> bool {
-    let rdev = meta.rdev();
-    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
-    meta.file_type().is_char_device() && major == 1 && (minor == 8 || minor == 9)
-}
-
-/// Unix98 pseudo-terminal slaves use majors 136..=143.
-fn is_pty(meta: &std::fs::Metadata) -> bool {
-    let major = libc::major(meta.rdev());
-    meta.file_type().is_char_device() && (136..=143).contains(&major)
-}
-
-fn node_kind(meta: &std::fs::Metadata) -> &'static str {
+/// What `meta` (from `stat` or `fstat`) describes.
+pub fn node_of(meta: &std::fs::Metadata) -> Node {
     let t = meta.file_type();
-    if is_pty(meta) {
-        "pseudo-terminal"
-    } else if t.is_char_device() {
-        "character device"
+    if t.is_char_device() {
+        let rdev = meta.rdev();
+        Node::CharDevice {
+            major: libc::major(rdev),
+            minor: libc::minor(rdev),
+        }
     } else if t.is_fifo() {
-        "named pipe"
+        Node::Fifo
     } else if t.is_file() {
-        "regular file"
+        Node::RegularFile
     } else {
-        "other"
+        Node::Other
     }
 }
 
-/// Opens `cfg`; never blocks on a FIFO without a writer for longer than the open itself.
+/// Checks a configured source against what its path is now, if it exists: a node the source
+/// may not use (`hardware = true` on a regular file, a copy of /dev/urandom, ...) is a
+/// configuration error. A missing path is not: the device may be plugged in later, and is
+/// checked again when it is opened.
+pub fn check(src: &Source) -> Result<(), ConfigError> {
+    match std::fs::metadata(&src.path) {
+        Ok(meta) => provenance::decide(src.claim, node_of(&meta))
+            .map(|_| ())
+            .map_err(|r| {
+                ConfigError::Invalid(format!(
+                    "source {:?}: {}: {r}",
+                    src.name,
+                    src.path.display()
+                ))
+            }),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Opens `cfg` and says what it opened. Blocks on a FIFO without a writer until one comes.
 pub fn open(cfg: &Source) -> Result<Opened, OpenError> {
     let path_s = cfg.path.display().to_string();
-    let meta = std::fs::metadata(&cfg.path).map_err(|source| OpenError::Missing {
-        path: path_s.clone(),
-        source,
-    })?;
     let unusable = |reason: String| OpenError::Unusable {
         path: path_s.clone(),
         reason,
     };
-    if is_kernel_crng(&meta) {
-        return Err(unusable(
-            "this is the kernel's own CRNG output, not a noise source".into(),
-        ));
-    }
-    let kind = node_kind(&meta);
-    let is_char = meta.file_type().is_char_device();
-    let provenance = if cfg.kind == SourceKind::Upstream {
-        Provenance::Network
-    } else if cfg.simulated {
-        Provenance::Simulated
-    } else {
-        match cfg.kind {
-            SourceKind::File if cfg.hardware => Provenance::Hardware,
-            SourceKind::File => Provenance::Simulated,
-            _ if is_pty(&meta) || !is_char => Provenance::Simulated,
-            _ => Provenance::Hardware,
-        }
+    let missing_or = |e: io::Error| match e.kind() {
+        io::ErrorKind::NotFound => OpenError::Missing {
+            path: path_s.clone(),
+            source: e,
+        },
+        _ => unusable(e.to_string()),
     };
-    let mut details = kind.to_string();
-    let source: Box<dyn NoiseSource> = match cfg.kind {
+    match cfg.kind {
         SourceKind::Serial => {
-            if !is_char {
-                return Err(unusable(format!(
-                    "a serial source must be a tty, this is a {kind}"
-                )));
-            }
             let mut port = serialport::new(path_s.as_str(), cfg.baud)
                 .timeout(Duration::from_secs(2))
                 .open_native()
-                .map_err(|e| unusable(format!("serial setup failed: {e}")))?;
-            if cfg.preset == SerialPreset::Onerng {
+                .map_err(|e| match e.kind() {
+                    serialport::ErrorKind::Io(k) if k == io::ErrorKind::NotFound => {
+                        OpenError::Missing {
+                            path: path_s.clone(),
+                            source: io::Error::from(k),
+                        }
+                    }
+                    _ => unusable(format!("serial setup failed (is it a tty?): {e}")),
+                })?;
+            // What was opened, not what the path names now: the port's own descriptor.
+            let node = std::fs::metadata(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&port)
+            ))
+            .map(|m| node_of(&m))
+            .map_err(|e| unusable(format!("fstat: {e}")))?;
+            if cfg.preset == SerialPreset::Onerng && matches!(node, Node::CharDevice { .. }) {
                 // Noise mode 0 (avalanche, no RF), flush, start output.
                 port.write_all(b"cmd0\ncmdw\ncmdO\n")
                     .map_err(|e| unusable(format!("OneRNG command failed: {e}")))?;
             }
-            details.push_str(&format!(", {} baud, preset {:?}", cfg.baud, cfg.preset));
-            Box::new(SerialSource {
-                port,
-                preset: cfg.preset,
+            Ok(Opened {
+                source: Box::new(SerialSource {
+                    port,
+                    preset: cfg.preset,
+                }),
+                node,
+                details: format!(
+                    "{}, {} baud, preset {:?}",
+                    node.label(),
+                    cfg.baud,
+                    cfg.preset
+                ),
             })
         }
         SourceKind::Quantis | SourceKind::Hwrng | SourceKind::File | SourceKind::Upstream => {
-            if !matches!(cfg.kind, SourceKind::File | SourceKind::Upstream)
-                && !is_char
-                && !matches!(provenance, Provenance::Simulated)
-            {
-                return Err(unusable(format!(
-                    "expected a character device, this is a {kind}"
-                )));
-            }
-            let f = File::open(&cfg.path).map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => OpenError::Missing {
-                    path: path_s.clone(),
-                    source: e,
-                },
-                _ => unusable(e.to_string()),
-            })?;
-            if cfg.kind == SourceKind::Quantis {
+            // O_NOCTTY: a terminal standing in for a device must not become our controlling tty.
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOCTTY)
+                .open(&cfg.path)
+                .map_err(missing_or)?;
+            let node = node_of(&f.metadata().map_err(|e| unusable(format!("fstat: {e}")))?);
+            let mut details = node.label().to_string();
+            if cfg.kind == SourceKind::Quantis && matches!(node, Node::CharDevice { .. }) {
                 details.push_str(&quantis_details(&f));
             }
-            Box::new(FileSource(f))
+            Ok(Opened {
+                source: Box::new(FileSource(f)),
+                node,
+                details,
+            })
         }
-    };
-    Ok(Opened {
-        source,
-        provenance,
-        details,
-    })
+    }
 }
 
 /// Board details through the Quantis driver's ioctls; each is optional (other drivers, pipes
@@ -246,6 +249,7 @@ pub fn present(path: &Path) -> bool {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use qeaas_core::provenance::{decide, Provenance, Refusal};
 
     fn source(toml: &str) -> Source {
         let c = Config::parse(toml, Path::new("t")).unwrap();
@@ -253,32 +257,60 @@ mod tests {
     }
 
     #[test]
-    fn kernel_crng_is_refused() {
-        let s = source(
-            "[[source]]\nname = \"u\"\nkind = \"file\"\npath = \"/dev/urandom\"\nhardware = true",
-        );
-        let e = open(&s).unwrap_err().to_string();
-        assert!(e.contains("kernel's own CRNG"), "{e}");
+    fn nodes_are_what_fstat_says_not_what_the_path_says() {
+        let o = open(&source(
+            "[[source]]\nname = \"u\"\nkind = \"quantis\"\npath = \"/dev/urandom\"",
+        ))
+        .unwrap();
+        assert_eq!(o.node, Node::CharDevice { major: 1, minor: 9 });
+        assert!(matches!(
+            decide(qeaas_core::provenance::Claim::Device, o.node),
+            Err(Refusal::KernelDevice { .. })
+        ));
     }
 
     #[test]
-    fn regular_file_is_simulated_unless_declared() {
+    fn check_refuses_what_the_path_is_now() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("noise");
         std::fs::write(&p, [1, 2, 3]).unwrap();
         let t = format!("[[source]]\nname = \"f\"\nkind = \"file\"\npath = {:?}", p);
-        let o = open(&source(&t)).unwrap();
-        assert_eq!(o.provenance, Provenance::Simulated);
-        let o = open(&source(&format!("{t}\nhardware = true"))).unwrap();
-        assert_eq!(o.provenance, Provenance::Hardware);
-        // A "quantis" that is a regular file is simulated, whatever it claims.
+        assert!(check(&source(&t)).is_ok());
+        let e = check(&source(&format!("{t}\nhardware = true")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("regular file") && e.contains("hardware = true"),
+            "{e}"
+        );
+        let e = check(&source(
+            "[[source]]\nname = \"u\"\nkind = \"hwrng\"\npath = \"/dev/urandom\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("1:9") && e.contains("not a noise source"), "{e}");
+        // Missing: checked again at each open.
+        assert!(check(&source(
+            "[[source]]\nname = \"q\"\nkind = \"quantis\"\npath = \"/dev/qrandom9\"\n"
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn a_regular_file_opens_as_one_and_reads_to_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("noise");
+        std::fs::write(&p, [1, 2, 3]).unwrap();
         let t = format!(
             "[[source]]\nname = \"q\"\nkind = \"quantis\"\npath = {:?}",
             p
         );
         let mut o = open(&source(&t)).unwrap();
-        assert_eq!(o.provenance, Provenance::Simulated);
-        assert!(o.details.contains("not answered"), "{}", o.details);
+        assert_eq!(o.node, Node::RegularFile);
+        assert_eq!(
+            decide(qeaas_core::provenance::Claim::Device, o.node),
+            Ok(Provenance::Simulated)
+        );
         let mut b = [0u8; 8];
         assert_eq!(o.source.read(&mut b).unwrap(), 3);
         assert_eq!(o.source.read(&mut b).unwrap(), 0);
@@ -288,5 +320,11 @@ mod tests {
     fn missing_device_is_reported_as_missing() {
         let s = source("[[source]]\nname = \"q\"\nkind = \"quantis\"\npath = \"/dev/qrandom9\"");
         assert!(matches!(open(&s), Err(OpenError::Missing { .. })));
+        let s = source("[[source]]\nname = \"t\"\nkind = \"serial\"\npath = \"/dev/ttyACM97\"");
+        assert!(
+            matches!(open(&s), Err(OpenError::Missing { .. })),
+            "{:?}",
+            open(&s)
+        );
     }
 }

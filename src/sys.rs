@@ -1,4 +1,5 @@
-//! The only `unsafe` in qeaasd: ioctls on `/dev/random` and on Quantis devices.
+//! The only `unsafe` in qeaasd: ioctls on `/dev/random` and on Quantis devices, and the
+//! `SO_PEERGROUPS` socket option (neither rustix nor nix wraps it).
 //!
 //! Each wrapper passes a buffer it owns and sizes itself, with the exact request number and
 //! argument layout the kernel (or the Quantis driver) expects; nothing else here touches raw
@@ -112,9 +113,60 @@ pub mod quantis {
     }
 }
 
+/// The supplementary groups of the peer of a connected Unix socket, as the kernel recorded them
+/// at `connect` (`SO_PEERGROUPS`, Linux 4.13): not raced by the peer exiting or changing its
+/// groups afterwards, unlike reading `/proc/PID/status`.
+pub fn peer_groups(fd: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = libc::socklen_t::try_from(groups.len() * std::mem::size_of::<libc::gid_t>())
+            .map_err(io::Error::other)?;
+        // SAFETY: `groups` owns `len` writable bytes; the kernel writes at most `len` bytes of
+        // gid_t values and stores the length it wrote (or, on ERANGE, the length it needs) in
+        // `len`.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let n = len as usize / std::mem::size_of::<libc::gid_t>();
+        if rc == 0 {
+            groups.truncate(n.min(groups.len()));
+            return Ok(groups);
+        }
+        let e = io::Error::last_os_error();
+        // ERANGE: more groups than room; `len` says how many. NGROUPS_MAX is 65536.
+        if e.raw_os_error() == Some(libc::ERANGE) && n > groups.len() && n <= 65_536 {
+            groups.resize(n, 0);
+            continue;
+        }
+        return Err(e);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_groups_are_the_connecting_process_groups() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut got = peer_groups(std::os::fd::AsFd::as_fd(&a)).unwrap();
+        let mut want: Vec<u32> = nix::unistd::getgroups()
+            .unwrap()
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        want.dedup();
+        got.dedup();
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn request_numbers_match_the_kernel_headers() {

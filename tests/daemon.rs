@@ -49,38 +49,6 @@ fn sim_daemon(
     (sim, daemon_in(dir, port, &text, wrapper))
 }
 
-/// RNDADDENTROPY calls in an strace log: (entropy_count, buf_size).
-fn traced_adds(trace: &str) -> Vec<(u32, u32)> {
-    trace
-        .lines()
-        .filter(|l| l.contains("RNDADDENTROPY"))
-        .map(|l| {
-            let num = |key: &str| -> u32 {
-                let i = l.find(key).unwrap_or_else(|| panic!("no {key} in {l}")) + key.len();
-                l[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit())
-                    .collect::<String>()
-                    .parse()
-                    .unwrap()
-            };
-            // strace -f splits a call that another thread interrupts into "<unfinished ...>" and
-            // "<... ioctl resumed>" lines; the result is on the latter.
-            let result = if l.contains("<unfinished ...>") {
-                let pid = l.split_whitespace().next().unwrap();
-                let rest = &trace[trace.find(l).unwrap() + l.len()..];
-                rest.lines()
-                    .find(|r| r.starts_with(pid) && r.contains("ioctl resumed>"))
-                    .unwrap_or_else(|| panic!("no resumption of {l}"))
-            } else {
-                l
-            };
-            assert!(result.trim_end().ends_with("= 0"), "ioctl failed: {result}");
-            (num("entropy_count="), num("buf_size="))
-        })
-        .collect()
-}
-
 fn run_traced(
     kernel: &str,
     source: impl FnOnce(&std::path::Path) -> (Option<Proc>, String),
@@ -388,7 +356,7 @@ fn clients_without_permission_are_refused() {
                 "--reuid=65534",
                 "--regid=65534",
                 "--clear-groups",
-                QEAAS,
+                staged(QEAAS).to_str().unwrap(),
                 "-s",
                 sock.to_str().unwrap(),
                 "get",
@@ -685,7 +653,7 @@ fn notified_daemon(dir: &std::path::Path, port: u16, extra: &str) -> (Proc, Stri
     std::fs::write(&cfg, config(dir, port, extra)).unwrap();
     let d = Proc(
         Command::new(QEAASD)
-            .args(["-c", cfg.to_str().unwrap(), "run"])
+            .args(["-c", cfg.to_str().unwrap(), "run", "--allow-root-worker"])
             .env("NOTIFY_SOCKET", &notify_path)
             .stderr(std::process::Stdio::null())
             .spawn()

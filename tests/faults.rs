@@ -232,8 +232,8 @@ fn the_serial_code_path_reads_the_simulators_pseudo_terminal() {
         .remove(0);
     let mut opened = qeaas::source::open(&src).expect("open the pty through serialport");
     assert_eq!(
-        opened.provenance,
-        qeaas_core::pipeline::Provenance::Simulated,
+        qeaas_core::provenance::decide(qeaas_core::provenance::Claim::Device, opened.node),
+        Ok(qeaas_core::provenance::Provenance::Simulated),
         "a pty is never hardware"
     );
     assert!(

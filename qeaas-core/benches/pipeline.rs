@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 use qeaas_core::extractor::Toeplitz;
 use qeaas_core::fips::{FipsMonitor, BLOCK_BYTES};
 use qeaas_core::health::{HealthMonitor, HealthParams, MinEntropy, SampleWidth};
-use qeaas_core::pipeline::{Conditioner, Processing, Provenance, SourceSpec};
+use qeaas_core::pipeline::{Conditioner, Processing, SourceSpec};
 use qeaas_core::pool::{Pool, MAX_CREDIT_BITS, MAX_EXTRACT};
+use qeaas_core::provenance::Provenance;
 use qeaas_core::reservoir::Reservoir;
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256StarStar;
@@ -67,7 +68,6 @@ fn spec(processing: Processing, millibits: u32) -> SourceSpec {
     SourceSpec {
         health: HealthParams::new(SampleWidth::Byte, h),
         processing,
-        provenance: Provenance::Simulated,
     }
 }
 
@@ -78,7 +78,7 @@ fn run_pipeline(data: &[u8], spec: SourceSpec, ex: Option<Arc<Toeplitz>>, out: &
     let mut res = Reservoir::new(RESERVOIR_CAP);
     let mut taken = 0u64;
     for chunk in data.chunks(CHUNK) {
-        cond.process(chunk, &mut |b, mb| res.absorb(b, mb));
+        cond.process(chunk, &mut |b, mb| res.absorb(b, mb, Provenance::Simulated));
         let n = res.ready();
         if n > 0 {
             res.take(&mut out[..n]).expect("ready bytes can be taken");
@@ -284,7 +284,7 @@ fn main() {
         let mut r = Reservoir::new(RESERVOIR_CAP);
         let mut taken = 0u64;
         for c in data.chunks(CHUNK) {
-            r.absorb(c, c.len() as u64 * 8000);
+            r.absorb(c, c.len() as u64 * 8000, Provenance::Simulated);
             let n = r.ready();
             r.take(&mut out[..n]).expect("ready");
             taken += n as u64;
@@ -303,7 +303,7 @@ fn main() {
         let mut r = Reservoir::new(RESERVOIR_CAP);
         let mut taken = 0u64;
         for (i, c) in data[..res_raw_bytes].chunks_exact(96).enumerate() {
-            r.absorb(c, 768_000);
+            r.absorb(c, 768_000, Provenance::Simulated);
             if i % 32 == 31 {
                 let n = r.ready();
                 r.take(&mut out[..n]).expect("ready");

@@ -8,10 +8,15 @@
 //! * [`extractor`]: the Toeplitz 2-universal hash for raw samples;
 //! * `pipeline`: ties the three together per source and computes the credit (only on targets
 //!   with atomics: it shares the extractor through `Arc`);
+//! * [`provenance`]: hardware, simulated or network, from what the config claims and what the
+//!   opened node is;
+//! * `driver`: one source's rules, sans-IO: provenance, credit and its policy, flushes, state,
+//!   reopening (with the pipeline, on targets with atomics);
 //! * [`pool`]: the BLAKE2s pool (mix, credit, extract), modelled on Linux random.c;
 //! * [`device_pool`]: the embedded client's pool with the paper's parameters (512-byte credit
 //!   cap, refill below 128 bytes, backfeed), accounting server and TRNG credit apart;
-//! * [`reservoir`]: the pool plus a queue from which each byte is handed out once.
+//! * [`reservoir`]: the pool plus a queue from which each byte is handed out once, and whether
+//!   what it hands out may be credited to the kernel.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -21,6 +26,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod device_pool;
+#[cfg(target_has_atomic = "ptr")]
+pub mod driver;
 pub mod extractor;
 pub mod fips;
 pub mod health;
@@ -30,6 +37,7 @@ pub mod health;
 #[cfg(target_has_atomic = "ptr")]
 pub mod pipeline;
 pub mod pool;
+pub mod provenance;
 pub mod reservoir;
 
 /// A deterministic byte stream (xorshift64) that passes the RCT and APT, for unit tests.

@@ -24,28 +24,6 @@ pub enum Processing {
     PostProcessed,
 }
 
-/// Where the bytes come from. Only [`Provenance::Hardware`] may ever credit the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Provenance {
-    /// A physical noise source.
-    Hardware,
-    /// The qeaas simulator, a pseudo-terminal, a pipe or a file not declared hardware.
-    Simulated,
-    /// Another qeaas over the network.
-    Network,
-}
-
-impl Provenance {
-    /// Stable label for logs and metrics.
-    pub const fn label(self) -> &'static str {
-        match self {
-            Provenance::Hardware => "hardware",
-            Provenance::Simulated => "simulated",
-            Provenance::Network => "network",
-        }
-    }
-}
-
 /// Everything the pipeline needs to know about a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SourceSpec {
@@ -53,8 +31,6 @@ pub struct SourceSpec {
     pub health: HealthParams,
     /// Raw or post-processed samples.
     pub processing: Processing,
-    /// Hardware, simulated or network.
-    pub provenance: Provenance,
 }
 
 impl SourceSpec {
@@ -302,7 +278,6 @@ mod tests {
         SourceSpec {
             health: HealthParams::new(SampleWidth::Byte, h),
             processing,
-            provenance: Provenance::Simulated,
         }
     }
 

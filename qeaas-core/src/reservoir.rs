@@ -5,12 +5,38 @@
 //! be handed the same bytes and no byte is handed out that the health-tested input did not back.
 //! When the queue cannot satisfy a request the answer is [`NotEnoughEntropy`]: never padding,
 //! never a partial answer.
+//!
+//! The reservoir also decides whether what it hands out may be credited to the kernel: only if
+//! nothing but hardware bytes was ever mixed into its pool. [`Reservoir::take`] says so with the
+//! bytes, so a consumer cannot credit bytes that were mixed after a simulated or network source
+//! joined: the answer and the bytes come from the same state.
 
 use alloc::boxed::Box;
 use alloc::vec;
 use zeroize::Zeroize;
 
 use crate::pool::{NotEnoughEntropy, Pool, MAX_CREDIT_BITS, MAX_EXTRACT};
+use crate::provenance::Provenance;
+
+/// What [`Reservoir::take`] says about the bytes it handed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Taken {
+    /// True when only hardware bytes were ever mixed into the pool they came from: they may be
+    /// credited to the kernel at 8 bits per byte.
+    pub kernel_creditable: bool,
+}
+
+impl Taken {
+    /// The kernel credit for `len` bytes so taken: 8 bits per byte (pool output is full
+    /// entropy, each byte backed by 10 credited input bits) when creditable, else none.
+    pub fn kernel_credit_bits(self, len: usize) -> u32 {
+        if self.kernel_creditable {
+            u32::try_from(len.saturating_mul(8)).unwrap_or(u32::MAX)
+        } else {
+            0
+        }
+    }
+}
 
 /// Counters of one reservoir.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +65,9 @@ pub struct Reservoir {
     head: usize,
     len: usize,
     carry_millibits: u64,
+    /// Bytes from a source other than hardware were mixed in: nothing from this pool may ever be
+    /// credited to the kernel again (the pool's state carries them from then on).
+    tainted: bool,
     counters: ReservoirCounters,
 }
 
@@ -52,6 +81,7 @@ impl Reservoir {
             head: 0,
             len: 0,
             carry_millibits: 0,
+            tainted: false,
             counters: ReservoirCounters::default(),
         }
     }
@@ -76,12 +106,23 @@ impl Reservoir {
         self.counters
     }
 
-    /// Mixes `data`, which carries `millibits` of min-entropy, crediting it piece by piece and
-    /// extracting 32 bytes into the queue whenever the pool can back them. Pieces are sized so that
-    /// credit never overflows the pool while there is room in the queue.
-    pub fn absorb(&mut self, mut data: &[u8], millibits: u64) {
+    /// True when what this reservoir hands out may be credited to the kernel: only hardware
+    /// bytes were ever mixed in. [`Reservoir::take`] returns the same answer with the bytes.
+    pub fn kernel_creditable(&self) -> bool {
+        !self.tainted
+    }
+
+    /// Mixes `data` from a source of `provenance`, which carries `millibits` of min-entropy,
+    /// crediting it piece by piece and extracting 32 bytes into the queue whenever the pool can
+    /// back them. Pieces are sized so that credit never overflows the pool while there is room in
+    /// the queue. Bytes of any provenance but hardware, credited or not, make the reservoir's
+    /// output uncreditable to the kernel for good.
+    pub fn absorb(&mut self, mut data: &[u8], millibits: u64, provenance: Provenance) {
         if data.is_empty() {
             return;
+        }
+        if provenance != Provenance::Hardware {
+            self.tainted = true;
         }
         let total_len = data.len() as u64;
         let mut left_mb = millibits;
@@ -149,8 +190,9 @@ impl Reservoir {
         self.len += block.len();
     }
 
-    /// Moves exactly `out.len()` bytes to `out`, or nothing at all.
-    pub fn take(&mut self, out: &mut [u8]) -> Result<(), NotEnoughEntropy> {
+    /// Moves exactly `out.len()` bytes to `out`, or nothing at all; says whether they may be
+    /// credited to the kernel.
+    pub fn take(&mut self, out: &mut [u8]) -> Result<Taken, NotEnoughEntropy> {
         if out.len() > self.len {
             self.counters.refusals += 1;
             return Err(NotEnoughEntropy {
@@ -171,7 +213,9 @@ impl Reservoir {
         self.counters.bytes_taken += out.len() as u64;
         // Room freed: credit waiting in the pool can now be extracted.
         self.drain_pool();
-        Ok(())
+        Ok(Taken {
+            kernel_creditable: !self.tainted,
+        })
     }
 }
 
@@ -185,11 +229,13 @@ impl Drop for Reservoir {
 mod tests {
     use super::*;
 
+    const HW: Provenance = Provenance::Hardware;
+
     #[test]
     fn full_entropy_input_yields_credited_output_only() {
         let mut r = Reservoir::new(4096);
         // 400 bytes at 8 bits/byte = 3200 bits -> 10 extractions of 32 bytes (320 bits each).
-        r.absorb(&[7u8; 400], 400 * 8000);
+        r.absorb(&[7u8; 400], 400 * 8000, HW);
         assert_eq!(r.ready(), 320);
         assert_eq!(r.counters().bits_credited, 3200);
         let mut out = [0u8; 321];
@@ -203,14 +249,14 @@ mod tests {
     fn low_entropy_input_yields_proportionally_less() {
         let mut r = Reservoir::new(4096);
         // 1 bit per byte: 3200 bytes carry 3200 bits -> 10 blocks.
-        r.absorb(&[1u8; 3200], 3200 * 1000);
+        r.absorb(&[1u8; 3200], 3200 * 1000, HW);
         assert_eq!(r.ready(), 320);
     }
 
     #[test]
     fn zero_credit_input_yields_nothing() {
         let mut r = Reservoir::new(4096);
-        r.absorb(&[9u8; 100_000], 0);
+        r.absorb(&[9u8; 100_000], 0, HW);
         assert_eq!(r.ready(), 0);
     }
 
@@ -219,7 +265,7 @@ mod tests {
         let mut r = Reservoir::new(4096);
         // 7.5 bits/byte in single bytes: 4000 bytes = 30000 bits -> 93 blocks (29760 bits).
         for _ in 0..4000 {
-            r.absorb(&[3], 7500);
+            r.absorb(&[3], 7500, HW);
         }
         assert_eq!(r.ready(), 93 * 32);
     }
@@ -228,7 +274,7 @@ mod tests {
     fn takes_never_overlap() {
         let mut r = Reservoir::new(1 << 16);
         let data: alloc::vec::Vec<u8> = (0..40_000u32).map(|i| ((i * 7919) >> 3) as u8).collect();
-        r.absorb(&data, 40_000 * 8000);
+        r.absorb(&data, 40_000 * 8000, HW);
         let mut seen = alloc::collections::BTreeSet::new();
         let mut buf = [0u8; 32];
         while r.take(&mut buf).is_ok() {
@@ -245,8 +291,8 @@ mod tests {
         for i in 0..500u32 {
             // 40 bytes at 8 bits each: exactly one 32-byte extraction per call in both.
             let data: [u8; 40] = core::array::from_fn(|j| (i as u8) ^ (j as u8));
-            small.absorb(&data, 40 * 8000);
-            large.absorb(&data, 40 * 8000);
+            small.absorb(&data, 40 * 8000, HW);
+            large.absorb(&data, 40 * 8000, HW);
             s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
             // Random sizes, but always leave room for the next block so no credit is dropped.
             let k =
@@ -273,9 +319,9 @@ mod tests {
         let mut r = Reservoir::new(4096);
         // Leave a fractional carry, then a piece claiming u64::MAX millibits: carry + piece would
         // overflow a u64.
-        r.absorb(&[1], 1500);
-        r.absorb(&[2], u64::MAX);
-        r.absorb(&[3u8; 1000], u64::MAX);
+        r.absorb(&[1], 1500, HW);
+        r.absorb(&[2], u64::MAX, HW);
+        r.absorb(&[3u8; 1000], u64::MAX, HW);
         // The credit is capped by the pool, whatever the claim: the queue fills, nothing more.
         assert_eq!(r.ready(), 4096);
         assert!(r.counters().bits_dropped > 0);
@@ -285,7 +331,7 @@ mod tests {
     #[test]
     fn refusal_of_a_huge_request_saturates_needed_bits() {
         let mut r = Reservoir::new(64);
-        r.absorb(&[5u8; 100], 100 * 8000);
+        r.absorb(&[5u8; 100], 100 * 8000, HW);
         // 2^29 + 1 bytes = 2^32 + 8 bits: would wrap to 8 in a u32. Zero pages from the allocator:
         // the buffer is never touched, since the request is refused first.
         let mut huge = alloc::vec![0u8; (1 << 29) + 1];
@@ -299,7 +345,7 @@ mod tests {
     #[test]
     fn flush_discards_ready_bytes_and_credit() {
         let mut r = Reservoir::new(4096);
-        r.absorb(&[7u8; 430], 430 * 8000);
+        r.absorb(&[7u8; 430], 430 * 8000, HW);
         assert_eq!(r.ready(), 320);
         assert!(r.pool_credit_bits() > 0);
         r.flush();
@@ -310,9 +356,29 @@ mod tests {
     }
 
     #[test]
+    fn any_non_hardware_input_makes_the_output_uncreditable_for_good() {
+        for other in [Provenance::Simulated, Provenance::Network] {
+            let mut r = Reservoir::new(4096);
+            r.absorb(&[7u8; 400], 400 * 8000, HW);
+            let mut out = [0u8; 32];
+            assert!(r.take(&mut out).unwrap().kernel_creditable);
+            // Even uncredited: its bytes are in the pool's state from now on.
+            r.absorb(&[1u8; 10], 0, other);
+            assert!(!r.kernel_creditable());
+            // Bytes extracted before the taint are handed out as uncreditable too: the answer
+            // is the reservoir's state when they are taken.
+            assert!(!r.take(&mut out).unwrap().kernel_creditable);
+            r.absorb(&[7u8; 4000], 4000 * 8000, HW);
+            r.flush();
+            r.absorb(&[7u8; 400], 400 * 8000, HW);
+            assert!(!r.take(&mut out).unwrap().kernel_creditable);
+        }
+    }
+
+    #[test]
     fn queue_full_drops_excess_credit_and_refills_after_take() {
         let mut r = Reservoir::new(64);
-        r.absorb(&[5u8; 1000], 1000 * 8000);
+        r.absorb(&[5u8; 1000], 1000 * 8000, HW);
         assert_eq!(r.ready(), 64);
         assert!(r.counters().bits_dropped > 0);
         let mut out = [0u8; 32];

@@ -24,7 +24,8 @@ use std::time::Instant;
 use qeaas_core::extractor::Toeplitz;
 use qeaas_core::fips::{FipsMonitor, BLOCK_BYTES};
 use qeaas_core::health::{HealthParams, HealthState, MinEntropy, SampleWidth};
-use qeaas_core::pipeline::{Conditioner, Processing, Provenance, SourceSpec};
+use qeaas_core::pipeline::{Conditioner, Processing, SourceSpec};
+use qeaas_core::provenance::Provenance;
 use qeaas_core::reservoir::Reservoir;
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256StarStar;
@@ -84,7 +85,6 @@ fn raw_spec() -> SourceSpec {
     SourceSpec {
         health: HealthParams::new(SampleWidth::Byte, h),
         processing: Processing::Raw,
-        provenance: Provenance::Simulated,
     }
 }
 
@@ -104,7 +104,9 @@ fn condition(
     while out.len() < want && fed < max_in {
         source(&mut chunk);
         fed += chunk.len();
-        cond.process(&chunk, &mut |b, mb| res.absorb(b, mb));
+        cond.process(&chunk, &mut |b, mb| {
+            res.absorb(b, mb, Provenance::Simulated)
+        });
         let n = res.ready();
         if n > 0 {
             let start = out.len();

@@ -39,6 +39,30 @@ struct Args {
     /// Generator seed (default: random).
     #[arg(long)]
     seed: Option<u64>,
+    /// File mode of the pipe and of the pty's slave, octal (as udev gives a device node).
+    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    mode: u32,
+    /// Group (name or number) of the pipe and of the pty's slave, e.g. qeaasd's device group.
+    #[arg(long, value_parser = parse_group)]
+    group: Option<u32>,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?}: an octal file mode such as 0640"))
+}
+
+fn parse_group(s: &str) -> Result<u32, String> {
+    if let Ok(g) = s.parse() {
+        return Ok(g);
+    }
+    match nix::unistd::Group::from_name(s) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(format!("no group {s:?}")),
+        Err(e) => Err(format!("group {s:?}: {e}")),
+    }
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -63,6 +87,8 @@ fn main() {
         rate: a.rate.max(1),
         replug_after: a.replug_after.map(Duration::from_secs_f64),
         limit: a.limit,
+        mode: a.mode,
+        group: a.group,
     };
     let result = if let Some(n) = a.stdout {
         sim::write_all(

@@ -21,6 +21,10 @@ struct Args {
     /// Disable a source by name (repeatable).
     #[arg(short = 'x', long = "disable", global = true, value_name = "NAME")]
     disable: Vec<String>,
+    /// Started as root, keep the worker root instead of switching to the config's `user`
+    /// (for containers that have no other user). It still drops every capability.
+    #[arg(long, global = true)]
+    allow_root_worker: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -52,19 +56,17 @@ fn main() {
     let sel = Selection {
         enable: a.enable,
         disable: a.disable,
+        allow_root_worker: a.allow_root_worker,
     };
     let r = match a.cmd {
         Cmd::Run => daemon::run_supervisor(&config, &sel),
         Cmd::Worker => daemon::run_worker(&config, &sel),
         Cmd::Test { seconds } => daemon::run_test(&config, &sel, seconds),
         Cmd::ListSources => daemon::list_sources(&config),
-        Cmd::CheckConfig => qeaas::config::Config::load(&config)
-            .and_then(|c| {
-                c.active_sources(&sel.enable, &sel.disable)?;
-                println!("{}: OK ({} sources)", config.display(), c.sources.len());
-                Ok(exit::OK)
-            })
-            .map_err(daemon::StartError::from),
+        Cmd::CheckConfig => daemon::load_checked(&config, &sel).map(|(c, _)| {
+            println!("{}: OK ({} sources)", config.display(), c.sources.len());
+            exit::OK
+        }),
     };
     match r {
         Ok(code) => std::process::exit(code),

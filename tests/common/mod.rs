@@ -17,6 +17,52 @@ pub const SIM: &str = env!("CARGO_BIN_EXE_qeaas-sim");
 mod shared;
 pub use shared::*;
 
+/// `bin`, copied into a directory every uid may enter and read, for tests that run it as another
+/// uid (setpriv, as systemd's `User=` would) or whose daemon's worker re-executes it after
+/// switching users. A checkout inside a 0700 directory (a Debian 12 home, `mktemp -d`) would
+/// leave target/ unreachable to them ("start worker: Permission denied"). One copy per checkout
+/// and binary, replaced atomically when the build changes; the directory must be ours.
+pub fn staged(bin: &str) -> PathBuf {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    static STAGED: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut done = STAGED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, p)) = done.iter().find(|(b, _)| b == bin) {
+        return p.clone();
+    }
+    let src = Path::new(bin);
+    let meta = std::fs::metadata(src).expect("built binary");
+    // Per checkout (the binary's inode) and user: never someone else's directory.
+    let dir = std::env::temp_dir().join(format!(
+        "qeaas-test-bin-{}-{:x}",
+        rustix::process::geteuid().as_raw(),
+        meta.ino()
+    ));
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) => assert!(
+            m.is_dir() && m.uid() == rustix::process::geteuid().as_raw(),
+            "{} is not our directory",
+            dir.display()
+        ),
+        Err(_) => std::fs::create_dir(&dir).expect("create staging directory"),
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dst = dir.join(src.file_name().unwrap());
+    let fresh =
+        std::fs::metadata(&dst).is_ok_and(|d| d.len() == meta.len() && d.mtime() >= meta.mtime());
+    if !fresh {
+        let tmp = dir.join(format!(
+            ".{}.{}",
+            src.file_name().unwrap().to_string_lossy(),
+            std::process::id()
+        ));
+        std::fs::copy(src, &tmp).expect("stage binary");
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &dst).expect("stage binary");
+    }
+    done.push((bin.to_string(), dst.clone()));
+    dst
+}
+
 /// Starts `qeaas-sim` with `args`.
 pub fn sim(args: &[&str]) -> Proc {
     Proc(
@@ -52,14 +98,16 @@ pub fn daemon_in(dir: tempfile::TempDir, port: u16, config_text: &str, wrapper: 
     let cfg = dir.path().join("qeaasd.toml");
     std::fs::write(&cfg, config_text).unwrap();
     let log = dir.path().join("qeaasd.log");
+    // Staged: the wrapper may run it as another uid.
+    let qeaasd = staged(QEAASD);
     let mut cmd = if wrapper.is_empty() {
-        Command::new(QEAASD)
+        Command::new(&qeaasd)
     } else {
         let mut c = Command::new(wrapper[0]);
-        c.args(&wrapper[1..]).arg(QEAASD);
+        c.args(&wrapper[1..]).arg(&qeaasd);
         c
     };
-    cmd.args(["-c", cfg.to_str().unwrap(), "run"])
+    cmd.args(["-c", cfg.to_str().unwrap(), "run", "--allow-root-worker"])
         .env("QEAAS_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
@@ -101,6 +149,104 @@ impl Daemon {
                 wait_ms: 5000,
             },
         )
+    }
+}
+
+/// RNDADDENTROPY calls in an strace log: (entropy_count, buf_size).
+pub fn traced_adds(trace: &str) -> Vec<(u32, u32)> {
+    trace
+        .lines()
+        .filter(|l| l.contains("RNDADDENTROPY"))
+        .map(|l| {
+            let num = |key: &str| -> u32 {
+                let i = l.find(key).unwrap_or_else(|| panic!("no {key} in {l}")) + key.len();
+                l[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect::<String>()
+                    .parse()
+                    .unwrap()
+            };
+            // strace -f splits a call that another thread interrupts into "<unfinished ...>" and
+            // "<... ioctl resumed>" lines; the result is on the latter.
+            let result = if l.contains("<unfinished ...>") {
+                let pid = l.split_whitespace().next().unwrap();
+                let rest = &trace[trace.find(l).unwrap() + l.len()..];
+                rest.lines()
+                    .find(|r| r.starts_with(pid) && r.contains("ioctl resumed>"))
+                    .unwrap_or_else(|| panic!("no resumption of {l}"))
+            } else {
+                l
+            };
+            assert!(result.trim_end().ends_with("= 0"), "ioctl failed: {result}");
+            (num("entropy_count="), num("buf_size="))
+        })
+        .collect()
+}
+
+/// `qeaasd run` on `config_text` in `dir` under `strace -f -e trace=ioctl`, not waited for: the
+/// daemon may refuse its configuration and exit. strace exits with the daemon's status.
+pub struct Traced {
+    pub strace: Proc,
+    pub trace: PathBuf,
+    pub log: PathBuf,
+    pub metrics: String,
+}
+
+impl Traced {
+    pub fn start(dir: &Path, port: u16, config_text: &str) -> Traced {
+        let cfg = dir.join("qeaasd.toml");
+        std::fs::write(&cfg, config_text).unwrap();
+        let (trace, log) = (dir.join("trace.txt"), dir.join("qeaasd.log"));
+        let strace = Proc(
+            Command::new("strace")
+                .args(["-f", "-qq", "-e", "trace=ioctl", "-e", "signal=none", "-o"])
+                .arg(&trace)
+                .arg(QEAASD)
+                .args(["-c", cfg.to_str().unwrap(), "run", "--allow-root-worker"])
+                .env("QEAAS_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("start strace qeaasd"),
+        );
+        Traced {
+            strace,
+            trace,
+            log,
+            metrics: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        metric(&scrape(&self.metrics)?, name)
+    }
+
+    /// The daemon's exit code, if it has exited.
+    pub fn exited(&mut self) -> Option<Option<i32>> {
+        self.strace.0.try_wait().unwrap().map(|s| s.code())
+    }
+
+    /// Stops the daemon (not strace, so that strace writes out its log) and returns the trace.
+    pub fn stop(mut self) -> String {
+        if self.exited().is_none() {
+            if let Ok(children) =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.strace.pid()))
+            {
+                for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
+                    let _ = rustix::process::kill_process(
+                        rustix::process::Pid::from_raw(pid).unwrap(),
+                        rustix::process::Signal::TERM,
+                    );
+                }
+            }
+            let _ = self.strace.0.wait();
+        }
+        std::fs::read_to_string(&self.trace).unwrap_or_default()
     }
 }
 

@@ -168,7 +168,7 @@ impl Edge {
         let log = dir.join("edge.log");
         let qeaasd = Proc(
             Command::new(qeaasd)
-                .args(["-c", cfg.to_str().unwrap(), "run"])
+                .args(["-c", cfg.to_str().unwrap(), "run", "--allow-root-worker"])
                 .env("QEAAS_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())

@@ -230,7 +230,7 @@ impl Daemon {
             Command::new(bin("qeaasd"))
                 .arg("-c")
                 .arg(&cfg)
-                .arg("run")
+                .args(["run", "--allow-root-worker"])
                 .env("QEAAS_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())

@@ -121,7 +121,7 @@ impl Stack {
             Command::new(bin("qeaasd"))
                 .arg("-c")
                 .arg(&cfg)
-                .arg("run")
+                .args(["run", "--allow-root-worker"])
                 .env("QEAAS_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(dir.path().join("qeaasd.log")).unwrap())

@@ -119,7 +119,7 @@ impl Stack {
         .unwrap();
         let daemon = Proc(
             Command::new(bin("qeaasd"))
-                .args(["-c", cfg.to_str().unwrap(), "run"])
+                .args(["-c", cfg.to_str().unwrap(), "run", "--allow-root-worker"])
                 .env("QEAAS_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(dir.path().join("qeaasd.log")).unwrap())
