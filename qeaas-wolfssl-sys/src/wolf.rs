@@ -510,7 +510,8 @@ fn len_of(data: &[u8]) -> Result<std::ffi::c_long, Error> {
     })
 }
 
-/// The per-session I/O state the callbacks see (boxed: its address is given to wolfSSL).
+/// The per-session I/O state the callbacks see. Its address is given to wolfSSL, so it lives
+/// behind a raw pointer from `Box::into_raw` (see [`Session`]), never behind a `Box`.
 struct Io {
     inbox: VecDeque<Vec<u8>>,
     outbox: Vec<Vec<u8>>,
@@ -532,7 +533,7 @@ extern "C" fn io_recv(
     if ctx.is_null() || buf.is_null() || sz <= 0 {
         return sys::CBIO_ERR_WANT_READ;
     }
-    // SAFETY: ctx is the `Io` box registered by `Session::new`, alive as long as the session;
+    // SAFETY: ctx is the `Io` registered by `Session::new`, alive as long as the session;
     // wolfSSL calls back only from within a session method, which holds `&mut Session`.
     let io = unsafe { &mut *(ctx as *mut Io) };
     let Some(d) = io.inbox.pop_front() else {
@@ -562,7 +563,7 @@ extern "C" fn io_send(
 }
 
 fn io_of<'a>(ssl: *mut sys::WOLFSSL) -> Option<&'a Io> {
-    // SAFETY: the read ctx of every session we create is its `Io` box (see `Session::new`).
+    // SAFETY: the read ctx of every session we create is its `Io` (see `Session::new`).
     let p = unsafe { sys::wolfSSL_GetIOReadCtx(ssl) };
     // SAFETY: non-null pointers are our live `Io`.
     (!p.is_null()).then(|| unsafe { &*(p as *const Io) })
@@ -641,7 +642,12 @@ pub enum Progress {
 /// One DTLS association (`WOLFSSL`), driven by its owner: feed datagrams in, take datagrams out.
 pub struct Session {
     ssl: NonNull<sys::WOLFSSL>,
-    io: Box<Io>,
+    /// From `Box::into_raw`, freed in `Drop` after the `WOLFSSL`. Not a `Box`: wolfSSL keeps
+    /// this pointer and its callbacks write through it, while a `Box` asserts unique access
+    /// each time it is moved or used, which would invalidate wolfSSL's copy (Stacked Borrows).
+    /// Rust reaches it only through [`Session::io`] and [`Session::io_mut`], never across a
+    /// wolfSSL call.
+    io: NonNull<Io>,
     role: Role,
     client_auth: ClientAuth,
     // Dropped after the WOLFSSL is freed (Drop runs before fields drop).
@@ -652,8 +658,8 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("role", &self.role)
-            .field("inbox", &self.io.inbox.len())
-            .field("outbox", &self.io.outbox.len())
+            .field("inbox", &self.io().inbox.len())
+            .field("outbox", &self.io().outbox.len())
             .finish()
     }
 }
@@ -685,26 +691,39 @@ fn cstr_opt(p: *const c_char) -> Option<String> {
 }
 
 impl Session {
+    fn io(&self) -> &Io {
+        // SAFETY: `io` is live until Drop; wolfSSL's callbacks, the only other users of the
+        // pointer, run only inside wolfSSL calls, and no reference from here is held across one.
+        unsafe { self.io.as_ref() }
+    }
+
+    fn io_mut(&mut self) -> &mut Io {
+        // SAFETY: as in `io`; `&mut self` makes this the only Rust reference.
+        unsafe { self.io.as_mut() }
+    }
+
     /// A new association on `ctx` with `peer` (the address its datagrams come from / go to).
     pub fn new(ctx: &Context, peer: SocketAddr) -> Result<Session, Error> {
         // SAFETY: valid context, kept alive by the session's `_ctx`.
         let ssl = NonNull::new(unsafe { sys::wolfSSL_new(ctx.ctx.as_ptr()) })
             .ok_or_else(|| error("new", 0))?;
+        let io = Box::into_raw(Box::new(Io {
+            inbox: VecDeque::new(),
+            outbox: Vec::new(),
+            psk: ctx.psk.clone(),
+            psk_accepted: std::cell::RefCell::new(None),
+        }));
         let mut s = Session {
             ssl,
-            io: Box::new(Io {
-                inbox: VecDeque::new(),
-                outbox: Vec::new(),
-                psk: ctx.psk.clone(),
-                psk_accepted: std::cell::RefCell::new(None),
-            }),
+            // Box::into_raw never returns null.
+            io: NonNull::new(io).expect("Box::into_raw is non-null"),
             role: ctx.role,
             client_auth: ctx.client_auth,
             _ctx: ctx.ctx.clone(),
         };
-        let io_ptr = &mut *s.io as *mut Io as *mut c_void;
-        // SAFETY: valid session; the `Io` box outlives the WOLFSSL (freed first in Drop) and
-        // does not move (boxed).
+        let io_ptr = io as *mut c_void;
+        // SAFETY: valid session; the `Io` allocation outlives the WOLFSSL (freed after it in
+        // Drop) and never moves.
         unsafe {
             sys::wolfSSL_SetIOReadCtx(ssl.as_ptr(), io_ptr);
             sys::wolfSSL_SetIOWriteCtx(ssl.as_ptr(), io_ptr);
@@ -777,14 +796,15 @@ impl Session {
 
     /// Queues one received datagram (dropped beyond a small bound).
     pub fn feed(&mut self, datagram: &[u8]) {
-        if self.io.inbox.len() < INBOX_MAX {
-            self.io.inbox.push_back(datagram.to_vec());
+        let io = self.io_mut();
+        if io.inbox.len() < INBOX_MAX {
+            io.inbox.push_back(datagram.to_vec());
         }
     }
 
     /// Datagrams to send to the peer, oldest first.
     pub fn take_datagrams(&mut self) -> Vec<Vec<u8>> {
-        std::mem::take(&mut self.io.outbox)
+        std::mem::take(&mut self.io_mut().outbox)
     }
 
     /// Server, before any state is kept for the peer: processes the fed ClientHello and
@@ -793,7 +813,7 @@ impl Session {
     pub fn accept_stateless(&mut self) -> Result<bool, Error> {
         // The listener serves many addresses: an identity it recorded belongs only to the
         // ClientHello that verifies its cookie in this call (DTLS 1.3 checks the PSK here).
-        *self.io.psk_accepted.borrow_mut() = None;
+        *self.io().psk_accepted.borrow_mut() = None;
         // SAFETY: valid session; callbacks only touch `self.io`.
         let r = unsafe { sys::wolfDTLS_accept_stateless(self.ssl.as_ptr()) };
         match r {
@@ -820,7 +840,7 @@ impl Session {
         if self.client_auth == ClientAuth::Off {
             return;
         }
-        let psk = self.io.psk_accepted.borrow().is_some();
+        let psk = self.io().psk_accepted.borrow().is_some();
         let mode = match self.version().as_deref() {
             Some("DTLSv1.2") if self.cipher().is_some_and(|c| c.contains("PSK")) => {
                 sys::WOLFSSL_VERIFY_NONE
@@ -938,7 +958,7 @@ impl Session {
 
     /// The PSK identity the peer used (server side).
     pub fn psk_identity(&self) -> Option<String> {
-        if let Some(id) = self.io.psk_accepted.borrow().as_ref() {
+        if let Some(id) = self.io().psk_accepted.borrow().as_ref() {
             return Some(String::from_utf8_lossy(id).into_owned());
         }
         // SAFETY: valid session.
@@ -983,9 +1003,12 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // SAFETY: the WOLFSSL is freed before `io` (dropped after this), so no callback can
-        // see a dangling `Io`.
-        unsafe { sys::wolfSSL_free(self.ssl.as_ptr()) };
+        // SAFETY: the WOLFSSL is freed first, so no callback can see the `Io` after it is
+        // freed; `io` came from Box::into_raw in `new` and is freed once, here.
+        unsafe {
+            sys::wolfSSL_free(self.ssl.as_ptr());
+            drop(Box::from_raw(self.io.as_ptr()));
+        }
     }
 }
 

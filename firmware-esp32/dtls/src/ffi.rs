@@ -36,7 +36,8 @@ pub fn set_clock(ms_since_boot: u64) {
     NOW_S.store((ms_since_boot / 1000) as u32, Ordering::Relaxed);
 }
 
-/// Per-session I/O state the callbacks see (boxed: wolfSSL holds its address).
+/// Per-session I/O state the callbacks see. wolfSSL holds its address, so it lives behind a
+/// raw pointer from `Box::into_raw` (see [`Session`]), never behind a `Box`.
 struct Io {
     inbox: VecDeque<Vec<u8>>,
     outbox: VecDeque<Vec<u8>>,
@@ -46,7 +47,11 @@ struct Io {
 pub(crate) struct Session {
     ctx: NonNull<sys::WOLFSSL_CTX>,
     ssl: NonNull<sys::WOLFSSL>,
-    io: Box<Io>,
+    /// From `Box::into_raw`, freed in `Drop` after the `WOLFSSL`. Not a `Box`: wolfSSL keeps
+    /// this pointer and its callbacks write through it, while a `Box` asserts unique access
+    /// each time it is moved or used, which would invalidate wolfSSL's copy (Stacked Borrows).
+    /// Rust reaches it only through `io()`/`io_mut()`, never across a wolfSSL call.
+    io: NonNull<Io>,
 }
 
 // SAFETY: a session owns its context, its WOLFSSL and the `Io` their callbacks use; wolfSSL
@@ -58,8 +63,8 @@ unsafe impl Send for Session {}
 impl core::fmt::Debug for Session {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Session")
-            .field("inbox", &self.io.inbox.len())
-            .field("outbox", &self.io.outbox.len())
+            .field("inbox", &self.io().inbox.len())
+            .field("outbox", &self.io().outbox.len())
             .finish()
     }
 }
@@ -69,6 +74,17 @@ fn setup(what: &'static str, code: c_int) -> DtlsError {
 }
 
 impl Session {
+    fn io(&self) -> &Io {
+        // SAFETY: `io` is live until Drop; wolfSSL's callbacks, the only other users of the
+        // pointer, run only inside wolfSSL calls, and no reference from here is held across one.
+        unsafe { self.io.as_ref() }
+    }
+
+    fn io_mut(&mut self) -> &mut Io {
+        // SAFETY: as in `io`; `&mut self` makes this the only Rust reference.
+        unsafe { self.io.as_mut() }
+    }
+
     /// A session; on the device wolfSSL seeds its DRBG from `seed` (`CUSTOM_RAND_GENERATE_SEED`)
     /// during this call. The host build seeds from the OS and never calls it.
     pub(crate) fn new(cfg: &DtlsConfig<'_>, seed: SeedSource<'_>) -> Result<Session, DtlsError> {
@@ -142,17 +158,20 @@ impl Session {
         let ssl = NonNull::new(unsafe { sys::wolfSSL_new(ctx.as_ptr()) })
             .ok_or(setup("new (RNG seed or memory)", 0))?;
         core::mem::forget(guard);
-        let mut s = Session {
+        let io = Box::into_raw(Box::new(Io {
+            inbox: VecDeque::new(),
+            outbox: VecDeque::new(),
+            psk,
+        }));
+        let s = Session {
             ctx,
             ssl,
-            io: Box::new(Io {
-                inbox: VecDeque::new(),
-                outbox: VecDeque::new(),
-                psk,
-            }),
+            // Box::into_raw never returns null.
+            io: NonNull::new(io).expect("Box::into_raw is non-null"),
         };
-        let io = &mut *s.io as *mut Io as *mut c_void;
-        // SAFETY: valid session; the boxed `Io` does not move and outlives the WOLFSSL.
+        let io = io as *mut c_void;
+        // SAFETY: valid session; the `Io` allocation never moves and outlives the WOLFSSL
+        // (freed after it in Drop).
         unsafe {
             sys::wolfSSL_SetIOReadCtx(ssl.as_ptr(), io);
             sys::wolfSSL_SetIOWriteCtx(ssl.as_ptr(), io);
@@ -167,13 +186,14 @@ impl Session {
     }
 
     pub(crate) fn feed(&mut self, d: &[u8]) {
-        if self.io.inbox.len() < QUEUE_MAX {
-            self.io.inbox.push_back(d.to_vec());
+        let io = self.io_mut();
+        if io.inbox.len() < QUEUE_MAX {
+            io.inbox.push_back(d.to_vec());
         }
     }
 
     pub(crate) fn take_datagram(&mut self) -> Option<Vec<u8>> {
-        self.io.outbox.pop_front()
+        self.io_mut().outbox.pop_front()
     }
 
     fn error(&self, ret: c_int) -> c_int {
@@ -262,11 +282,12 @@ fn static_str(p: *const c_char) -> Option<&'static str> {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // SAFETY: the WOLFSSL goes first (its callbacks may reference `io`, dropped after this),
-        // then the context it was made from.
+        // SAFETY: the WOLFSSL goes first (its callbacks may reference `io`), then the context
+        // it was made from, then `io`, which came from Box::into_raw in `new` and is freed once.
         unsafe {
             sys::wolfSSL_free(self.ssl.as_ptr());
             sys::wolfSSL_CTX_free(self.ctx.as_ptr());
+            drop(Box::from_raw(self.io.as_ptr()));
         }
     }
 }
@@ -289,7 +310,7 @@ extern "C" fn io_recv(
     if ctx.is_null() || buf.is_null() || sz <= 0 {
         return sys::CBIO_ERR_WANT_READ;
     }
-    // SAFETY: ctx is the session's boxed `Io`; wolfSSL calls back only from within a session
+    // SAFETY: ctx is the session's `Io`; wolfSSL calls back only from within a session
     // method, which holds `&mut Session`.
     let io = unsafe { &mut *(ctx as *mut Io) };
     let Some(d) = io.inbox.pop_front() else {
@@ -331,7 +352,7 @@ extern "C" fn psk_client_cb(
     if identity.is_null() || key.is_null() {
         return 0;
     }
-    // SAFETY: the read ctx of every session is its boxed `Io` (see `Session::new`).
+    // SAFETY: the read ctx of every session is its `Io` (see `Session::new`).
     let p = unsafe { sys::wolfSSL_GetIOReadCtx(ssl) };
     if p.is_null() {
         return 0;
