@@ -373,6 +373,22 @@ extern "C" fn psk_client_cb(
     k.len() as c_uint
 }
 
+/// The size arithmetic of the device's C heap (`malloc`/`realloc` below), apart so the host
+/// tests can check it: a header before each block keeps its size for `free()`.
+#[cfg_attr(not(all(target_os = "none", feature = "c-heap")), allow(dead_code))]
+mod c_heap {
+    use core::alloc::Layout;
+
+    /// Bytes of header before each block (and the blocks' alignment).
+    pub(super) const HDR: usize = 8;
+
+    /// The allocation behind a C request for `n` bytes, header included; `None` when no block
+    /// can hold it (C's malloc then returns NULL).
+    pub(super) fn block(n: usize) -> Option<Layout> {
+        Layout::from_size_align(n + HDR, HDR).ok()
+    }
+}
+
 /// The C side of the device build (`user_settings.h`, `QEAAS_WOLFSSL_DEVICE`).
 #[cfg(target_os = "none")]
 mod device {
@@ -421,12 +437,12 @@ mod device {
     // wolfSSL's XMALLOC is malloc: route it to the Rust global allocator, so one heap (and its
     // high-water mark) serves both. A header before each block keeps its size for free().
     #[cfg(feature = "c-heap")]
-    const HDR: usize = 8;
+    use super::c_heap::{block, HDR};
 
     #[cfg(feature = "c-heap")]
     #[no_mangle]
     extern "C" fn malloc(n: usize) -> *mut c_void {
-        let Ok(l) = Layout::from_size_align(n + HDR, HDR) else {
+        let Some(l) = block(n) else {
             return core::ptr::null_mut();
         };
         // SAFETY: non-zero size layout.
@@ -461,14 +477,17 @@ mod device {
         if p.is_null() {
             return malloc(n);
         }
-        // SAFETY: as in free.
+        let Some(new) = block(n) else {
+            return core::ptr::null_mut();
+        };
+        // SAFETY: as in free; `new` is a valid layout of the same alignment.
         unsafe {
             let base = (p as *mut u8).sub(HDR);
             let old = (base as *const usize).read();
             let q = alloc::alloc::realloc(
                 base,
                 Layout::from_size_align_unchecked(old + HDR, HDR),
-                n + HDR,
+                new.size(),
             );
             if q.is_null() {
                 return core::ptr::null_mut();
@@ -490,5 +509,26 @@ mod device {
             unsafe { core::ptr::write_bytes(p as *mut u8, 0, total) };
         }
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::c_heap::{block, HDR};
+
+    /// wolfSSL passes sizes it computed from peer input; a request the heap cannot hold must be
+    /// refused, never turned into a small block by a wrapping header addition.
+    #[test]
+    fn c_heap_refuses_sizes_whose_header_would_overflow() {
+        assert_eq!(block(0).map(|l| l.size()), Some(HDR));
+        assert_eq!(block(100).map(|l| l.size()), Some(100 + HDR));
+        for n in [
+            usize::MAX,
+            usize::MAX - HDR + 1,
+            usize::MAX - 3,
+            isize::MAX as usize,
+        ] {
+            assert_eq!(block(n), None, "malloc({n:#x})");
+        }
     }
 }
