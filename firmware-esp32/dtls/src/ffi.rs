@@ -383,9 +383,11 @@ mod c_heap {
     pub(super) const HDR: usize = 8;
 
     /// The allocation behind a C request for `n` bytes, header included; `None` when no block
-    /// can hold it (C's malloc then returns NULL).
+    /// can hold it (C's malloc then returns NULL). Checked: a wrapping `n + HDR` would give a
+    /// tiny block for a huge request, and `Layout` refuses sizes above `isize::MAX`, which the
+    /// allocator may not be asked for.
     pub(super) fn block(n: usize) -> Option<Layout> {
-        Layout::from_size_align(n + HDR, HDR).ok()
+        Layout::from_size_align(n.checked_add(HDR)?, HDR).ok()
     }
 }
 
