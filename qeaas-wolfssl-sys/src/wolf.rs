@@ -88,6 +88,9 @@ mod sys {
         pub fn wolfDTLS_accept_stateless(ssl: *mut WOLFSSL) -> c_int;
         pub fn wolfSSL_accept(ssl: *mut WOLFSSL) -> c_int;
         pub fn wolfSSL_get_psk_identity(ssl: *const WOLFSSL) -> *const c_char;
+        // Ours (c/negotiated.c): 1 when the (D)TLS 1.3 handshake uses a PSK whose binder
+        // verified, else 0.
+        pub fn qeaas_wolfssl_psk_negotiated(ssl: *const WOLFSSL) -> c_int;
         pub fn wolfSSL_set_verify(ssl: *mut WOLFSSL, mode: c_int, cb: *const c_void);
         // KEEP_PEER_CERT: a copy of the peer's certificate, freed with wolfSSL_X509_free.
         pub fn wolfSSL_get_peer_certificate(ssl: *mut WOLFSSL) -> *mut WOLFSSL_X509;
@@ -516,8 +519,10 @@ struct Io {
     inbox: VecDeque<Vec<u8>>,
     outbox: Vec<Vec<u8>>,
     psk: Arc<Psk>,
-    /// The identity whose key the server callback gave: in DTLS 1.3 wolfSSL does not keep
-    /// the client's identity for `wolfSSL_get_psk_identity` once the handshake is done.
+    /// The identity whose key the server callback last gave. Only a candidate: wolfSSL asks
+    /// for keys it then does not use (see [`Session::psk_identity`]). In DTLS 1.3 the identity
+    /// is replaced by the one wolfSSL verified, or cleared, once the ClientHello is processed
+    /// ([`Session::accept_stateless`]); wolfSSL does not keep it after the handshake.
     psk_accepted: std::cell::RefCell<Option<Vec<u8>>>,
 }
 
@@ -586,6 +591,8 @@ extern "C" fn psk_server_cb(
         Some(k) if !k.is_empty() && k.len() <= max as usize => {
             // SAFETY: `key` is writable for `max` bytes and k.len() <= max.
             unsafe { std::ptr::copy_nonoverlapping(k.as_ptr(), key, k.len()) };
+            // A candidate only: wolfSSL has not checked the client's binder (1.3) or Finished
+            // (1.2) yet, nor decided to use a PSK at all.
             *io.psk_accepted.borrow_mut() = Some(id.to_vec());
             k.len() as c_uint
         }
@@ -818,6 +825,7 @@ impl Session {
         let r = unsafe { sys::wolfDTLS_accept_stateless(self.ssl.as_ptr()) };
         match r {
             sys::WOLFSSL_SUCCESS => {
+                self.settle_psk_identity();
                 self.adjust_client_auth();
                 Ok(true)
             }
@@ -833,14 +841,16 @@ impl Session {
     ///   suites do not allow (RFC 4279; clients abort with an out-of-order message), so this
     ///   session verifies nothing: the PSK authenticates the client.
     /// - DTLS 1.3 with `require`, in a certificate handshake: FAIL_IF_NO_PEER_CERT
-    ///   (FAIL_EXCEPT_PSK is 1.2 only). Not in a PSK handshake (our PSK callback accepted an
-    ///   identity in this ClientHello): there wolfSSL has switched verification off itself,
-    ///   and FAIL_IF_NO_PEER_CERT would fail it at Finished for want of a certificate.
+    ///   (FAIL_EXCEPT_PSK is 1.2 only). Not in a PSK handshake (wolfSSL verified the client's
+    ///   binder for a PSK: [`Session::psk_negotiated`]): there wolfSSL has switched
+    ///   verification off itself, and FAIL_IF_NO_PEER_CERT would fail it at Finished for want
+    ///   of a certificate. Whether our PSK callback was asked for a key decides nothing: it is
+    ///   asked for identities wolfSSL then does not use.
     fn adjust_client_auth(&mut self) {
         if self.client_auth == ClientAuth::Off {
             return;
         }
-        let psk = self.io().psk_accepted.borrow().is_some();
+        let psk = self.psk_negotiated();
         let mode = match self.version().as_deref() {
             Some("DTLSv1.2") if self.cipher().is_some_and(|c| c.contains("PSK")) => {
                 sys::WOLFSSL_VERIFY_NONE
@@ -956,13 +966,54 @@ impl Session {
         cstr_opt(unsafe { sys::wolfSSL_get_curve_name(self.ssl.as_ptr()) })
     }
 
-    /// The PSK identity the peer used (server side).
+    /// Server: the PSK identity the peer authenticated with, once the handshake is done; `None`
+    /// for a handshake that did not use a PSK. An identity names a session only when the key
+    /// schedule used that PSK: in DTLS 1.3 wolfSSL verified the client's binder
+    /// ([`Session::psk_negotiated`]); in DTLS 1.2 a PSK cipher suite completed, whose Finished
+    /// messages prove the key. That wolfSSL asked our callback for an identity's key is no proof.
     pub fn psk_identity(&self) -> Option<String> {
+        if self.role != Role::Server || !self.is_established() {
+            return None;
+        }
+        let used = match self.version().as_deref() {
+            Some("DTLSv1.3") => self.psk_negotiated(),
+            Some("DTLSv1.2") => self.cipher().is_some_and(|c| c.contains("PSK")),
+            _ => false,
+        };
+        if !used {
+            return None;
+        }
         if let Some(id) = self.io().psk_accepted.borrow().as_ref() {
             return Some(String::from_utf8_lossy(id).into_owned());
         }
         // SAFETY: valid session.
         cstr_opt(unsafe { sys::wolfSSL_get_psk_identity(self.ssl.as_ptr()) })
+    }
+
+    /// Whether this (D)TLS 1.3 handshake uses a PSK, as wolfSSL decided after verifying the
+    /// client's binder for it (always false in 1.2, and before the ClientHello is processed).
+    pub fn psk_negotiated(&self) -> bool {
+        // SAFETY: valid session; the function only reads it.
+        unsafe { sys::qeaas_wolfssl_psk_negotiated(self.ssl.as_ptr()) == 1 }
+    }
+
+    /// Server, DTLS 1.3, once the ClientHello with a valid cookie is processed: the identity
+    /// candidate becomes the one wolfSSL chose and verified (wolfSSL still holds it now, not
+    /// after the handshake), or nothing when no PSK is used. DTLS 1.2 sends its identity
+    /// later (ClientKeyExchange): left to [`Session::psk_identity`].
+    fn settle_psk_identity(&mut self) {
+        if self.role != Role::Server || self.version().as_deref() != Some("DTLSv1.3") {
+            return;
+        }
+        let chosen = if self.psk_negotiated() {
+            // SAFETY: valid session; NULL or a NUL-terminated string it owns, copied here.
+            let p = unsafe { sys::wolfSSL_get_psk_identity(self.ssl.as_ptr()) };
+            // SAFETY: as above.
+            (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_bytes().to_vec())
+        } else {
+            None
+        };
+        *self.io().psk_accepted.borrow_mut() = chosen;
     }
 
     /// Server with [`Context::verify_clients`], after the handshake: the names in the
