@@ -1,7 +1,8 @@
 //! Compiles wolfSSL's C sources from the crates.io package `wolfssl-sys` 5.3.0 (wolfSSL 5.9.4,
 //! directory `wolfssl-src/`) with qeaas's own `include/user_settings.h`. The package is a
 //! never-built dependency (`cfg(any())`), so Cargo downloads and locks it; we find it with
-//! `cargo metadata`. `QEAAS_WOLFSSL_SRC` overrides the path (a `wolfssl-src`-like tree).
+//! `cargo metadata`. `QEAAS_WOLFSSL_SRC` overrides the path (a `wolfssl-src`-like tree). On the
+//! host it also compiles `c/negotiated.c`, our reader of negotiated state (with the same settings).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,6 +47,7 @@ const CRYPT: &[&str] = &[
 
 fn main() {
     println!("cargo:rerun-if-changed=include/user_settings.h");
+    println!("cargo:rerun-if-changed=c/negotiated.c");
     println!("cargo:rerun-if-env-changed=QEAAS_WOLFSSL_SRC");
     let src = match std::env::var_os("QEAAS_WOLFSSL_SRC") {
         Some(p) => PathBuf::from(p),
@@ -72,6 +74,8 @@ fn main() {
         device(&mut b);
     } else {
         b.define("QEAAS_WOLFSSL_HOST", None);
+        // Our own reader of negotiated state the public API lacks (the server side only).
+        b.file(manifest.join("c/negotiated.c"));
     }
     for f in SSL {
         b.file(src.join("src").join(format!("{f}.c")));

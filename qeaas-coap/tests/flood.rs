@@ -1,6 +1,8 @@
 //! A flood of ClientHellos that never return their cookie, from hundreds of UDP sockets, against
-//! qeaas-coapd in front of a real qeaasd: no state is kept, the frontend sends fewer bytes than
-//! it receives (no amplification), its memory stays bounded, and real clients (our DTLS 1.3 one, coap-client-gnutls) still get in.
+//! qeaas-coapd in front of a real qeaasd: no state is kept, no answer is larger than the
+//! datagram that drew it (no amplification), its memory stays bounded, and real clients (our
+//! DTLS 1.3 one, coap-client-gnutls) still get in. And the smallest ClientHello that asks for
+//! a HelloRetryRequest, crafted by hand, draws nothing larger than itself.
 
 mod common;
 
@@ -92,17 +94,21 @@ fn a_client_hello_flood_keeps_no_state_amplifies_nothing_and_locks_nobody_out() 
         .collect();
     let (mut sent, mut received, mut answers) = (0u64, 0u64, 0u64);
     let mut buf = [0u8; 4096];
+    // Each socket always sends the same hello, so every answer it gets can be held against the
+    // size of the datagram that drew it.
+    let mut largest_answer = vec![0usize; SOCKETS];
     let mut drain = |socks: &[UdpSocket], received: &mut u64, answers: &mut u64| {
-        for u in socks {
+        for (i, u) in socks.iter().enumerate() {
             while let Ok(n) = u.recv(&mut buf) {
                 *received += n as u64;
                 *answers += 1;
+                largest_answer[i] = largest_answer[i].max(n);
             }
         }
     };
-    for round in 0..ROUNDS {
+    for _round in 0..ROUNDS {
         for (i, u) in socks.iter().enumerate() {
-            let h = &hellos[(i + round) % hellos.len()];
+            let h = &hellos[i % hellos.len()];
             sent += u.send_to(h, server).unwrap() as u64;
             if i % 50 == 49 {
                 // Paced so that the kernel's receive queue holds them: the frontend must
@@ -128,6 +134,11 @@ fn a_client_hello_flood_keeps_no_state_amplifies_nothing_and_locks_nobody_out() 
         received <= sent,
         "amplification: {received} B out for {sent} B in"
     );
+    // And per datagram: no answer larger than the hello that drew it.
+    for (i, &n) in largest_answer.iter().enumerate() {
+        let h = hellos[i % hellos.len()].len();
+        assert!(n <= h, "a {h}-byte ClientHello drew a {n}-byte answer");
+    }
 
     // The frontend's own accounting agrees: no session, no handshake, no amplification.
     // (The line is logged on the next tick after a change; wait for the whole flood in it.)
@@ -173,4 +184,67 @@ fn a_client_hello_flood_keeps_no_state_amplifies_nothing_and_locks_nobody_out() 
         assert_eq!(b.len(), 32, "{b:?}");
         assert_eq!(s.served_to_frontend() - before, 32);
     }
+}
+
+/// The smallest DTLS 1.3 ClientHello that makes a server ask for a retry: one suite, X25519 as
+/// the only group and no key share, so the server must answer with a HelloRetryRequest (cookie
+/// and group). 98 bytes.
+fn tiny_dtls13_client_hello() -> Vec<u8> {
+    let mut ext = Vec::new();
+    // supported_versions: DTLS 1.3.
+    ext.extend_from_slice(&[0x00, 0x2b, 0x00, 0x03, 0x02, 0xfe, 0xfc]);
+    // supported_groups: x25519.
+    ext.extend_from_slice(&[0x00, 0x0a, 0x00, 0x04, 0x00, 0x02, 0x00, 0x1d]);
+    // key_share: no share.
+    ext.extend_from_slice(&[0x00, 0x33, 0x00, 0x02, 0x00, 0x00]);
+    // signature_algorithms: ecdsa_secp256r1_sha256.
+    ext.extend_from_slice(&[0x00, 0x0d, 0x00, 0x04, 0x00, 0x02, 0x04, 0x03]);
+    let mut body = vec![0xfe, 0xfd];
+    body.extend_from_slice(&[0x5a; 32]); // random
+    body.extend_from_slice(&[0, 0]); // empty session id and cookie
+    body.extend_from_slice(&[0x00, 0x02, 0x13, 0x01]); // TLS_AES_128_GCM_SHA256
+    body.extend_from_slice(&[0x01, 0x00]); // null compression
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let len = body.len() as u32;
+    let mut hs = vec![1];
+    hs.extend_from_slice(&len.to_be_bytes()[1..]);
+    hs.extend_from_slice(&[0, 0, 0, 0, 0]); // message_seq, fragment_offset
+    hs.extend_from_slice(&len.to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    let mut rec = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+#[test]
+fn a_tiny_client_hello_draws_no_larger_answer() {
+    let s = Stack::start(|_| String::new());
+    let hello = tiny_dtls13_client_hello();
+    assert_eq!(hello.len(), 98);
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    for attempt in 0..3 {
+        u.send_to(&hello, ("127.0.0.1", s.port)).unwrap();
+        let mut got = Vec::new();
+        while let Ok(n) = u.recv(&mut buf) {
+            got.push(n);
+        }
+        eprintln!(
+            "attempt {attempt}: {} B ClientHello drew {got:?}",
+            hello.len()
+        );
+        let total: usize = got.iter().sum();
+        assert!(
+            total <= hello.len(),
+            "a {} B ClientHello drew {total} B before any cookie ({got:?})",
+            hello.len()
+        );
+    }
+    // The frontend saw it, and still serves real clients.
+    let mut c = Dtls13::connect(s.port, Group::X25519, KEY).expect("handshake after");
+    assert_eq!(c.get(1, "entropy").payload.len(), 32);
 }

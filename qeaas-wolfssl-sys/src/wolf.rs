@@ -88,6 +88,9 @@ mod sys {
         pub fn wolfDTLS_accept_stateless(ssl: *mut WOLFSSL) -> c_int;
         pub fn wolfSSL_accept(ssl: *mut WOLFSSL) -> c_int;
         pub fn wolfSSL_get_psk_identity(ssl: *const WOLFSSL) -> *const c_char;
+        // Ours (c/negotiated.c): 1 when the (D)TLS 1.3 handshake uses a PSK whose binder
+        // verified, else 0.
+        pub fn qeaas_wolfssl_psk_negotiated(ssl: *const WOLFSSL) -> c_int;
         pub fn wolfSSL_set_verify(ssl: *mut WOLFSSL, mode: c_int, cb: *const c_void);
         // KEEP_PEER_CERT: a copy of the peer's certificate, freed with wolfSSL_X509_free.
         pub fn wolfSSL_get_peer_certificate(ssl: *mut WOLFSSL) -> *mut WOLFSSL_X509;
@@ -510,13 +513,16 @@ fn len_of(data: &[u8]) -> Result<std::ffi::c_long, Error> {
     })
 }
 
-/// The per-session I/O state the callbacks see (boxed: its address is given to wolfSSL).
+/// The per-session I/O state the callbacks see. Its address is given to wolfSSL, so it lives
+/// behind a raw pointer from `Box::into_raw` (see [`Session`]), never behind a `Box`.
 struct Io {
     inbox: VecDeque<Vec<u8>>,
     outbox: Vec<Vec<u8>>,
     psk: Arc<Psk>,
-    /// The identity whose key the server callback gave: in DTLS 1.3 wolfSSL does not keep
-    /// the client's identity for `wolfSSL_get_psk_identity` once the handshake is done.
+    /// The identity whose key the server callback last gave. Only a candidate: wolfSSL asks
+    /// for keys it then does not use (see [`Session::psk_identity`]). In DTLS 1.3 the identity
+    /// is replaced by the one wolfSSL verified, or cleared, once the ClientHello is processed
+    /// ([`Session::accept_stateless`]); wolfSSL does not keep it after the handshake.
     psk_accepted: std::cell::RefCell<Option<Vec<u8>>>,
 }
 
@@ -532,7 +538,7 @@ extern "C" fn io_recv(
     if ctx.is_null() || buf.is_null() || sz <= 0 {
         return sys::CBIO_ERR_WANT_READ;
     }
-    // SAFETY: ctx is the `Io` box registered by `Session::new`, alive as long as the session;
+    // SAFETY: ctx is the `Io` registered by `Session::new`, alive as long as the session;
     // wolfSSL calls back only from within a session method, which holds `&mut Session`.
     let io = unsafe { &mut *(ctx as *mut Io) };
     let Some(d) = io.inbox.pop_front() else {
@@ -562,7 +568,7 @@ extern "C" fn io_send(
 }
 
 fn io_of<'a>(ssl: *mut sys::WOLFSSL) -> Option<&'a Io> {
-    // SAFETY: the read ctx of every session we create is its `Io` box (see `Session::new`).
+    // SAFETY: the read ctx of every session we create is its `Io` (see `Session::new`).
     let p = unsafe { sys::wolfSSL_GetIOReadCtx(ssl) };
     // SAFETY: non-null pointers are our live `Io`.
     (!p.is_null()).then(|| unsafe { &*(p as *const Io) })
@@ -585,6 +591,8 @@ extern "C" fn psk_server_cb(
         Some(k) if !k.is_empty() && k.len() <= max as usize => {
             // SAFETY: `key` is writable for `max` bytes and k.len() <= max.
             unsafe { std::ptr::copy_nonoverlapping(k.as_ptr(), key, k.len()) };
+            // A candidate only: wolfSSL has not checked the client's binder (1.3) or Finished
+            // (1.2) yet, nor decided to use a PSK at all.
             *io.psk_accepted.borrow_mut() = Some(id.to_vec());
             k.len() as c_uint
         }
@@ -641,7 +649,12 @@ pub enum Progress {
 /// One DTLS association (`WOLFSSL`), driven by its owner: feed datagrams in, take datagrams out.
 pub struct Session {
     ssl: NonNull<sys::WOLFSSL>,
-    io: Box<Io>,
+    /// From `Box::into_raw`, freed in `Drop` after the `WOLFSSL`. Not a `Box`: wolfSSL keeps
+    /// this pointer and its callbacks write through it, while a `Box` asserts unique access
+    /// each time it is moved or used, which would invalidate wolfSSL's copy (Stacked Borrows).
+    /// Rust reaches it only through [`Session::io`] and [`Session::io_mut`], never across a
+    /// wolfSSL call.
+    io: NonNull<Io>,
     role: Role,
     client_auth: ClientAuth,
     // Dropped after the WOLFSSL is freed (Drop runs before fields drop).
@@ -652,8 +665,8 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("role", &self.role)
-            .field("inbox", &self.io.inbox.len())
-            .field("outbox", &self.io.outbox.len())
+            .field("inbox", &self.io().inbox.len())
+            .field("outbox", &self.io().outbox.len())
             .finish()
     }
 }
@@ -685,26 +698,39 @@ fn cstr_opt(p: *const c_char) -> Option<String> {
 }
 
 impl Session {
+    fn io(&self) -> &Io {
+        // SAFETY: `io` is live until Drop; wolfSSL's callbacks, the only other users of the
+        // pointer, run only inside wolfSSL calls, and no reference from here is held across one.
+        unsafe { self.io.as_ref() }
+    }
+
+    fn io_mut(&mut self) -> &mut Io {
+        // SAFETY: as in `io`; `&mut self` makes this the only Rust reference.
+        unsafe { self.io.as_mut() }
+    }
+
     /// A new association on `ctx` with `peer` (the address its datagrams come from / go to).
     pub fn new(ctx: &Context, peer: SocketAddr) -> Result<Session, Error> {
         // SAFETY: valid context, kept alive by the session's `_ctx`.
         let ssl = NonNull::new(unsafe { sys::wolfSSL_new(ctx.ctx.as_ptr()) })
             .ok_or_else(|| error("new", 0))?;
+        let io = Box::into_raw(Box::new(Io {
+            inbox: VecDeque::new(),
+            outbox: Vec::new(),
+            psk: ctx.psk.clone(),
+            psk_accepted: std::cell::RefCell::new(None),
+        }));
         let mut s = Session {
             ssl,
-            io: Box::new(Io {
-                inbox: VecDeque::new(),
-                outbox: Vec::new(),
-                psk: ctx.psk.clone(),
-                psk_accepted: std::cell::RefCell::new(None),
-            }),
+            // Box::into_raw never returns null.
+            io: NonNull::new(io).expect("Box::into_raw is non-null"),
             role: ctx.role,
             client_auth: ctx.client_auth,
             _ctx: ctx.ctx.clone(),
         };
-        let io_ptr = &mut *s.io as *mut Io as *mut c_void;
-        // SAFETY: valid session; the `Io` box outlives the WOLFSSL (freed first in Drop) and
-        // does not move (boxed).
+        let io_ptr = io as *mut c_void;
+        // SAFETY: valid session; the `Io` allocation outlives the WOLFSSL (freed after it in
+        // Drop) and never moves.
         unsafe {
             sys::wolfSSL_SetIOReadCtx(ssl.as_ptr(), io_ptr);
             sys::wolfSSL_SetIOWriteCtx(ssl.as_ptr(), io_ptr);
@@ -777,14 +803,15 @@ impl Session {
 
     /// Queues one received datagram (dropped beyond a small bound).
     pub fn feed(&mut self, datagram: &[u8]) {
-        if self.io.inbox.len() < INBOX_MAX {
-            self.io.inbox.push_back(datagram.to_vec());
+        let io = self.io_mut();
+        if io.inbox.len() < INBOX_MAX {
+            io.inbox.push_back(datagram.to_vec());
         }
     }
 
     /// Datagrams to send to the peer, oldest first.
     pub fn take_datagrams(&mut self) -> Vec<Vec<u8>> {
-        std::mem::take(&mut self.io.outbox)
+        std::mem::take(&mut self.io_mut().outbox)
     }
 
     /// Server, before any state is kept for the peer: processes the fed ClientHello and
@@ -793,11 +820,12 @@ impl Session {
     pub fn accept_stateless(&mut self) -> Result<bool, Error> {
         // The listener serves many addresses: an identity it recorded belongs only to the
         // ClientHello that verifies its cookie in this call (DTLS 1.3 checks the PSK here).
-        *self.io.psk_accepted.borrow_mut() = None;
+        *self.io().psk_accepted.borrow_mut() = None;
         // SAFETY: valid session; callbacks only touch `self.io`.
         let r = unsafe { sys::wolfDTLS_accept_stateless(self.ssl.as_ptr()) };
         match r {
             sys::WOLFSSL_SUCCESS => {
+                self.settle_psk_identity();
                 self.adjust_client_auth();
                 Ok(true)
             }
@@ -813,14 +841,16 @@ impl Session {
     ///   suites do not allow (RFC 4279; clients abort with an out-of-order message), so this
     ///   session verifies nothing: the PSK authenticates the client.
     /// - DTLS 1.3 with `require`, in a certificate handshake: FAIL_IF_NO_PEER_CERT
-    ///   (FAIL_EXCEPT_PSK is 1.2 only). Not in a PSK handshake (our PSK callback accepted an
-    ///   identity in this ClientHello): there wolfSSL has switched verification off itself,
-    ///   and FAIL_IF_NO_PEER_CERT would fail it at Finished for want of a certificate.
+    ///   (FAIL_EXCEPT_PSK is 1.2 only). Not in a PSK handshake (wolfSSL verified the client's
+    ///   binder for a PSK: [`Session::psk_negotiated`]): there wolfSSL has switched
+    ///   verification off itself, and FAIL_IF_NO_PEER_CERT would fail it at Finished for want
+    ///   of a certificate. Whether our PSK callback was asked for a key decides nothing: it is
+    ///   asked for identities wolfSSL then does not use.
     fn adjust_client_auth(&mut self) {
         if self.client_auth == ClientAuth::Off {
             return;
         }
-        let psk = self.io.psk_accepted.borrow().is_some();
+        let psk = self.psk_negotiated();
         let mode = match self.version().as_deref() {
             Some("DTLSv1.2") if self.cipher().is_some_and(|c| c.contains("PSK")) => {
                 sys::WOLFSSL_VERIFY_NONE
@@ -936,13 +966,54 @@ impl Session {
         cstr_opt(unsafe { sys::wolfSSL_get_curve_name(self.ssl.as_ptr()) })
     }
 
-    /// The PSK identity the peer used (server side).
+    /// Server: the PSK identity the peer authenticated with, once the handshake is done; `None`
+    /// for a handshake that did not use a PSK. An identity names a session only when the key
+    /// schedule used that PSK: in DTLS 1.3 wolfSSL verified the client's binder
+    /// ([`Session::psk_negotiated`]); in DTLS 1.2 a PSK cipher suite completed, whose Finished
+    /// messages prove the key. That wolfSSL asked our callback for an identity's key is no proof.
     pub fn psk_identity(&self) -> Option<String> {
-        if let Some(id) = self.io.psk_accepted.borrow().as_ref() {
+        if self.role != Role::Server || !self.is_established() {
+            return None;
+        }
+        let used = match self.version().as_deref() {
+            Some("DTLSv1.3") => self.psk_negotiated(),
+            Some("DTLSv1.2") => self.cipher().is_some_and(|c| c.contains("PSK")),
+            _ => false,
+        };
+        if !used {
+            return None;
+        }
+        if let Some(id) = self.io().psk_accepted.borrow().as_ref() {
             return Some(String::from_utf8_lossy(id).into_owned());
         }
         // SAFETY: valid session.
         cstr_opt(unsafe { sys::wolfSSL_get_psk_identity(self.ssl.as_ptr()) })
+    }
+
+    /// Whether this (D)TLS 1.3 handshake uses a PSK, as wolfSSL decided after verifying the
+    /// client's binder for it (always false in 1.2, and before the ClientHello is processed).
+    pub fn psk_negotiated(&self) -> bool {
+        // SAFETY: valid session; the function only reads it.
+        unsafe { sys::qeaas_wolfssl_psk_negotiated(self.ssl.as_ptr()) == 1 }
+    }
+
+    /// Server, DTLS 1.3, once the ClientHello with a valid cookie is processed: the identity
+    /// candidate becomes the one wolfSSL chose and verified (wolfSSL still holds it now, not
+    /// after the handshake), or nothing when no PSK is used. DTLS 1.2 sends its identity
+    /// later (ClientKeyExchange): left to [`Session::psk_identity`].
+    fn settle_psk_identity(&mut self) {
+        if self.role != Role::Server || self.version().as_deref() != Some("DTLSv1.3") {
+            return;
+        }
+        let chosen = if self.psk_negotiated() {
+            // SAFETY: valid session; NULL or a NUL-terminated string it owns, copied here.
+            let p = unsafe { sys::wolfSSL_get_psk_identity(self.ssl.as_ptr()) };
+            // SAFETY: as above.
+            (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_bytes().to_vec())
+        } else {
+            None
+        };
+        *self.io().psk_accepted.borrow_mut() = chosen;
     }
 
     /// Server with [`Context::verify_clients`], after the handshake: the names in the
@@ -983,9 +1054,12 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // SAFETY: the WOLFSSL is freed before `io` (dropped after this), so no callback can
-        // see a dangling `Io`.
-        unsafe { sys::wolfSSL_free(self.ssl.as_ptr()) };
+        // SAFETY: the WOLFSSL is freed first, so no callback can see the `Io` after it is
+        // freed; `io` came from Box::into_raw in `new` and is freed once, here.
+        unsafe {
+            sys::wolfSSL_free(self.ssl.as_ptr());
+            drop(Box::from_raw(self.io.as_ptr()));
+        }
     }
 }
 

@@ -291,3 +291,81 @@ fn client_certificates_verified_required_and_psk_exempt() {
         assert_eq!(s.psk_identity().as_deref(), Some("device-1"));
     }
 }
+
+/// The PSK identity-confusion attack: PSK identities travel in clear, so an attacker who saw
+/// `device-1` on the wire offers it with a wrong key, restricted to one TLS 1.3 suite. wolfSSL
+/// asks the server's PSK callback for that identity's key before it checks the binder, and
+/// with a suite the PSK is not bound to it goes on with a certificate handshake. Whatever the
+/// suite, and with client certificates required or optional, the server must never name such
+/// a session `device-1`, and under `require` it must refuse it (no certificate, no PSK).
+/// The right key with wolfSSL's PSK suite (TLS13-AES128-GCM-SHA256) is the control: named.
+#[test]
+fn dtls13_known_psk_identity_with_a_wrong_key_is_never_that_identity() {
+    let mut skey = MlDsa44::generate().unwrap();
+    let scert = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut skey, "server", 1).unwrap();
+    let mut ckey = MlDsa44::generate().unwrap();
+    let ccert = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut ckey, "client-a", 2).unwrap();
+    let suites = [
+        "TLS13-AES128-GCM-SHA256",
+        "TLS13-AES256-GCM-SHA384",
+        "TLS13-CHACHA20-POLY1305-SHA256",
+        "TLS13-AES128-CCM-SHA256",
+        "TLS13-AES128-CCM-8-SHA256",
+    ];
+    for require in [true, false] {
+        let mut sctx = server_ctx(Version::Any, &[Group::X25519]);
+        sctx.use_certificate_chain(&scert, Format::Der).unwrap();
+        sctx.use_private_key(&skey.private_der().unwrap(), Format::Der)
+            .unwrap();
+        sctx.verify_clients(&ccert, Format::Der, require).unwrap();
+        for suite in suites {
+            let attacker = |key: &[u8]| -> Option<Session> {
+                // A client that verifies nothing: it only wants to be served as device-1.
+                let mut c = Context::new(Role::Client, Version::Dtls13).unwrap();
+                c.set_psk_client(ID, key);
+                // Suites our build lacks are skipped (the control below proves which exist).
+                c.set_cipher_list(suite).ok()?;
+                c.set_groups(&[Group::X25519]).unwrap();
+                let mut s = Session::new(&c, addr(1)).unwrap();
+                s.use_key_share(Group::X25519).unwrap();
+                Some(s)
+            };
+            let Some(cli) = attacker(b"fedcba9876543210") else {
+                eprintln!("{suite}: not in this build");
+                continue;
+            };
+            match handshake(&sctx, cli) {
+                Err(e) => eprintln!("{suite} require={require}: wrong key refused ({e})"),
+                Ok((s, _, _)) => {
+                    eprintln!(
+                        "{suite} require={require}: completed as {:?} with {:?}",
+                        s.psk_identity(),
+                        s.cipher()
+                    );
+                    assert_eq!(
+                        s.psk_identity(),
+                        None,
+                        "{suite} require={require}: a wrong key was named device-1"
+                    );
+                    assert!(
+                        !require,
+                        "{suite}: require passed without a certificate or a verified PSK"
+                    );
+                    assert_eq!(s.peer_certificate_names(), None);
+                }
+            }
+            // The right key: named device-1 exactly when wolfSSL used the PSK.
+            if let Ok((s, _, _)) = handshake(&sctx, attacker(KEY).unwrap()) {
+                let psk = s.psk_identity();
+                eprintln!("{suite} require={require}: right key named {psk:?}");
+                if suite == "TLS13-AES128-GCM-SHA256" {
+                    assert_eq!(psk.as_deref(), Some("device-1"), "{suite}");
+                } else {
+                    assert!(psk.is_none() || psk.as_deref() == Some("device-1"));
+                }
+            } else {
+                assert_ne!(suite, "TLS13-AES128-GCM-SHA256", "the right key was refused");
+            }
+        }
+    }
+}

@@ -36,7 +36,8 @@ pub fn set_clock(ms_since_boot: u64) {
     NOW_S.store((ms_since_boot / 1000) as u32, Ordering::Relaxed);
 }
 
-/// Per-session I/O state the callbacks see (boxed: wolfSSL holds its address).
+/// Per-session I/O state the callbacks see. wolfSSL holds its address, so it lives behind a
+/// raw pointer from `Box::into_raw` (see [`Session`]), never behind a `Box`.
 struct Io {
     inbox: VecDeque<Vec<u8>>,
     outbox: VecDeque<Vec<u8>>,
@@ -46,7 +47,11 @@ struct Io {
 pub(crate) struct Session {
     ctx: NonNull<sys::WOLFSSL_CTX>,
     ssl: NonNull<sys::WOLFSSL>,
-    io: Box<Io>,
+    /// From `Box::into_raw`, freed in `Drop` after the `WOLFSSL`. Not a `Box`: wolfSSL keeps
+    /// this pointer and its callbacks write through it, while a `Box` asserts unique access
+    /// each time it is moved or used, which would invalidate wolfSSL's copy (Stacked Borrows).
+    /// Rust reaches it only through `io()`/`io_mut()`, never across a wolfSSL call.
+    io: NonNull<Io>,
 }
 
 // SAFETY: a session owns its context, its WOLFSSL and the `Io` their callbacks use; wolfSSL
@@ -58,8 +63,8 @@ unsafe impl Send for Session {}
 impl core::fmt::Debug for Session {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Session")
-            .field("inbox", &self.io.inbox.len())
-            .field("outbox", &self.io.outbox.len())
+            .field("inbox", &self.io().inbox.len())
+            .field("outbox", &self.io().outbox.len())
             .finish()
     }
 }
@@ -69,6 +74,17 @@ fn setup(what: &'static str, code: c_int) -> DtlsError {
 }
 
 impl Session {
+    fn io(&self) -> &Io {
+        // SAFETY: `io` is live until Drop; wolfSSL's callbacks, the only other users of the
+        // pointer, run only inside wolfSSL calls, and no reference from here is held across one.
+        unsafe { self.io.as_ref() }
+    }
+
+    fn io_mut(&mut self) -> &mut Io {
+        // SAFETY: as in `io`; `&mut self` makes this the only Rust reference.
+        unsafe { self.io.as_mut() }
+    }
+
     /// A session; on the device wolfSSL seeds its DRBG from `seed` (`CUSTOM_RAND_GENERATE_SEED`)
     /// during this call. The host build seeds from the OS and never calls it.
     pub(crate) fn new(cfg: &DtlsConfig<'_>, seed: SeedSource<'_>) -> Result<Session, DtlsError> {
@@ -142,17 +158,20 @@ impl Session {
         let ssl = NonNull::new(unsafe { sys::wolfSSL_new(ctx.as_ptr()) })
             .ok_or(setup("new (RNG seed or memory)", 0))?;
         core::mem::forget(guard);
-        let mut s = Session {
+        let io = Box::into_raw(Box::new(Io {
+            inbox: VecDeque::new(),
+            outbox: VecDeque::new(),
+            psk,
+        }));
+        let s = Session {
             ctx,
             ssl,
-            io: Box::new(Io {
-                inbox: VecDeque::new(),
-                outbox: VecDeque::new(),
-                psk,
-            }),
+            // Box::into_raw never returns null.
+            io: NonNull::new(io).expect("Box::into_raw is non-null"),
         };
-        let io = &mut *s.io as *mut Io as *mut c_void;
-        // SAFETY: valid session; the boxed `Io` does not move and outlives the WOLFSSL.
+        let io = io as *mut c_void;
+        // SAFETY: valid session; the `Io` allocation never moves and outlives the WOLFSSL
+        // (freed after it in Drop).
         unsafe {
             sys::wolfSSL_SetIOReadCtx(ssl.as_ptr(), io);
             sys::wolfSSL_SetIOWriteCtx(ssl.as_ptr(), io);
@@ -167,13 +186,14 @@ impl Session {
     }
 
     pub(crate) fn feed(&mut self, d: &[u8]) {
-        if self.io.inbox.len() < QUEUE_MAX {
-            self.io.inbox.push_back(d.to_vec());
+        let io = self.io_mut();
+        if io.inbox.len() < QUEUE_MAX {
+            io.inbox.push_back(d.to_vec());
         }
     }
 
     pub(crate) fn take_datagram(&mut self) -> Option<Vec<u8>> {
-        self.io.outbox.pop_front()
+        self.io_mut().outbox.pop_front()
     }
 
     fn error(&self, ret: c_int) -> c_int {
@@ -262,11 +282,12 @@ fn static_str(p: *const c_char) -> Option<&'static str> {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // SAFETY: the WOLFSSL goes first (its callbacks may reference `io`, dropped after this),
-        // then the context it was made from.
+        // SAFETY: the WOLFSSL goes first (its callbacks may reference `io`), then the context
+        // it was made from, then `io`, which came from Box::into_raw in `new` and is freed once.
         unsafe {
             sys::wolfSSL_free(self.ssl.as_ptr());
             sys::wolfSSL_CTX_free(self.ctx.as_ptr());
+            drop(Box::from_raw(self.io.as_ptr()));
         }
     }
 }
@@ -289,7 +310,7 @@ extern "C" fn io_recv(
     if ctx.is_null() || buf.is_null() || sz <= 0 {
         return sys::CBIO_ERR_WANT_READ;
     }
-    // SAFETY: ctx is the session's boxed `Io`; wolfSSL calls back only from within a session
+    // SAFETY: ctx is the session's `Io`; wolfSSL calls back only from within a session
     // method, which holds `&mut Session`.
     let io = unsafe { &mut *(ctx as *mut Io) };
     let Some(d) = io.inbox.pop_front() else {
@@ -331,7 +352,7 @@ extern "C" fn psk_client_cb(
     if identity.is_null() || key.is_null() {
         return 0;
     }
-    // SAFETY: the read ctx of every session is its boxed `Io` (see `Session::new`).
+    // SAFETY: the read ctx of every session is its `Io` (see `Session::new`).
     let p = unsafe { sys::wolfSSL_GetIOReadCtx(ssl) };
     if p.is_null() {
         return 0;
@@ -350,6 +371,24 @@ extern "C" fn psk_client_cb(
         core::ptr::copy_nonoverlapping(k.as_ptr(), key, k.len());
     }
     k.len() as c_uint
+}
+
+/// The size arithmetic of the device's C heap (`malloc`/`realloc` below), apart so the host
+/// tests can check it: a header before each block keeps its size for `free()`.
+#[cfg_attr(not(all(target_os = "none", feature = "c-heap")), allow(dead_code))]
+mod c_heap {
+    use core::alloc::Layout;
+
+    /// Bytes of header before each block (and the blocks' alignment).
+    pub(super) const HDR: usize = 8;
+
+    /// The allocation behind a C request for `n` bytes, header included; `None` when no block
+    /// can hold it (C's malloc then returns NULL). Checked: a wrapping `n + HDR` would give a
+    /// tiny block for a huge request, and `Layout` refuses sizes above `isize::MAX`, which the
+    /// allocator may not be asked for.
+    pub(super) fn block(n: usize) -> Option<Layout> {
+        Layout::from_size_align(n.checked_add(HDR)?, HDR).ok()
+    }
 }
 
 /// The C side of the device build (`user_settings.h`, `QEAAS_WOLFSSL_DEVICE`).
@@ -400,12 +439,12 @@ mod device {
     // wolfSSL's XMALLOC is malloc: route it to the Rust global allocator, so one heap (and its
     // high-water mark) serves both. A header before each block keeps its size for free().
     #[cfg(feature = "c-heap")]
-    const HDR: usize = 8;
+    use super::c_heap::{block, HDR};
 
     #[cfg(feature = "c-heap")]
     #[no_mangle]
     extern "C" fn malloc(n: usize) -> *mut c_void {
-        let Ok(l) = Layout::from_size_align(n + HDR, HDR) else {
+        let Some(l) = block(n) else {
             return core::ptr::null_mut();
         };
         // SAFETY: non-zero size layout.
@@ -440,14 +479,17 @@ mod device {
         if p.is_null() {
             return malloc(n);
         }
-        // SAFETY: as in free.
+        let Some(new) = block(n) else {
+            return core::ptr::null_mut();
+        };
+        // SAFETY: as in free; `new` is a valid layout of the same alignment.
         unsafe {
             let base = (p as *mut u8).sub(HDR);
             let old = (base as *const usize).read();
             let q = alloc::alloc::realloc(
                 base,
                 Layout::from_size_align_unchecked(old + HDR, HDR),
-                n + HDR,
+                new.size(),
             );
             if q.is_null() {
                 return core::ptr::null_mut();
@@ -469,5 +511,26 @@ mod device {
             unsafe { core::ptr::write_bytes(p as *mut u8, 0, total) };
         }
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::c_heap::{block, HDR};
+
+    /// wolfSSL passes sizes it computed from peer input; a request the heap cannot hold must be
+    /// refused, never turned into a small block by a wrapping header addition.
+    #[test]
+    fn c_heap_refuses_sizes_whose_header_would_overflow() {
+        assert_eq!(block(0).map(|l| l.size()), Some(HDR));
+        assert_eq!(block(100).map(|l| l.size()), Some(100 + HDR));
+        for n in [
+            usize::MAX,
+            usize::MAX - HDR + 1,
+            usize::MAX - 3,
+            isize::MAX as usize,
+        ] {
+            assert_eq!(block(n), None, "malloc({n:#x})");
+        }
     }
 }
