@@ -432,6 +432,30 @@ mod tests {
         }
     }
 
+    /// The BLAKE2s state holds 256 bits: whatever one top-up claims, draining the pool
+    /// afterwards yields at most 32 full-entropy bytes (SP 800-90B 3.1.5.1.2, as `pool.rs`).
+    #[test]
+    fn one_top_up_drains_to_no_more_than_the_state_holds() {
+        for origin in [Origin::Server, Origin::Trng] {
+            let mut p = DevicePool::new();
+            // One paper-sized top-up: 512 bytes claimed at 8 bits/byte.
+            let _ = p.add_entropy(origin, &[0x5a; 512], 4096);
+            let mut served = 0usize;
+            let mut block = [0u8; 32];
+            while p.fill(&mut block).is_ok() {
+                served += block.len();
+            }
+            let mut byte = [0u8; 1];
+            while p.fill(&mut byte).is_ok() {
+                served += 1;
+            }
+            assert!(
+                8 * served <= crate::pool::POOL_BITS as usize,
+                "{origin:?}: {served} full-entropy bytes out of one 256-bit state"
+            );
+        }
+    }
+
     #[test]
     fn discard_credit_keeps_counters() {
         let mut p = DevicePool::new();
