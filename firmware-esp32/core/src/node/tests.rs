@@ -205,6 +205,61 @@ fn trng_is_credited_only_after_startup_and_while_healthy() {
     assert_eq!(n.offer_trng(&noise(64, 7)), Verdict::Startup);
 }
 
+/// The daemon's hold-back rule on the TRNG path: a chunk's credit becomes usable only once the
+/// next two APT windows (1024 byte samples) have passed the health tests too, so a fault the
+/// tests see late has not yet backed any output. The pool is drained after every chunk, so the
+/// credit cap cannot hide credit granted too early.
+#[test]
+fn trng_credit_waits_for_the_next_two_apt_windows() {
+    let mut n = node(Transport::PlainUdp);
+    for i in 0..16 {
+        assert_eq!(n.offer_trng(&noise(64, i)), Verdict::Startup);
+    }
+    let mut passed = 0u64;
+    let mut served = 0u64;
+    let drain = |n: &mut Node<Script>| {
+        let mut out = 0;
+        let mut b = [0u8; 32];
+        while n.fill(&mut b).is_ok() {
+            out += 32;
+        }
+        out
+    };
+    for i in 0..20u64 {
+        assert_eq!(n.offer_trng(&noise(64, 100 + i)), Verdict::Pass);
+        passed += 64;
+        served += drain(&mut n);
+        let credited = n.status().pool.trng.bits_credited;
+        let released = passed.saturating_sub(1024);
+        assert!(
+            credited <= u64::from(TRNG_BITS_PER_BYTE) * released,
+            "after {passed} healthy bytes {credited} bits were credited; only {released} \
+             bytes are older than the hold-back"
+        );
+    }
+    // The TRNG sticks: the RCT fails at once, and the 1024 bytes still held (which a slower
+    // fault could have spoiled) never back any output.
+    let credited = n.status().pool.trng.bits_credited;
+    assert!(matches!(
+        n.offer_trng(&[0x42; 64]),
+        Verdict::Intermittent(_)
+    ));
+    served += drain(&mut n);
+    assert_eq!(n.status().pool.trng.bits_credited, credited);
+    assert!(
+        8 * served + 64 * served.div_ceil(32) <= credited,
+        "{served} bytes served"
+    );
+    // Healthy bytes after a new start-up are credited again, once held back long enough.
+    for i in 0..16 {
+        n.offer_trng(&noise(64, 300 + i));
+    }
+    for i in 0..20 {
+        assert_eq!(n.offer_trng(&noise(64, 400 + i)), Verdict::Pass);
+    }
+    assert!(n.status().pool.trng.bits_credited > credited);
+}
+
 /// A simulated server for `GET /entropy`: piggybacked 2.05 answers, block-wise in 64-byte blocks
 /// when the body is longer; counts the copies of each message id it receives.
 struct SimServer {
