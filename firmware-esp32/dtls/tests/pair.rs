@@ -37,7 +37,7 @@ fn node(cfg: &DtlsConfig<'_>) -> SecureNode<Counter> {
         RefreshConfig::default(),
         Counter(1),
         cfg,
-        |_| {},
+        &mut |_| {},
     )
     .unwrap()
 }
@@ -188,7 +188,7 @@ fn reconnect_keeps_the_pool_and_a_new_session_can_succeed() {
         qeaas_device::node::Transport::Dtls,
         Counter(1),
     );
-    let mut dev = SecureNode::with_node(node, &cfg)
+    let mut dev = SecureNode::with_node(node, &cfg, &mut |_| {})
         .map_err(|(_, e)| e)
         .unwrap();
     // A server with a certificate from another CA: the handshake fails, nothing credited.
@@ -197,7 +197,7 @@ fn reconnect_keeps_the_pool_and_a_new_session_can_succeed() {
     assert!(matches!(dev.dtls().state(), State::Failed(_)));
     assert_eq!(dev.node().status().pool.server.bits_credited, 0);
     // A new session to the right server: credited, and the same node (pool) carries on.
-    dev.reconnect(&cfg).unwrap();
+    dev.reconnect(&cfg, &mut |_| {}).unwrap();
     assert_eq!(dev.dtls().state(), State::Handshaking);
     let mut srv = Session::new(&good, ([10, 0, 2, 15], 49152).into()).unwrap();
     assert_eq!(run(&mut dev, &mut srv).len(), 1);
@@ -219,7 +219,7 @@ fn with_node_refuses_a_node_that_does_not_credit_as_dtls() {
         qeaas_device::node::Transport::PlainUdp,
         Counter(1),
     );
-    let Err((_, e)) = SecureNode::with_node(node, &cfg) else {
+    let Err((_, e)) = SecureNode::with_node(node, &cfg, &mut |_| {}) else {
         panic!("a PlainUdp node was accepted");
     };
     assert!(matches!(e, DtlsError::Setup { .. }));

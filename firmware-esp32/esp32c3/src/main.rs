@@ -217,11 +217,15 @@ async fn secure_loop(link: &mut transport::Link<'_>, cfg: &DtlsConfig<'static>) 
             // The DRBG seed comes from the pool: top it up first.
             entropy::top_up(e.node_mut());
             let attempt = match e {
-                Engine::Local(node) => match SecureNode::with_node(node, cfg) {
+                Engine::Local(node) => match SecureNode::with_node(node, cfg, &mut |n| {
+                    entropy::top_up(n);
+                }) {
                     Ok(s) => Ok(Engine::Secure(s)),
                     Err((node, err)) => Err((Engine::Local(node), err)),
                 },
-                Engine::Secure(mut s) => match s.reconnect(cfg) {
+                Engine::Secure(mut s) => match s.reconnect(cfg, &mut |n| {
+                    entropy::top_up(n);
+                }) {
                     Ok(()) => Ok(Engine::Secure(s)),
                     Err(err) => Err((Engine::Secure(s), err)),
                 },

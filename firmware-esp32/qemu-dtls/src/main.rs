@@ -241,9 +241,13 @@ fn main() -> ! {
         RefreshConfig::default(),
         XorShift(7),
         &cfg,
-        |n| {
+        &mut |n| {
+            // The "TRNG": until the pool holds a full block (start-up test and hold-back first).
             let mut chunk = [0u8; 64];
-            for _ in 0..24 {
+            for _ in 0..64 {
+                if !n.needs_refill() {
+                    break;
+                }
                 noise.bytes(&mut chunk);
                 n.offer_trng(&chunk);
             }

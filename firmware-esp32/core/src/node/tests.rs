@@ -104,16 +104,16 @@ fn dtls_credits_server_bytes_plain_udp_does_not() {
 fn low_pool_fetches_after_the_spacing_full_pool_waits_for_the_interval() {
     let mut n = node(Transport::Dtls);
     serve(&mut n, 0, |r| answer(r, ResponseType::Content, &[7; 32]));
-    // 256 bits held: below 128 bytes, so the next fetch is due after 1 s of spacing.
+    // 256 bits held: less than one full block, so the next fetch is due after 1 s of spacing.
     assert!(n.needs_refill());
     assert_eq!(n.poll_timeout(), Instant(1_000));
-    // Fill the pool above the threshold from the TRNG: now only the 60 s refresh is due.
-    n.add_trng(&[3; 128], 1024).unwrap();
+    // Fill the pool to its cap from the TRNG: now only the 60 s refresh is due.
+    assert_eq!(n.add_trng(&[3; 128], 1024), Ok(64));
     assert!(!n.needs_refill());
     assert_eq!(n.poll_timeout(), Instant(60_000));
     n.poll(Instant(59_999));
     assert!(n.poll_transmit().is_none());
-    // Draining the pool below 128 bytes makes a fetch due again.
+    // Drawing a block makes a fetch due again.
     n.fill(&mut [0u8; 32]).unwrap();
     assert!(n.needs_refill());
     n.poll(Instant(2_000));
@@ -161,10 +161,11 @@ fn service_unavailable_is_reported() {
 #[test]
 fn two_fills_never_return_the_same_bytes() {
     let mut n = node(Transport::Dtls);
-    n.add_trng(&[0; 128], 1024).unwrap();
+    n.add_trng(&[0; 40], 320).unwrap();
     let mut a = [0u8; 32];
     let mut b = [0u8; 32];
     n.fill(&mut a).unwrap();
+    n.add_trng(&[0; 40], 320).unwrap();
     n.fill(&mut b).unwrap();
     assert_ne!(a, b);
 }
@@ -190,7 +191,10 @@ fn trng_is_credited_only_after_startup_and_while_healthy() {
         assert_eq!(n.offer_trng(&noise(64, i)), Verdict::Startup, "chunk {i}");
     }
     assert_eq!(n.status().pool.credit_bits, 0);
-    assert_eq!(n.offer_trng(&noise(64, 99)), Verdict::Pass);
+    // Then each chunk is credited once 1024 more healthy bytes followed it.
+    for i in 0..17 {
+        assert_eq!(n.offer_trng(&noise(64, 99 + i)), Verdict::Pass);
+    }
     assert_eq!(
         n.status().pool.trng.bits_credited,
         64 * u64::from(TRNG_BITS_PER_BYTE)
