@@ -160,6 +160,41 @@ mod tests {
         assert_eq!(r.failures(), 4);
     }
 
+    /// The reconnect policy of device `i` of a fleet.
+    fn device(_i: u32) -> Reconnect {
+        Reconnect::new(Instant(0), 5_000, 600_000)
+    }
+
+    /// A fleet powered on together while the server is down (a power cut): when the server
+    /// comes back, the devices must not all start their (ML-DSA) handshakes in the same second.
+    #[test]
+    fn a_fleet_booted_together_does_not_reconnect_in_lockstep() {
+        const DEVICES: u32 = 50;
+        const SERVER_BACK_MS: u64 = 100_000;
+        let st = status();
+        let mut per_second = alloc::collections::BTreeMap::<u64, u32>::new();
+        for i in 0..DEVICES {
+            let mut r = device(i);
+            let mut now = Instant(0);
+            // Every attempt before the server is back fails at once.
+            loop {
+                assert!(!r.due(now, FAILED, &st));
+                now = r.retry_at().unwrap();
+                assert!(r.due(now, FAILED, &st));
+                r.restarted(now);
+                if now.0 >= SERVER_BACK_MS {
+                    break;
+                }
+            }
+            *per_second.entry(now.0 / 1000).or_default() += 1;
+        }
+        let (second, most) = per_second.iter().max_by_key(|(_, n)| **n).unwrap();
+        assert!(
+            *most <= DEVICES / 5,
+            "{most} of {DEVICES} devices handshook in second {second}"
+        );
+    }
+
     #[test]
     fn a_handshake_that_never_ends_is_abandoned() {
         let mut r = Reconnect::new(Instant(0), 5_000, 600_000);
