@@ -193,7 +193,13 @@ async fn main(spawner: Spawner) -> ! {
 
 /// The network loop: the node over a DTLS session, new sessions with backoff when one fails.
 async fn secure_loop(link: &mut transport::Link<'_>, cfg: &DtlsConfig<'static>) -> ! {
-    let mut retry = Reconnect::new(now(), SESSION_RETRY_MIN_MS, SESSION_RETRY_MAX_MS);
+    // The jitter's seed differs per device (hardware RNG), so a fleet does not retry in step.
+    let mut retry = Reconnect::new(
+        now(),
+        SESSION_RETRY_MIN_MS,
+        SESSION_RETRY_MAX_MS,
+        qeaas_device::RandomSource::next_u32(&mut entropy::HwRandom),
+    );
     // Why the engine is Local (no session object), for the reconnect policy and the report.
     let mut setup_error = None;
     let mut sessions = 0u32;
