@@ -41,10 +41,17 @@ pub enum KeyExchange {
 /// How the server is authenticated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Auth<'a> {
-    /// A certificate chaining to this CA (DER; ML-DSA-44 or ECDSA P-256), verified.
+    /// A certificate chaining to this CA (DER; ML-DSA-44 or ECDSA P-256), verified, and
+    /// naming the server.
     Certificate {
         /// The trusted CA certificate, DER.
         ca_der: &'a [u8],
+        /// The name the server's certificate must carry (a DNS subjectAltName, or the common
+        /// name if it has none); also sent as SNI. `None` accepts any certificate the CA
+        /// signed, which is sound only if the CA signs nothing but servers: a fleet's CA that
+        /// also signs device certificates needs the name, or any device could pose as the
+        /// server to the others.
+        server_name: Option<&'a str>,
     },
     /// A pre-shared key (DTLS 1.3 PSK with (EC)DHE / ML-KEM key exchange).
     Psk {

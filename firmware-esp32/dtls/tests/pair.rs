@@ -93,7 +93,10 @@ fn verified_ml_kem_512_ml_dsa_44_fetch_is_credited() {
     let (sctx, cert) = mldsa_server();
     let cfg = DtlsConfig {
         kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate { ca_der: &cert },
+        auth: Auth::Certificate {
+            ca_der: &cert,
+            server_name: None,
+        },
     };
     let mut dev = node(&cfg);
     let mut srv = Session::new(&sctx, ([10, 0, 2, 15], 49152).into()).unwrap();
@@ -114,7 +117,10 @@ fn a_server_not_signed_by_the_ca_gets_no_request_and_no_credit() {
     let (_, other) = mldsa_server();
     let cfg = DtlsConfig {
         kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate { ca_der: &other },
+        auth: Auth::Certificate {
+            ca_der: &other,
+            server_name: None,
+        },
     };
     let mut dev = node(&cfg);
     let mut srv = Session::new(&sctx, ([10, 0, 2, 15], 49152).into()).unwrap();
@@ -163,7 +169,10 @@ fn sending_before_the_handshake_is_refused() {
     let (_, cert) = mldsa_server();
     let cfg = DtlsConfig {
         kex: KeyExchange::P256,
-        auth: Auth::Certificate { ca_der: &cert },
+        auth: Auth::Certificate {
+            ca_der: &cert,
+            server_name: None,
+        },
     };
     let mut c = qeaas_device_dtls::DtlsClient::new(&cfg, &mut |_| true).unwrap();
     assert_eq!(c.send(b"x"), Err(DtlsError::NotEstablished));
@@ -179,7 +188,10 @@ fn reconnect_keeps_the_pool_and_a_new_session_can_succeed() {
     let (bad, _) = mldsa_server();
     let cfg = DtlsConfig {
         kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate { ca_der: &cert },
+        auth: Auth::Certificate {
+            ca_der: &cert,
+            server_name: None,
+        },
     };
     let node = qeaas_device::node::Node::new(
         Instant(0),
@@ -210,7 +222,10 @@ fn with_node_refuses_a_node_that_does_not_credit_as_dtls() {
     let (_, cert) = mldsa_server();
     let cfg = DtlsConfig {
         kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate { ca_der: &cert },
+        auth: Auth::Certificate {
+            ca_der: &cert,
+            server_name: None,
+        },
     };
     let node = qeaas_device::node::Node::new(
         Instant(0),
@@ -227,7 +242,10 @@ fn with_node_refuses_a_node_that_does_not_credit_as_dtls() {
 
 /// A deployment CA (ECDSA P-256, made with the openssl CLI) and leaf certificates it signed:
 /// `(ca_der, [(cert_pem, key_pem)])` for each common name, the name also as a DNS SAN.
-fn deployment_pki(names: &[&str]) -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>) {
+/// A certificate and its private key, PEM.
+type Leaf = (Vec<u8>, Vec<u8>);
+
+fn deployment_pki(names: &[&str]) -> (Vec<u8>, Vec<Leaf>) {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         let o = std::process::Command::new("openssl")
@@ -303,7 +321,10 @@ fn another_certificate_of_the_same_ca_cannot_pose_as_the_server() {
     let (ca, leaves) = deployment_pki(&["qeaas.example", "device-7"]);
     let cfg = DtlsConfig {
         kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate { ca_der: &ca },
+        auth: Auth::Certificate {
+            ca_der: &ca,
+            server_name: Some("qeaas.example"),
+        },
     };
     // The real server: accepted.
     let real = ecdsa_server(&leaves[0].0, &leaves[0].1);

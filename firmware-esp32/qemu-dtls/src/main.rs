@@ -113,7 +113,10 @@ impl TxToken for VTx<'_> {
 
 /// What one configuration needs.
 fn config<'a>(name: &str, file: &'a [u8]) -> DtlsConfig<'a> {
-    let cert = Auth::Certificate { ca_der: file };
+    let cert = Auth::Certificate {
+        ca_der: file,
+        server_name: None,
+    };
     let (kex, auth) = match name {
         "mlkem-mldsa" | "mlkem-ecdsa" => (KeyExchange::MlKem512, cert),
         "p256-ecdsa" => (KeyExchange::P256, cert),
