@@ -1,7 +1,8 @@
 //! Compiles the DTLS credentials in. Reads, at build time:
 //!
 //! * certificate mode (the default): `QEAAS_CA_DER`, path to the deployment CA certificate (DER),
-//!   embedded with `include_bytes!`;
+//!   embedded with `include_bytes!`, and `QEAAS_SERVER_NAME`, the name the server's certificate
+//!   must carry (unset: any certificate the CA signed);
 //! * light mode: `QEAAS_PSK_IDENTITY` with `QEAAS_PSK_KEY_HEX` (key as hex) or `QEAAS_PSK_KEY`
 //!   (key as text, as `qeaas-coapd gen-credentials` writes it);
 //! * `QEAAS_KEX`: `mlkem512` (default) or `p256`.
@@ -57,9 +58,14 @@ fn credentials() -> Result<String, String> {
                 ));
             }
             println!("cargo:rerun-if-changed={}", path.display());
+            let name = var("QEAAS_SERVER_NAME");
+            if name.as_deref().is_some_and(|n| n.len() > 253 || n.contains('\0')) {
+                return Err("QEAAS_SERVER_NAME must be a host name".into());
+            }
             format!(
-                "Auth::Certificate {{ ca_der: include_bytes!({:?}) }}",
-                path.display()
+                "Auth::Certificate {{ ca_der: include_bytes!({:?}), server_name: {:?} }}",
+                path.display(),
+                name
             )
         }
         (None, Some(id), Some(key)) => {

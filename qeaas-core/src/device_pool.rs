@@ -1,13 +1,16 @@
-//! The device pool: the BLAKE2s pool of the embedded client, with the paper's parameters.
+//! The device pool: the BLAKE2s pool of the embedded client.
 //!
 //! The ESP32 client of arXiv 2603.10274 mixes two sources into one BLAKE2s pool modelled on Linux
-//! `random.c`: bytes fetched from the qeaas server and the chip's own TRNG. Its parameters, kept
-//! here:
+//! `random.c`: bytes fetched from the qeaas server and the chip's own TRNG. Extraction is the
+//! paper's: finalize a copy of the state, hand out up to 32 bytes and backfeed the 32-byte block
+//! into the pool.
 //!
-//! * credit is capped at 512 bytes ([`DEVICE_CREDIT_CAP_BITS`] = 4096 bits);
-//! * the owner refills when the credit falls below 128 bytes ([`REFILL_BELOW_BYTES`]);
-//! * extraction finalizes a copy of the state, hands out up to 32 bytes and backfeeds the
-//!   32-byte block into the pool.
+//! The paper also lets credit pile up to 512 bytes (4096 bits). This pool does not: one BLAKE2s
+//! state cannot hold more than 256 bits, so credit beyond [`DEVICE_CREDIT_CAP_BITS`] (256 bits
+//! plus the 64-bit conditioning margin, the daemon's [`MAX_CREDIT_BITS`]) would be claimed
+//! without being there, and draining would hand out more "full-entropy" bytes than the state
+//! ever held. The owner refills when the credit no longer covers one full 32-byte block
+//! ([`DevicePool::needs_refill`]).
 //!
 //! The daemon's [`Pool`](crate::pool::Pool) is not changed by any of this: the device pool is a
 //! separate type with its own personalisation, so the two can never be confused.
@@ -25,22 +28,21 @@
 //! the one-way compression it cannot be recovered (backtracking resistance), and `h'` still
 //! depends on everything mixed so far plus `s`.
 //!
-//! Accounting. The 4096-bit cap is the paper's budget of credited input not yet consumed; the
-//! state itself cannot hold more than 256 bits, which is why every extraction of `n` bytes
-//! consumes `8 n + 64` credited bits (SP 800-90B 3.1.5.1.2, the same rule as the daemon's pool;
-//! the paper debits only `8 n`). Credit per call can never exceed 8 bits per byte mixed. Credit
-//! is attributed to its source (server or local TRNG) and debited from both in proportion, so the
-//! device can report what its current credit came from.
+//! Accounting. Every extraction of `n` bytes consumes `8 n + 64` credited bits (SP 800-90B
+//! 3.1.5.1.2, the same rule as the daemon's pool; the paper debits only `8 n`). Mixing and
+//! crediting are separate verbs, as in `random.c`, so that an owner can mix at once and credit
+//! later (the TRNG hold-back of `qeaas-device`); credit from one origin can never exceed 8 bits
+//! per byte that origin mixed. Credit is attributed to its source (server or local TRNG) and
+//! debited from both in proportion, so the device can report what its current credit came from.
 
 use core::fmt;
 use zeroize::Zeroize;
 
-use crate::pool::{NotEnoughEntropy, CONDITIONING_MARGIN_BITS, MAX_EXTRACT};
+use crate::pool::{NotEnoughEntropy, CONDITIONING_MARGIN_BITS, MAX_CREDIT_BITS, MAX_EXTRACT};
 
-/// Credit cap of the device pool: 512 bytes, in bits (the paper's value).
-pub const DEVICE_CREDIT_CAP_BITS: u32 = 512 * 8;
-/// The owner should refill when fewer credited bytes than this remain (the paper's value).
-pub const REFILL_BELOW_BYTES: u32 = 128;
+/// Credit cap of the device pool: what one BLAKE2s state can hold plus the conditioning margin
+/// (320 bits, the daemon pool's cap), i.e. exactly one full-entropy 32-byte block.
+pub const DEVICE_CREDIT_CAP_BITS: u32 = MAX_CREDIT_BITS;
 
 const BLOCK: u64 = 64;
 const PERSONAL: &[u8; 8] = b"qeaasdv1";
@@ -54,12 +56,12 @@ pub enum Origin {
     Trng,
 }
 
-/// A credit claim larger than the data could carry (more than 8 bits per byte).
+/// A credit claim larger than the data could carry (more than 8 bits per byte mixed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CreditTooLarge {
     /// Bits claimed.
     pub bits: u32,
-    /// Bytes offered.
+    /// Bytes offered (or, for [`DevicePool::credit`], mixed and not yet credited, rounded down).
     pub len: usize,
 }
 
@@ -104,6 +106,9 @@ pub struct DevicePool {
     state: blake2s_simd::State,
     server: OriginStats,
     trng: OriginStats,
+    /// Per origin (server, TRNG): bits that may still be claimed, 8 per byte mixed minus the
+    /// claims made, whether the cap accepted them or not.
+    claimable: [u64; 2],
     extractions: u64,
     backfed_bytes: u64,
 }
@@ -134,20 +139,44 @@ impl DevicePool {
             state: fresh_state(),
             server: OriginStats::default(),
             trng: OriginStats::default(),
+            claimable: [0; 2],
             extractions: 0,
             backfed_bytes: 0,
         }
     }
 
-    /// Mixes `data` without credit (e.g. unauthenticated network bytes, boot-time noise).
+    /// Mixes `data` without credit (e.g. unauthenticated network bytes, boot-time noise, TRNG
+    /// bytes whose credit is held back).
     pub fn mix(&mut self, origin: Origin, data: &[u8]) {
         self.state.update(data);
         self.origin_mut(origin).bytes_mixed += data.len() as u64;
+        self.claimable[origin as usize] += 8 * data.len() as u64;
+    }
+
+    /// Records that bytes `origin` mixed earlier carried `bits` of min-entropy: accounting only,
+    /// as `random.c`'s credit. Credit above the cap is dropped (the state cannot hold it);
+    /// returns the bits accepted. A claim above 8 bits per byte `origin` mixed and has not
+    /// claimed yet is refused.
+    pub fn credit(&mut self, origin: Origin, bits: u32) -> Result<u32, CreditTooLarge> {
+        let claimable = &mut self.claimable[origin as usize];
+        if u64::from(bits) > *claimable {
+            return Err(CreditTooLarge {
+                bits,
+                len: usize::try_from(*claimable / 8).unwrap_or(usize::MAX),
+            });
+        }
+        *claimable -= u64::from(bits);
+        let room = DEVICE_CREDIT_CAP_BITS - self.credit_bits();
+        let accepted = bits.min(room);
+        let o = self.origin_mut(origin);
+        o.bits_credited += u64::from(accepted);
+        o.bits_held += accepted;
+        Ok(accepted)
     }
 
     /// The paper's `entropy_add_entropy(dev, data, len, bits)`: mixes `data` and credits `bits`
-    /// to `origin`, up to the 4096-bit cap. Returns the bits accepted. A claim above 8 bits per
-    /// byte is refused and nothing is mixed.
+    /// to `origin`, up to the cap. Returns the bits accepted. A claim above 8 bits per byte of
+    /// `data` is refused and nothing is mixed.
     pub fn add_entropy(
         &mut self,
         origin: Origin,
@@ -161,12 +190,7 @@ impl DevicePool {
             });
         }
         self.mix(origin, data);
-        let room = DEVICE_CREDIT_CAP_BITS - self.credit_bits();
-        let accepted = bits.min(room);
-        let o = self.origin_mut(origin);
-        o.bits_credited += u64::from(accepted);
-        o.bits_held += accepted;
-        Ok(accepted)
+        self.credit(origin, bits)
     }
 
     /// Forgets all credit (a source failed its health test). The state keeps what was mixed.
@@ -180,14 +204,10 @@ impl DevicePool {
         self.server.bits_held + self.trng.bits_held
     }
 
-    /// Credit held, in whole bytes.
-    pub fn credit_bytes(&self) -> u32 {
-        self.credit_bits() / 8
-    }
-
-    /// True when the credit is below [`REFILL_BELOW_BYTES`]: time to fetch or read the TRNG.
+    /// True when the credit no longer covers one full 32-byte block (below the cap): time to
+    /// fetch or read the TRNG.
     pub fn needs_refill(&self) -> bool {
-        self.credit_bytes() < REFILL_BELOW_BYTES
+        self.credit_bits() < DEVICE_CREDIT_CAP_BITS
     }
 
     /// Bits an extraction of `len` bytes (in 32-byte blocks) consumes.
@@ -310,37 +330,56 @@ mod tests {
     }
 
     #[test]
-    fn credit_caps_at_512_bytes_and_attributes_origin() {
+    fn credit_caps_at_one_block_and_attributes_origin() {
         let mut p = DevicePool::new();
-        // 15 server fetches of 32 bytes at 8 bits/byte: 3840 bits.
-        for _ in 0..15 {
-            assert_eq!(p.add_entropy(Origin::Server, &[3; 32], 256), Ok(256));
-        }
-        // The TRNG can add only the remaining 256 bits of room.
-        assert_eq!(p.add_entropy(Origin::Trng, &[4; 64], 512), Ok(256));
+        assert_eq!(p.add_entropy(Origin::Server, &[3; 32], 256), Ok(256));
+        // The TRNG can add only the remaining 64 bits of room; the rest of a claim is dropped.
+        assert_eq!(p.add_entropy(Origin::Trng, &[4; 64], 512), Ok(64));
         assert_eq!(p.add_entropy(Origin::Trng, &[4; 64], 512), Ok(0));
         assert_eq!(p.credit_bits(), DEVICE_CREDIT_CAP_BITS);
-        assert_eq!(p.credit_bytes(), 512);
         let s = p.stats();
-        assert_eq!(s.server.bits_credited, 3840);
-        assert_eq!(s.server.bits_held, 3840);
-        assert_eq!(s.trng.bits_credited, 256);
+        assert_eq!(s.server.bits_credited, 256);
+        assert_eq!(s.server.bits_held, 256);
+        assert_eq!(s.trng.bits_credited, 64);
         assert_eq!(s.trng.bytes_mixed, 128);
     }
 
     #[test]
-    fn refill_threshold_is_128_bytes() {
+    fn credit_later_is_bounded_by_what_was_mixed() {
+        let mut p = DevicePool::new();
+        p.mix(Origin::Trng, &[1; 16]);
+        // 128 bits claimable from the TRNG's 16 bytes, none from the server's none.
+        assert_eq!(
+            p.credit(Origin::Server, 1),
+            Err(CreditTooLarge { bits: 1, len: 0 })
+        );
+        assert_eq!(p.credit(Origin::Trng, 100), Ok(100));
+        assert_eq!(
+            p.credit(Origin::Trng, 29),
+            Err(CreditTooLarge { bits: 29, len: 3 })
+        );
+        assert_eq!(p.credit(Origin::Trng, 28), Ok(28));
+        assert_eq!(p.credit_bits(), 128);
+        // A claim dropped at the cap is still spent: it cannot be made again later.
+        let mut p = DevicePool::new();
+        p.mix(Origin::Server, &[2; 64]);
+        assert_eq!(p.credit(Origin::Server, 512), Ok(320));
+        p.fill(&mut [0u8; 32]).unwrap();
+        assert!(p.credit(Origin::Server, 1).is_err());
+    }
+
+    #[test]
+    fn refill_is_needed_below_one_full_block() {
         let mut p = DevicePool::new();
         assert!(p.needs_refill());
-        p.add_entropy(Origin::Trng, &[0; 128], 1023).unwrap();
-        assert_eq!(p.credit_bytes(), 127);
+        p.add_entropy(Origin::Trng, &[0; 40], 319).unwrap();
         assert!(p.needs_refill());
+        assert!(p.fill(&mut [0u8; 32]).is_err());
         p.add_entropy(Origin::Trng, &[0; 1], 1).unwrap();
-        assert_eq!(p.credit_bytes(), 128);
         assert!(!p.needs_refill());
-        // 32 bytes out cost 320 bits: below the threshold again.
+        // 32 bytes out cost 320 bits: empty again.
         p.fill(&mut [0u8; 32]).unwrap();
-        assert_eq!(p.credit_bits(), 1024 - 320);
+        assert_eq!(p.credit_bits(), 0);
         assert!(p.needs_refill());
     }
 
@@ -348,30 +387,30 @@ mod tests {
     fn fill_is_all_or_nothing_and_costs_the_margin_per_block() {
         let mut p = DevicePool::new();
         p.add_entropy(Origin::Server, &[9; 64], 8 * 64).unwrap();
-        // 40 bytes = 2 blocks: 8 * 40 + 2 * 64 = 448 bits.
+        // 40 bytes = 2 blocks: 8 * 40 + 2 * 64 = 448 bits, more than the pool can ever hold.
         assert_eq!(DevicePool::cost_bits(40), 448);
-        assert_eq!(DevicePool::cost_bits(64), 640);
-        let mut big = [0u8; 64];
+        assert_eq!(DevicePool::cost_bits(20), 224);
+        let mut big = [0u8; 40];
         let e = p.fill(&mut big).unwrap_err();
-        assert_eq!(e.needed_bits, 640);
-        assert_eq!(big, [0u8; 64]);
+        assert_eq!(e.needed_bits, 448);
+        assert_eq!(big, [0u8; 40]);
         assert_eq!(p.stats().extractions, 0);
-        let mut out = [0u8; 40];
+        let mut out = [0u8; 20];
         p.fill(&mut out).unwrap();
-        assert_eq!(p.credit_bits(), 512 - 448);
-        assert_eq!(p.stats().extractions, 2);
-        assert_eq!(p.stats().backfed_bytes, 64);
+        assert_eq!(p.credit_bits(), 320 - 224);
+        assert_eq!(p.stats().extractions, 1);
+        assert_eq!(p.stats().backfed_bytes, 32);
     }
 
     #[test]
     fn debit_is_proportional_and_never_underflows() {
         let mut p = DevicePool::new();
-        p.add_entropy(Origin::Server, &[1; 96], 768).unwrap();
-        p.add_entropy(Origin::Trng, &[2; 32], 256).unwrap();
-        p.fill(&mut [0u8; 32]).unwrap();
-        // 320 bits debited 3:1.
-        assert_eq!(p.stats().server.bits_held, 768 - 240);
-        assert_eq!(p.stats().trng.bits_held, 256 - 80);
+        p.add_entropy(Origin::Server, &[1; 30], 240).unwrap();
+        p.add_entropy(Origin::Trng, &[2; 10], 80).unwrap();
+        p.fill(&mut [0u8; 16]).unwrap();
+        // 192 bits debited 3:1.
+        assert_eq!(p.stats().server.bits_held, 240 - 144);
+        assert_eq!(p.stats().trng.bits_held, 80 - 48);
         // Drain exactly: every odd split must still sum to the total.
         let mut p = DevicePool::new();
         p.add_entropy(Origin::Server, &[1; 20], 157).unwrap();
@@ -391,15 +430,16 @@ mod tests {
         p.fill(&mut a).unwrap();
         let s1 = personal_hash(&mixed);
         assert_eq!(a, s1);
-        // Next output: everything so far || s1 || zero padding to a block || 0x01 || "de".
-        p.add_entropy(Origin::Trng, b"de", 16).unwrap();
+        // Next output: everything so far || s1 || zero padding to a block || 0x01 || "de...".
+        let de = b"defghijklmnopqrstuvwxyz!";
+        p.add_entropy(Origin::Trng, de, 192).unwrap();
         let mut b = [0u8; 16];
         p.fill(&mut b).unwrap();
         let mut msg: Vec<u8> = mixed.clone();
         msg.extend_from_slice(&s1);
         msg.resize(msg.len().div_ceil(64) * 64, 0);
         msg.push(1);
-        msg.extend_from_slice(b"de");
+        msg.extend_from_slice(de);
         assert_eq!(b[..], personal_hash(&msg)[..16]);
     }
 
@@ -432,13 +472,37 @@ mod tests {
         }
     }
 
+    /// The BLAKE2s state holds 256 bits: whatever one top-up claims, draining the pool
+    /// afterwards yields at most 32 full-entropy bytes (SP 800-90B 3.1.5.1.2, as `pool.rs`).
+    #[test]
+    fn one_top_up_drains_to_no_more_than_the_state_holds() {
+        for origin in [Origin::Server, Origin::Trng] {
+            let mut p = DevicePool::new();
+            // One paper-sized top-up: 512 bytes claimed at 8 bits/byte.
+            let _ = p.add_entropy(origin, &[0x5a; 512], 4096);
+            let mut served = 0usize;
+            let mut block = [0u8; 32];
+            while p.fill(&mut block).is_ok() {
+                served += block.len();
+            }
+            let mut byte = [0u8; 1];
+            while p.fill(&mut byte).is_ok() {
+                served += 1;
+            }
+            assert!(
+                8 * served <= crate::pool::POOL_BITS as usize,
+                "{origin:?}: {served} full-entropy bytes out of one 256-bit state"
+            );
+        }
+    }
+
     #[test]
     fn discard_credit_keeps_counters() {
         let mut p = DevicePool::new();
         p.add_entropy(Origin::Trng, &[0; 64], 512).unwrap();
         p.discard_credit();
         assert_eq!(p.credit_bits(), 0);
-        assert_eq!(p.stats().trng.bits_credited, 512);
+        assert_eq!(p.stats().trng.bits_credited, 320, "the claim was capped");
     }
 
     mod props {
@@ -457,7 +521,7 @@ mod tests {
             prop_oneof![
                 6 => (any::<bool>(), 0usize..200, 0u32..2000)
                     .prop_map(|(server, len, bits)| Op::Add { server, len, bits }),
-                4 => (1usize..100).prop_map(Op::Fill),
+                4 => (1usize..40).prop_map(Op::Fill),
                 1 => Just(Op::Discard),
             ]
         }

@@ -6,10 +6,12 @@
 //!
 //! * [`coap`]: a CoAP client for `GET /entropy` (RFC 7252 confirmable exchange and
 //!   retransmission, RFC 7959 Block2 reassembly, 4.29 and 5.03 with Max-Age);
-//! * [`scheduler`]: when to fetch (pool below 128 bytes, or every N seconds), backoff, and the
+//! * [`scheduler`]: when to fetch (pool short of one full block, or every N seconds), backoff, and the
 //!   reported state, including TRNG-only fallback;
 //! * [`node`]: the two joined with the device pool ([`qeaas_core::device_pool`]); the firmware
-//!   shell feeds it datagrams, TRNG bytes and the time, and sends what it asks to send.
+//!   shell feeds it datagrams, TRNG bytes and the time, and sends what it asks to send;
+//! * [`provision`]: the provisioning partition (credentials and settings kept in flash apart
+//!   from the image, so one image serves every device).
 //!
 //! Time is an injected [`Instant`] (milliseconds since boot) and randomness for tokens, message
 //! ids and retransmission jitter an injected [`RandomSource`]: no clock or RNG is read here.
@@ -21,6 +23,7 @@ extern crate alloc;
 
 pub mod coap;
 pub mod node;
+pub mod provision;
 pub mod scheduler;
 
 /// A point in time, in milliseconds since an arbitrary origin (boot).

@@ -16,6 +16,7 @@
 //! authenticates the server ([`Transport::Dtls`]): over plain UDP anyone on the path can forge the
 //! answer, so its bytes are mixed with zero credit and all credit comes from the TRNG.
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use qeaas_core::device_pool::{CreditTooLarge, DevicePool, DevicePoolStats, Origin};
@@ -34,6 +35,13 @@ use crate::{Instant, RandomSource};
 /// the radio or the ADC noise source runs), so the claim is deliberately half of full entropy; the
 /// health tests run with the cut-offs of this claim (RCT 6, APT 62 of 512 at alpha = 2^-20).
 pub const TRNG_BITS_PER_BYTE: u32 = 4;
+
+/// TRNG bytes whose credit is held back: two APT windows of byte samples, the daemon's rule
+/// (`qeaas_core::pipeline`). The APT needs up to a window to see a fault that began just before
+/// it, so credit is granted to a chunk only once the next `2 W` samples have passed too; a
+/// failure drops the credit still held. The bytes themselves are mixed at once (mixing never
+/// credits), so holding back the credit costs no buffer of raw samples.
+pub const TRNG_HOLDBACK_BYTES: usize = 2 * SampleWidth::Byte.apt_window() as usize;
 
 fn trng_health() -> HealthMonitor {
     // 4000 millibits per byte is within (0, 8000]: the constructor cannot fail.
@@ -88,6 +96,9 @@ pub struct Node<R> {
     sched: Scheduler,
     transport: Transport,
     trng_health: HealthMonitor,
+    /// Healthy TRNG chunks mixed but not credited yet, oldest first: (bytes, bits).
+    trng_held: VecDeque<(usize, u32)>,
+    trng_held_bytes: usize,
     fetches_ok: u64,
     fetches_failed: u64,
 }
@@ -107,29 +118,49 @@ impl<R: RandomSource> Node<R> {
             sched: Scheduler::new(refresh, now),
             transport,
             trng_health: trng_health(),
+            trng_held: VecDeque::new(),
+            trng_held_bytes: 0,
             fetches_ok: 0,
             fetches_failed: 0,
         }
     }
 
     /// Health-tests raw TRNG bytes (SP 800-90B RCT and APT, start-up test first) and mixes them.
-    /// Only chunks that pass while the TRNG is healthy are credited, at [`TRNG_BITS_PER_BYTE`]. A
-    /// failure also discards the pool's credit: the fault may have begun before the tests saw it.
+    /// Chunks that pass while the TRNG is healthy are credited at [`TRNG_BITS_PER_BYTE`], once
+    /// [`TRNG_HOLDBACK_BYTES`] more bytes have passed after them. A failure drops the credit
+    /// still held and also discards the pool's credit: the fault may have begun before the
+    /// tests saw it.
     pub fn offer_trng(&mut self, chunk: &[u8]) -> Verdict {
         let verdict = self.trng_health.check(chunk);
+        self.pool.mix(Origin::Trng, chunk);
         match verdict {
             Verdict::Pass => {
                 let bits = TRNG_BITS_PER_BYTE.saturating_mul(chunk.len() as u32);
-                // bits <= 8 * len, so this cannot be refused.
-                let _ = self.pool.add_entropy(Origin::Trng, chunk, bits);
+                self.trng_held.push_back((chunk.len(), bits));
+                self.trng_held_bytes += chunk.len();
+                self.release_trng_credit();
             }
-            Verdict::Startup | Verdict::Failed => self.pool.mix(Origin::Trng, chunk),
+            Verdict::Startup | Verdict::Failed => {}
             Verdict::Intermittent(_) | Verdict::Permanent(_) => {
-                self.pool.mix(Origin::Trng, chunk);
+                self.trng_held.clear();
+                self.trng_held_bytes = 0;
                 self.pool.discard_credit();
             }
         }
         verdict
+    }
+
+    /// Credits the held chunks that now have [`TRNG_HOLDBACK_BYTES`] healthy bytes after them.
+    fn release_trng_credit(&mut self) {
+        while let Some(&(len, bits)) = self.trng_held.front() {
+            if self.trng_held_bytes - len < TRNG_HOLDBACK_BYTES {
+                return;
+            }
+            self.trng_held.pop_front();
+            self.trng_held_bytes -= len;
+            // The chunk was mixed with 8 claimable bits per byte, and bits <= 4 per byte.
+            let _ = self.pool.credit(Origin::Trng, bits);
+        }
     }
 
     /// Mixes TRNG bytes assessed elsewhere and credits `bits` (at most 8 per byte). Bypasses the

@@ -1,6 +1,6 @@
 //! When to fetch from the server, and the state the device reports.
 //!
-//! A fetch is due when the pool's credit is below its refill threshold (128 bytes) or when the
+//! A fetch is due when the pool's credit is below its refill threshold (one full 32-byte block) or when the
 //! refresh interval has passed since the last success, but never before the backoff time: after
 //! a 4.29 or 5.03 that is the server's Max-Age; after any other failure an exponential backoff
 //! (doubling from `min_retry_ms` to `max_retry_ms`). While the server cannot be used the device

@@ -14,6 +14,16 @@ use qeaas_wolfssl_sys::raw as sys;
 
 use crate::{Auth, DtlsConfig, DtlsError, KeyExchange};
 
+// Declared here rather than in `qeaas-wolfssl-sys::raw`: only the device client uses them.
+extern "C" {
+    /// Makes the handshake fail unless the peer's certificate names `dn` (copied).
+    fn wolfSSL_check_domain_name(ssl: *mut sys::WOLFSSL, dn: *const c_char) -> c_int;
+    fn wolfSSL_UseSNI(ssl: *mut sys::WOLFSSL, ty: c_uchar, data: *const c_void, size: u16)
+        -> c_int;
+}
+/// `WOLFSSL_SNI_HOST_NAME`.
+const SNI_HOST_NAME: c_uchar = 0;
+
 /// Datagrams queued per direction at most: a flood is dropped, never buffered.
 const QUEUE_MAX: usize = 32;
 /// Largest plaintext record read at once (a CoAP datagram with a 1 KiB block fits).
@@ -122,7 +132,7 @@ impl Session {
             sys::wolfSSL_CTX_SetIORecv(ctx.as_ptr(), io_recv);
             sys::wolfSSL_CTX_SetIOSend(ctx.as_ptr(), io_send);
             match cfg.auth {
-                Auth::Certificate { ca_der } => {
+                Auth::Certificate { ca_der, .. } => {
                     let len = c_long::try_from(ca_der.len()).map_err(|_| setup("CA", 0))?;
                     let r = sys::wolfSSL_CTX_load_verify_buffer(
                         ctx.as_ptr(),
@@ -180,6 +190,33 @@ impl Session {
             let r = sys::wolfSSL_UseKeyShare(ssl.as_ptr(), group);
             if r != sys::WOLFSSL_SUCCESS {
                 return Err(setup("key share", r));
+            }
+        }
+        if let Auth::Certificate {
+            server_name: Some(name),
+            ..
+        } = cfg.auth
+        {
+            let len = u16::try_from(name.len()).map_err(|_| setup("server name", 0))?;
+            let mut c = Vec::with_capacity(name.len() + 1);
+            c.extend_from_slice(name.as_bytes());
+            c.push(0);
+            let c = CStr::from_bytes_with_nul(&c).map_err(|_| setup("server name", 0))?;
+            // SAFETY: valid session; both calls copy the name before returning.
+            unsafe {
+                let r = wolfSSL_check_domain_name(ssl.as_ptr(), c.as_ptr());
+                if r != sys::WOLFSSL_SUCCESS {
+                    return Err(setup("server name", r));
+                }
+                let r = wolfSSL_UseSNI(
+                    ssl.as_ptr(),
+                    SNI_HOST_NAME,
+                    name.as_ptr() as *const c_void,
+                    len,
+                );
+                if r != sys::WOLFSSL_SUCCESS {
+                    return Err(setup("SNI", r));
+                }
             }
         }
         Ok(s)

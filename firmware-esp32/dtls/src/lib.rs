@@ -41,10 +41,17 @@ pub enum KeyExchange {
 /// How the server is authenticated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Auth<'a> {
-    /// A certificate chaining to this CA (DER; ML-DSA-44 or ECDSA P-256), verified.
+    /// A certificate chaining to this CA (DER; ML-DSA-44 or ECDSA P-256), verified, and
+    /// naming the server.
     Certificate {
         /// The trusted CA certificate, DER.
         ca_der: &'a [u8],
+        /// The name the server's certificate must carry (a DNS subjectAltName, or the common
+        /// name if it has none); also sent as SNI. `None` accepts any certificate the CA
+        /// signed, which is sound only if the CA signs nothing but servers: a fleet's CA that
+        /// also signs device certificates needs the name, or any device could pose as the
+        /// server to the others.
+        server_name: Option<&'a str>,
     },
     /// A pre-shared key (DTLS 1.3 PSK with (EC)DHE / ML-KEM key exchange).
     Psk {
@@ -236,32 +243,46 @@ pub struct SecureNode<R> {
     dtls: DtlsClient,
 }
 
+/// wolfSSL's DRBG seed drawn from the node's pool, one full-entropy block at a time: the pool
+/// holds at most one 32-byte block of credit, so `refill` (the shell's TRNG top-up) runs before
+/// each block. False, and the session is not made, if the pool cannot back the whole seed.
+fn seed_from<R: RandomSource>(
+    node: &mut Node<R>,
+    refill: &mut dyn FnMut(&mut Node<R>),
+    buf: &mut [u8],
+) -> bool {
+    buf.chunks_mut(qeaas_core::pool::MAX_EXTRACT).all(|block| {
+        refill(node);
+        node.fill(block).is_ok()
+    })
+}
+
 impl<R: RandomSource> SecureNode<R> {
     /// A node whose fetches go over a new session for `cfg` (not started yet: call
-    /// [`Self::start`]). `prepare` runs on the node first (the shell feeds the TRNG there), so
-    /// that wolfSSL's DRBG is seeded from the node's own pool.
+    /// [`Self::start`]). wolfSSL's DRBG is seeded from the node's own pool; `refill` (the shell
+    /// feeds the TRNG there) runs before each 32-byte block of the seed.
     pub fn new(
         now: Instant,
         client: ClientConfig,
         refresh: RefreshConfig,
         rng: R,
         cfg: &DtlsConfig<'_>,
-        prepare: impl FnOnce(&mut Node<R>),
+        refill: &mut dyn FnMut(&mut Node<R>),
     ) -> Result<Self, DtlsError> {
-        let mut node = Node::new(now, client, refresh, Transport::Dtls, rng);
-        prepare(&mut node);
-        Self::with_node(node, cfg).map_err(|(_, e)| e)
+        let node = Node::new(now, client, refresh, Transport::Dtls, rng);
+        Self::with_node(node, cfg, refill).map_err(|(_, e)| e)
     }
 
     /// A new session (not started) around an existing node, which keeps its pool: a shell can
     /// start its pool from the TRNG before the network is up. The node must have been made with
     /// [`Transport::Dtls`], and nothing else may feed it datagrams; on failure it is handed
-    /// back.
+    /// back. `refill` as in [`Self::new`].
     // The node comes back by value on failure; `Ok(Self)` is as large, so boxing gains nothing.
     #[allow(clippy::result_large_err)]
     pub fn with_node(
         mut node: Node<R>,
         cfg: &DtlsConfig<'_>,
+        refill: &mut dyn FnMut(&mut Node<R>),
     ) -> Result<Self, (Node<R>, DtlsError)> {
         if node.status().transport != Transport::Dtls {
             return Err((
@@ -272,18 +293,23 @@ impl<R: RandomSource> SecureNode<R> {
                 },
             ));
         }
-        match DtlsClient::new(cfg, &mut |buf| node.fill(buf).is_ok()) {
+        match DtlsClient::new(cfg, &mut |buf| seed_from(&mut node, refill, buf)) {
             Ok(dtls) => Ok(Self { node, dtls }),
             Err(e) => Err((node, e)),
         }
     }
 
     /// Replaces the session by a new one for `cfg` (not started: call [`Self::start`]), seeded
-    /// from the pool again; the node and its pool stay. For a failed handshake, a failed record
-    /// or a server that lost the session (restart). On error the old session is kept.
-    pub fn reconnect(&mut self, cfg: &DtlsConfig<'_>) -> Result<(), DtlsError> {
+    /// from the pool again (`refill` as in [`Self::new`]); the node and its pool stay. For a
+    /// failed handshake, a failed record or a server that lost the session (restart). On error
+    /// the old session is kept.
+    pub fn reconnect(
+        &mut self,
+        cfg: &DtlsConfig<'_>,
+        refill: &mut dyn FnMut(&mut Node<R>),
+    ) -> Result<(), DtlsError> {
         let node = &mut self.node;
-        self.dtls = DtlsClient::new(cfg, &mut |buf| node.fill(buf).is_ok())?;
+        self.dtls = DtlsClient::new(cfg, &mut |buf| seed_from(node, refill, buf))?;
         Ok(())
     }
 

@@ -2,10 +2,16 @@
 //!
 //! A session is replaced when its handshake or a record failed, when the handshake has not
 //! completed in [`Reconnect::HANDSHAKE_LIMIT_MS`], or when an established session stopped
-//! answering ([`Reconnect::SILENT_FAILURES`] fetches in a row unanswered: the server may have
-//! restarted and forgotten it). Failed attempts back off exponentially like the fetch
-//! scheduler (5 s doubling to 600 s), so an unreachable or misconfigured server costs the device
-//! one handshake every ten minutes at most, and it runs on its TRNG alone meanwhile.
+//! answering ([`Reconnect::SILENT_FAILURES`] fetch unanswered: the server may have restarted
+//! and forgotten it; one give-up of the CoAP exchange, ~93 s, is already long). Failed attempts
+//! back off exponentially like the fetch scheduler (5 s doubling to 600 s), so an unreachable or
+//! misconfigured server costs the device about one handshake every ten minutes, and it runs on
+//! its TRNG alone meanwhile.
+//!
+//! Every wait is jittered, uniform in `[b/2, 3b/2)` around the backoff `b`: a fleet that failed
+//! together (a power cut, a server restart) would otherwise retry, and run its signature
+//! verifications against the server, in the same second for ever. The jitter needs no secrecy,
+//! only a seed that differs per device (the shell draws it from its hardware RNG).
 
 use qeaas_device::node::Status;
 use qeaas_device::scheduler::{FallbackReason, LinkState};
@@ -27,16 +33,19 @@ pub struct Reconnect {
     /// The node's failed-fetch count when the current session was established or last delivered.
     failed_base: Option<u64>,
     ok_seen: u64,
+    /// xorshift32 state for the jitter (never 0).
+    jitter: u32,
 }
 
 impl Reconnect {
     /// A handshake still running after this long is abandoned.
     pub const HANDSHAKE_LIMIT_MS: u64 = 60_000;
     /// Unanswered fetches in a row over an established session before it is replaced.
-    pub const SILENT_FAILURES: u64 = 2;
+    pub const SILENT_FAILURES: u64 = 1;
 
-    /// A policy for a session started at `now`; backoff from `min_ms` doubling to `max_ms`.
-    pub fn new(now: Instant, min_ms: u64, max_ms: u64) -> Self {
+    /// A policy for a session started at `now`; backoff from `min_ms` doubling to `max_ms`,
+    /// jittered by a generator seeded with `jitter_seed` (a different value per device).
+    pub fn new(now: Instant, min_ms: u64, max_ms: u64, jitter_seed: u32) -> Self {
         Self {
             min_ms,
             max_ms,
@@ -45,6 +54,7 @@ impl Reconnect {
             retry_at: None,
             failed_base: None,
             ok_seen: 0,
+            jitter: jitter_seed.max(1),
         }
     }
 
@@ -77,7 +87,8 @@ impl Reconnect {
             };
             if failed {
                 self.failures = self.failures.saturating_add(1);
-                self.retry_at = Some(now.plus_ms(self.backoff_ms()));
+                let wait = self.jittered(self.backoff_ms());
+                self.retry_at = Some(now.plus_ms(wait));
             }
         }
         self.retry_at.is_some_and(|t| now >= t)
@@ -107,6 +118,16 @@ impl Reconnect {
     /// The pending retry, if a failure was counted.
     pub fn retry_at(&self) -> Option<Instant> {
         self.retry_at
+    }
+
+    /// Uniform in `[b/2, 3b/2)`: the mean stays `b`.
+    fn jittered(&mut self, b: u64) -> u64 {
+        let mut x = self.jitter;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.jitter = x;
+        b / 2 + u64::from(x) % b.max(1)
     }
 
     fn backoff_ms(&self) -> u64 {
@@ -146,23 +167,65 @@ mod tests {
 
     #[test]
     fn failed_handshakes_back_off_doubling_to_the_cap() {
-        let mut r = Reconnect::new(Instant(0), 5_000, 20_000);
+        let mut r = Reconnect::new(Instant(0), 5_000, 20_000, 1);
         let st = status();
         let mut now = Instant(0);
-        for expect in [5_000, 10_000, 20_000, 20_000] {
+        for b in [5_000, 10_000, 20_000, 20_000] {
             assert!(!r.due(now, FAILED, &st));
-            assert_eq!(r.retry_at(), Some(now.plus_ms(expect)));
-            assert!(!r.due(now.plus_ms(expect - 1), FAILED, &st));
-            now = now.plus_ms(expect);
+            // Jittered around the backoff: within [b/2, 3b/2).
+            let wait = r.retry_at().unwrap().0 - now.0;
+            assert!((b / 2..b * 3 / 2).contains(&wait), "{wait} for {b}");
+            assert!(!r.due(now.plus_ms(wait - 1), FAILED, &st));
+            now = now.plus_ms(wait);
             assert!(r.due(now, FAILED, &st));
             r.restarted(now);
         }
         assert_eq!(r.failures(), 4);
     }
 
+    /// The reconnect policy of device `i` of a fleet.
+    fn device(i: u32) -> Reconnect {
+        Reconnect::new(
+            Instant(0),
+            5_000,
+            600_000,
+            0x9e37_79b9 ^ i.wrapping_mul(0x85eb_ca6b),
+        )
+    }
+
+    /// A fleet powered on together while the server is down (a power cut): when the server
+    /// comes back, the devices must not all start their (ML-DSA) handshakes in the same second.
+    #[test]
+    fn a_fleet_booted_together_does_not_reconnect_in_lockstep() {
+        const DEVICES: u32 = 50;
+        const SERVER_BACK_MS: u64 = 100_000;
+        let st = status();
+        let mut per_second = alloc::collections::BTreeMap::<u64, u32>::new();
+        for i in 0..DEVICES {
+            let mut r = device(i);
+            let mut now = Instant(0);
+            // Every attempt before the server is back fails at once.
+            loop {
+                assert!(!r.due(now, FAILED, &st));
+                now = r.retry_at().unwrap();
+                assert!(r.due(now, FAILED, &st));
+                r.restarted(now);
+                if now.0 >= SERVER_BACK_MS {
+                    break;
+                }
+            }
+            *per_second.entry(now.0 / 1000).or_default() += 1;
+        }
+        let (second, most) = per_second.iter().max_by_key(|(_, n)| **n).unwrap();
+        assert!(
+            *most <= DEVICES / 5,
+            "{most} of {DEVICES} devices handshook in second {second}"
+        );
+    }
+
     #[test]
     fn a_handshake_that_never_ends_is_abandoned() {
-        let mut r = Reconnect::new(Instant(0), 5_000, 600_000);
+        let mut r = Reconnect::new(Instant(0), 5_000, 600_000, 1);
         let st = status();
         assert_eq!(
             r.poll_timeout(State::Handshaking),
@@ -170,12 +233,12 @@ mod tests {
         );
         assert!(!r.due(Instant(59_999), State::Handshaking, &st));
         assert!(!r.due(Instant(60_000), State::Handshaking, &st));
-        assert!(r.due(Instant(65_000), State::Handshaking, &st));
+        assert!(r.due(Instant(67_500), State::Handshaking, &st));
     }
 
     #[test]
-    fn an_established_session_is_replaced_after_silent_fetches_only() {
-        let mut r = Reconnect::new(Instant(0), 5_000, 600_000);
+    fn an_established_session_is_replaced_after_a_silent_fetch_only() {
+        let mut r = Reconnect::new(Instant(0), 5_000, 600_000, 1);
         let mut st = status();
         assert!(!r.due(Instant(1), State::Established, &st));
         st.fetches_ok = 3;
@@ -184,24 +247,30 @@ mod tests {
             reason: FallbackReason::Unreachable,
             failures: 1,
         };
-        assert!(!r.due(Instant(2), State::Established, &st), "one failure");
-        st.fetches_failed = 3;
+        assert!(
+            !r.due(Instant(2), State::Established, &st),
+            "a failure before the last success"
+        );
+        st.fetches_failed = 2;
         st.link = LinkState::TrngOnly {
             reason: FallbackReason::RateLimited,
-            failures: 2,
+            failures: 1,
         };
         assert!(
             !r.due(Instant(3), State::Established, &st),
             "4.29 is an answer"
         );
+        st.fetches_failed = 3;
         st.link = LinkState::TrngOnly {
             reason: FallbackReason::Unreachable,
             failures: 2,
         };
+        // One unanswered fetch since the last success: replace the session after the backoff.
         assert!(!r.due(Instant(4), State::Established, &st));
-        assert!(r.due(Instant(5_004), State::Established, &st));
-        r.restarted(Instant(5_004));
+        assert!(r.retry_at().is_some());
+        assert!(r.due(Instant(4 + 7_500), State::Established, &st));
+        r.restarted(Instant(7_504));
         // The new session starts with the node's old failure count as its base.
-        assert!(!r.due(Instant(6_000), State::Established, &st));
+        assert!(!r.due(Instant(8_000), State::Established, &st));
     }
 }

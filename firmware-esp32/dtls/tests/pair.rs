@@ -37,7 +37,7 @@ fn node(cfg: &DtlsConfig<'_>) -> SecureNode<Counter> {
         RefreshConfig::default(),
         Counter(1),
         cfg,
-        |_| {},
+        &mut |_| {},
     )
     .unwrap()
 }
@@ -93,7 +93,10 @@ fn verified_ml_kem_512_ml_dsa_44_fetch_is_credited() {
     let (sctx, cert) = mldsa_server();
     let cfg = DtlsConfig {
         kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate { ca_der: &cert },
+        auth: Auth::Certificate {
+            ca_der: &cert,
+            server_name: None,
+        },
     };
     let mut dev = node(&cfg);
     let mut srv = Session::new(&sctx, ([10, 0, 2, 15], 49152).into()).unwrap();
@@ -114,7 +117,10 @@ fn a_server_not_signed_by_the_ca_gets_no_request_and_no_credit() {
     let (_, other) = mldsa_server();
     let cfg = DtlsConfig {
         kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate { ca_der: &other },
+        auth: Auth::Certificate {
+            ca_der: &other,
+            server_name: None,
+        },
     };
     let mut dev = node(&cfg);
     let mut srv = Session::new(&sctx, ([10, 0, 2, 15], 49152).into()).unwrap();
@@ -163,7 +169,10 @@ fn sending_before_the_handshake_is_refused() {
     let (_, cert) = mldsa_server();
     let cfg = DtlsConfig {
         kex: KeyExchange::P256,
-        auth: Auth::Certificate { ca_der: &cert },
+        auth: Auth::Certificate {
+            ca_der: &cert,
+            server_name: None,
+        },
     };
     let mut c = qeaas_device_dtls::DtlsClient::new(&cfg, &mut |_| true).unwrap();
     assert_eq!(c.send(b"x"), Err(DtlsError::NotEstablished));
@@ -179,7 +188,10 @@ fn reconnect_keeps_the_pool_and_a_new_session_can_succeed() {
     let (bad, _) = mldsa_server();
     let cfg = DtlsConfig {
         kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate { ca_der: &cert },
+        auth: Auth::Certificate {
+            ca_der: &cert,
+            server_name: None,
+        },
     };
     let node = qeaas_device::node::Node::new(
         Instant(0),
@@ -188,7 +200,7 @@ fn reconnect_keeps_the_pool_and_a_new_session_can_succeed() {
         qeaas_device::node::Transport::Dtls,
         Counter(1),
     );
-    let mut dev = SecureNode::with_node(node, &cfg)
+    let mut dev = SecureNode::with_node(node, &cfg, &mut |_| {})
         .map_err(|(_, e)| e)
         .unwrap();
     // A server with a certificate from another CA: the handshake fails, nothing credited.
@@ -197,7 +209,7 @@ fn reconnect_keeps_the_pool_and_a_new_session_can_succeed() {
     assert!(matches!(dev.dtls().state(), State::Failed(_)));
     assert_eq!(dev.node().status().pool.server.bits_credited, 0);
     // A new session to the right server: credited, and the same node (pool) carries on.
-    dev.reconnect(&cfg).unwrap();
+    dev.reconnect(&cfg, &mut |_| {}).unwrap();
     assert_eq!(dev.dtls().state(), State::Handshaking);
     let mut srv = Session::new(&good, ([10, 0, 2, 15], 49152).into()).unwrap();
     assert_eq!(run(&mut dev, &mut srv).len(), 1);
@@ -210,7 +222,10 @@ fn with_node_refuses_a_node_that_does_not_credit_as_dtls() {
     let (_, cert) = mldsa_server();
     let cfg = DtlsConfig {
         kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate { ca_der: &cert },
+        auth: Auth::Certificate {
+            ca_der: &cert,
+            server_name: None,
+        },
     };
     let node = qeaas_device::node::Node::new(
         Instant(0),
@@ -219,8 +234,117 @@ fn with_node_refuses_a_node_that_does_not_credit_as_dtls() {
         qeaas_device::node::Transport::PlainUdp,
         Counter(1),
     );
-    let Err((_, e)) = SecureNode::with_node(node, &cfg) else {
+    let Err((_, e)) = SecureNode::with_node(node, &cfg, &mut |_| {}) else {
         panic!("a PlainUdp node was accepted");
     };
     assert!(matches!(e, DtlsError::Setup { .. }));
+}
+
+/// A deployment CA (ECDSA P-256, made with the openssl CLI) and leaf certificates it signed:
+/// `(ca_der, [(cert_pem, key_pem)])` for each common name, the name also as a DNS SAN.
+/// A certificate and its private key, PEM.
+type Leaf = (Vec<u8>, Vec<u8>);
+
+fn deployment_pki(names: &[&str]) -> (Vec<u8>, Vec<Leaf>) {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run openssl");
+        assert!(o.status.success(), "openssl {args:?}: {o:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+        &["-subj", "/CN=fleet CA"],
+    ]
+    .concat());
+    run(&["x509", "-in", "ca.pem", "-outform", "der", "-out", "ca.der"]);
+    let mut leaves = Vec::new();
+    for n in names {
+        std::fs::write(dir.path().join("ext"), format!("subjectAltName=DNS:{n}\n")).unwrap();
+        let subj = format!("/CN={n}");
+        run(&[
+            &["req"][..],
+            &ec,
+            &["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", &subj],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ]);
+        leaves.push((
+            std::fs::read(dir.path().join("leaf.pem")).unwrap(),
+            std::fs::read(dir.path().join("leaf.key")).unwrap(),
+        ));
+    }
+    (std::fs::read(dir.path().join("ca.der")).unwrap(), leaves)
+}
+
+fn ecdsa_server(cert_pem: &[u8], key_pem: &[u8]) -> Context {
+    let mut c = Context::new(Role::Server, Version::Dtls13).unwrap();
+    c.use_certificate_chain(cert_pem, Format::Pem).unwrap();
+    c.use_private_key(key_pem, Format::Pem).unwrap();
+    c.set_groups(&[Group::MlKem512, Group::P256]).unwrap();
+    c
+}
+
+/// In a fleet the deployment CA also signs every device's client certificate. A device (or
+/// anyone who took one device's key) must not be able to pose as the server to the others
+/// with its own certificate: the device checks the server's name, not only the chain.
+#[test]
+fn another_certificate_of_the_same_ca_cannot_pose_as_the_server() {
+    let (ca, leaves) = deployment_pki(&["qeaas.example", "device-7"]);
+    let cfg = DtlsConfig {
+        kex: KeyExchange::MlKem512,
+        auth: Auth::Certificate {
+            ca_der: &ca,
+            server_name: Some("qeaas.example"),
+        },
+    };
+    // The real server: accepted.
+    let real = ecdsa_server(&leaves[0].0, &leaves[0].1);
+    let mut dev = node(&cfg);
+    let mut srv = Session::new(&real, ([10, 0, 2, 15], 49152).into()).unwrap();
+    assert_eq!(run(&mut dev, &mut srv).len(), 1);
+    assert_eq!(dev.node().status().pool.server.bits_credited, 256);
+    // Device 7 with its own (valid, same-CA) certificate: refused, nothing credited.
+    let rogue = ecdsa_server(&leaves[1].0, &leaves[1].1);
+    let mut dev = node(&cfg);
+    let mut srv = Session::new(&rogue, ([10, 0, 2, 15], 49152).into()).unwrap();
+    let sent = run(&mut dev, &mut srv);
+    let credited = dev.node().status().pool.server.bits_credited;
+    assert!(
+        sent.is_empty() && credited == 0,
+        "device-7's certificate was accepted as the server's: {} answers, {credited} bits credited",
+        sent.len()
+    );
+    assert!(matches!(
+        dev.dtls().state(),
+        State::Failed(DtlsError::Handshake(_))
+    ));
 }

@@ -193,7 +193,13 @@ async fn main(spawner: Spawner) -> ! {
 
 /// The network loop: the node over a DTLS session, new sessions with backoff when one fails.
 async fn secure_loop(link: &mut transport::Link<'_>, cfg: &DtlsConfig<'static>) -> ! {
-    let mut retry = Reconnect::new(now(), SESSION_RETRY_MIN_MS, SESSION_RETRY_MAX_MS);
+    // The jitter's seed differs per device (hardware RNG), so a fleet does not retry in step.
+    let mut retry = Reconnect::new(
+        now(),
+        SESSION_RETRY_MIN_MS,
+        SESSION_RETRY_MAX_MS,
+        qeaas_device::RandomSource::next_u32(&mut entropy::HwRandom),
+    );
     // Why the engine is Local (no session object), for the reconnect policy and the report.
     let mut setup_error = None;
     let mut sessions = 0u32;
@@ -217,11 +223,15 @@ async fn secure_loop(link: &mut transport::Link<'_>, cfg: &DtlsConfig<'static>) 
             // The DRBG seed comes from the pool: top it up first.
             entropy::top_up(e.node_mut());
             let attempt = match e {
-                Engine::Local(node) => match SecureNode::with_node(node, cfg) {
+                Engine::Local(node) => match SecureNode::with_node(node, cfg, &mut |n| {
+                    entropy::top_up(n);
+                }) {
                     Ok(s) => Ok(Engine::Secure(s)),
                     Err((node, err)) => Err((Engine::Local(node), err)),
                 },
-                Engine::Secure(mut s) => match s.reconnect(cfg) {
+                Engine::Secure(mut s) => match s.reconnect(cfg, &mut |n| {
+                    entropy::top_up(n);
+                }) {
                     Ok(()) => Ok(Engine::Secure(s)),
                     Err(err) => Err((Engine::Secure(s), err)),
                 },

@@ -113,7 +113,10 @@ impl TxToken for VTx<'_> {
 
 /// What one configuration needs.
 fn config<'a>(name: &str, file: &'a [u8]) -> DtlsConfig<'a> {
-    let cert = Auth::Certificate { ca_der: file };
+    let cert = Auth::Certificate {
+        ca_der: file,
+        server_name: None,
+    };
     let (kex, auth) = match name {
         "mlkem-mldsa" | "mlkem-ecdsa" => (KeyExchange::MlKem512, cert),
         "p256-ecdsa" => (KeyExchange::P256, cert),
@@ -241,9 +244,13 @@ fn main() -> ! {
         RefreshConfig::default(),
         XorShift(7),
         &cfg,
-        |n| {
+        &mut |n| {
+            // The "TRNG": until the pool holds a full block (start-up test and hold-back first).
             let mut chunk = [0u8; 64];
-            for _ in 0..24 {
+            for _ in 0..64 {
+                if !n.needs_refill() {
+                    break;
+                }
                 noise.bytes(&mut chunk);
                 n.offer_trng(&chunk);
             }

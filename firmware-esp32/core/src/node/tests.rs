@@ -104,16 +104,16 @@ fn dtls_credits_server_bytes_plain_udp_does_not() {
 fn low_pool_fetches_after_the_spacing_full_pool_waits_for_the_interval() {
     let mut n = node(Transport::Dtls);
     serve(&mut n, 0, |r| answer(r, ResponseType::Content, &[7; 32]));
-    // 256 bits held: below 128 bytes, so the next fetch is due after 1 s of spacing.
+    // 256 bits held: less than one full block, so the next fetch is due after 1 s of spacing.
     assert!(n.needs_refill());
     assert_eq!(n.poll_timeout(), Instant(1_000));
-    // Fill the pool above the threshold from the TRNG: now only the 60 s refresh is due.
-    n.add_trng(&[3; 128], 1024).unwrap();
+    // Fill the pool to its cap from the TRNG: now only the 60 s refresh is due.
+    assert_eq!(n.add_trng(&[3; 128], 1024), Ok(64));
     assert!(!n.needs_refill());
     assert_eq!(n.poll_timeout(), Instant(60_000));
     n.poll(Instant(59_999));
     assert!(n.poll_transmit().is_none());
-    // Draining the pool below 128 bytes makes a fetch due again.
+    // Drawing a block makes a fetch due again.
     n.fill(&mut [0u8; 32]).unwrap();
     assert!(n.needs_refill());
     n.poll(Instant(2_000));
@@ -161,10 +161,11 @@ fn service_unavailable_is_reported() {
 #[test]
 fn two_fills_never_return_the_same_bytes() {
     let mut n = node(Transport::Dtls);
-    n.add_trng(&[0; 128], 1024).unwrap();
+    n.add_trng(&[0; 40], 320).unwrap();
     let mut a = [0u8; 32];
     let mut b = [0u8; 32];
     n.fill(&mut a).unwrap();
+    n.add_trng(&[0; 40], 320).unwrap();
     n.fill(&mut b).unwrap();
     assert_ne!(a, b);
 }
@@ -190,7 +191,10 @@ fn trng_is_credited_only_after_startup_and_while_healthy() {
         assert_eq!(n.offer_trng(&noise(64, i)), Verdict::Startup, "chunk {i}");
     }
     assert_eq!(n.status().pool.credit_bits, 0);
-    assert_eq!(n.offer_trng(&noise(64, 99)), Verdict::Pass);
+    // Then each chunk is credited once 1024 more healthy bytes followed it.
+    for i in 0..17 {
+        assert_eq!(n.offer_trng(&noise(64, 99 + i)), Verdict::Pass);
+    }
     assert_eq!(
         n.status().pool.trng.bits_credited,
         64 * u64::from(TRNG_BITS_PER_BYTE)
@@ -203,6 +207,61 @@ fn trng_is_credited_only_after_startup_and_while_healthy() {
     assert!(n.fill(&mut [0u8; 1]).is_err());
     // And the next chunks are back in start-up.
     assert_eq!(n.offer_trng(&noise(64, 7)), Verdict::Startup);
+}
+
+/// The daemon's hold-back rule on the TRNG path: a chunk's credit becomes usable only once the
+/// next two APT windows (1024 byte samples) have passed the health tests too, so a fault the
+/// tests see late has not yet backed any output. The pool is drained after every chunk, so the
+/// credit cap cannot hide credit granted too early.
+#[test]
+fn trng_credit_waits_for_the_next_two_apt_windows() {
+    let mut n = node(Transport::PlainUdp);
+    for i in 0..16 {
+        assert_eq!(n.offer_trng(&noise(64, i)), Verdict::Startup);
+    }
+    let mut passed = 0u64;
+    let mut served = 0u64;
+    let drain = |n: &mut Node<Script>| {
+        let mut out = 0;
+        let mut b = [0u8; 32];
+        while n.fill(&mut b).is_ok() {
+            out += 32;
+        }
+        out
+    };
+    for i in 0..20u64 {
+        assert_eq!(n.offer_trng(&noise(64, 100 + i)), Verdict::Pass);
+        passed += 64;
+        served += drain(&mut n);
+        let credited = n.status().pool.trng.bits_credited;
+        let released = passed.saturating_sub(1024);
+        assert!(
+            credited <= u64::from(TRNG_BITS_PER_BYTE) * released,
+            "after {passed} healthy bytes {credited} bits were credited; only {released} \
+             bytes are older than the hold-back"
+        );
+    }
+    // The TRNG sticks: the RCT fails at once, and the 1024 bytes still held (which a slower
+    // fault could have spoiled) never back any output.
+    let credited = n.status().pool.trng.bits_credited;
+    assert!(matches!(
+        n.offer_trng(&[0x42; 64]),
+        Verdict::Intermittent(_)
+    ));
+    served += drain(&mut n);
+    assert_eq!(n.status().pool.trng.bits_credited, credited);
+    assert!(
+        8 * served + 64 * served.div_ceil(32) <= credited,
+        "{served} bytes served"
+    );
+    // Healthy bytes after a new start-up are credited again, once held back long enough.
+    for i in 0..16 {
+        n.offer_trng(&noise(64, 300 + i));
+    }
+    for i in 0..20 {
+        assert_eq!(n.offer_trng(&noise(64, 400 + i)), Verdict::Pass);
+    }
+    assert!(n.status().pool.trng.bits_credited > credited);
 }
 
 /// A simulated server for `GET /entropy`: piggybacked 2.05 answers, block-wise in 64-byte blocks
