@@ -1,5 +1,5 @@
-//! The entropy source behind the provider: a client of qeaasd's local socket (protocol v1, see
-//! `src/proto.rs` in the root crate) with a small batch buffer, fork detection and an optional,
+//! The entropy source behind the provider: a client of qeaasd's local socket (through
+//! `qeaas-client`, the one implementation of protocol v1) with a small batch buffer, fork detection and an optional,
 //! explicitly configured fallback to getrandom(2). No FFI here.
 //!
 //! Guarantees:
@@ -12,10 +12,12 @@
 //!   pid that filled it, and a different pid discards it (zeroized) and reconnects.
 
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use qeaas_client::proto::Status;
+use qeaas_client::{Client, ClientError};
 
 use zeroize::{Zeroize, Zeroizing};
 
@@ -108,20 +110,18 @@ pub enum Refusal {
     TooLarge,
     /// This uid may not use the socket.
     Forbidden,
-    /// A status byte this client does not know.
-    Unknown(u8),
 }
 
 impl Refusal {
-    fn from_status(b: u8) -> Self {
-        match b {
-            1 => Refusal::NotEnoughEntropy,
-            2 => Refusal::SourceFailed,
-            3 => Refusal::BadRequest,
-            4 => Refusal::TooLarge,
-            5 => Refusal::Forbidden,
-            b => Refusal::Unknown(b),
-        }
+    fn from_status(s: Status) -> Option<Self> {
+        Some(match s {
+            Status::Ok => return None,
+            Status::NotEnoughEntropy => Refusal::NotEnoughEntropy,
+            Status::SourceFailed => Refusal::SourceFailed,
+            Status::BadRequest => Refusal::BadRequest,
+            Status::TooLarge => Refusal::TooLarge,
+            Status::Forbidden => Refusal::Forbidden,
+        })
     }
 }
 
@@ -135,7 +135,6 @@ impl fmt::Display for Refusal {
             Refusal::Forbidden => {
                 f.write_str("forbidden (socket group or allow_users excludes this user)")
             }
-            Refusal::Unknown(b) => write!(f, "unknown status {b}"),
         }
     }
 }
@@ -189,71 +188,49 @@ pub enum Origin {
     Os,
 }
 
-const OP_GET: u8 = 1;
-const OP_MY_STATS: u8 = 3;
-
-fn request(op: u8, len: u16, wait_ms: u16) -> [u8; 8] {
-    let (l, w) = (len.to_be_bytes(), wait_ms.to_be_bytes());
-    [b'Q', 1, op, 0, l[0], l[1], w[0], w[1]]
-}
-
-/// One connection to the daemon.
+/// One connection to the daemon, through the shared client of the local socket.
 #[derive(Debug)]
 pub struct Conn {
-    stream: UnixStream,
+    client: Client,
     path: PathBuf,
 }
 
 impl Conn {
     /// Connects, with I/O timeouts a little longer than the daemon may wait.
     pub fn connect(path: &std::path::Path, wait_ms: u16) -> Result<Self, Error> {
-        let stream =
-            UnixStream::connect(path).map_err(|e| Error::Unreachable(path.to_path_buf(), e))?;
+        let client =
+            Client::connect(path).map_err(|e| Error::Unreachable(path.to_path_buf(), e))?;
         let t = Some(Duration::from_millis(u64::from(wait_ms) + 5000));
-        let io = |e| Error::Io(path.to_path_buf(), e);
-        stream.set_read_timeout(t).map_err(io)?;
-        stream.set_write_timeout(t).map_err(io)?;
+        client
+            .set_timeout(t)
+            .map_err(|e| Error::Io(path.to_path_buf(), e))?;
         Ok(Conn {
-            stream,
+            client,
             path: path.to_path_buf(),
         })
     }
 
-    /// Sends one request and reads its answer into `out`, which must be exactly as long as an
-    /// OK answer's payload.
-    fn ask(&mut self, req: [u8; 8], out: &mut [u8]) -> Result<(), Error> {
-        let io = |e| Error::Io(self.path.clone(), e);
-        self.stream.write_all(&req).map_err(io)?;
-        let mut h = [0u8; 4];
-        self.stream.read_exact(&mut h).map_err(io)?;
-        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
-        if h[0] != 0 {
-            // Drain a refusal's payload (normally empty) so the connection stays usable.
-            let mut skip = vec![0u8; len];
-            self.stream.read_exact(&mut skip).map_err(io)?;
-            return Err(Error::Refused(Refusal::from_status(h[0])));
+    fn error(&self, e: ClientError) -> Error {
+        match e {
+            ClientError::Io(e) => Error::Io(self.path.clone(), e),
+            ClientError::Refused(s) => match Refusal::from_status(s) {
+                Some(r) => Error::Refused(r),
+                None => Error::Protocol("refusal with status OK"),
+            },
+            ClientError::Protocol => Error::Protocol("malformed answer"),
         }
-        if len != out.len() {
-            return Err(Error::Protocol("answer length differs from the request"));
-        }
-        self.stream.read_exact(out).map_err(io)
     }
 
-    /// `GET out.len()` (1..=65535 bytes): all of them or an error.
+    /// `GET out.len()` (1..=65535 bytes): all of them or an error (with `out` zeroed).
     pub fn get(&mut self, out: &mut [u8], wait_ms: u16) -> Result<(), Error> {
-        let len = u16::try_from(out.len()).map_err(|_| Error::Protocol("GET above 65535"))?;
-        let r = self.ask(request(OP_GET, len, wait_ms), out);
-        if r.is_err() {
-            out.zeroize();
-        }
-        r
+        self.client
+            .get_into(out, wait_ms)
+            .map_err(|e| self.error(e))
     }
 
     /// `MY_STATS`: bytes served to this uid so far.
     pub fn my_stats(&mut self) -> Result<u64, Error> {
-        let mut b = [0u8; 8];
-        self.ask(request(OP_MY_STATS, 0, 0), &mut b)?;
-        Ok(u64::from_be_bytes(b))
+        self.client.my_stats().map_err(|e| self.error(e))
     }
 }
 
@@ -411,6 +388,7 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::os::unix::net::UnixListener;
 
     fn settings(path: &std::path::Path, batch: usize) -> Settings {
