@@ -208,7 +208,8 @@ mod tests {
     #[test]
     fn strength_and_state_are_checked() {
         let p = Arc::new(Provider::new(
-            Settings::from_values(Some("/nonexistent/q.sock"), None, None, None, None).unwrap(),
+            Settings::from_values(Some("/nonexistent/q.sock"), None, None, None, None, None)
+                .unwrap(),
         ));
         let r = Rand::new(p);
         let mut b = [0u8; 4];

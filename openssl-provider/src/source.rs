@@ -27,6 +27,8 @@ pub const DEFAULT_SOCKET: &str = "/run/qeaas/entropy.sock";
 pub const DEFAULT_BATCH: usize = 4096;
 /// Default time the daemon may take to back one GET.
 pub const DEFAULT_WAIT_MS: u16 = 2000;
+/// The user qeaasd runs as by default (its unit's `User=`, its `user =` setting).
+pub const DEFAULT_DAEMON_USER: &str = "qeaas";
 
 /// What to do when the daemon cannot serve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,17 +50,22 @@ pub struct Settings {
     pub wait_ms: u16,
     /// Bytes fetched per refill, 1..=65535 (must not exceed the daemon's `max_request`).
     pub batch: usize,
+    /// The user qeaasd runs as: besides root, the only user whose socket is trusted (a name,
+    /// or a numeric uid).
+    pub daemon_user: String,
 }
 
 impl Settings {
     /// Builds settings from the provider's configuration values (`socket`, `fallback`,
-    /// `wait_ms`, `batch`, each optional) and the value of `QEAAS_SOCKET`. The configuration
-    /// file wins over the environment, which wins over the default path.
+    /// `wait_ms`, `batch`, `daemon_user`, each optional) and the value of `QEAAS_SOCKET` (which
+    /// the caller leaves out in a setuid program). The configuration file wins over the
+    /// environment, which wins over the default path.
     pub fn from_values(
         socket: Option<&str>,
         fallback: Option<&str>,
         wait_ms: Option<&str>,
         batch: Option<&str>,
+        daemon_user: Option<&str>,
         env_socket: Option<&str>,
     ) -> Result<Self, String> {
         let socket = socket
@@ -88,11 +95,17 @@ impl Settings {
                 _ => return Err(format!("invalid batch = {v:?} (1..=65535)")),
             },
         };
+        let daemon_user = match daemon_user.map(str::trim) {
+            None => DEFAULT_DAEMON_USER.to_string(),
+            Some(u) if !u.is_empty() && !u.contains('\0') => u.to_string(),
+            Some(u) => return Err(format!("invalid daemon_user = {u:?} (a user name or uid)")),
+        };
         Ok(Settings {
             socket: PathBuf::from(socket),
             fallback,
             wait_ms,
             batch,
+            daemon_user,
         })
     }
 }
@@ -148,6 +161,16 @@ pub enum Error {
     Io(PathBuf, io::Error),
     /// The daemon answered with a refusal.
     Refused(Refusal),
+    /// The socket is served by a user that is neither root nor the daemon's user: its bytes
+    /// could be anything, so none is used.
+    Untrusted {
+        /// The socket.
+        path: PathBuf,
+        /// Who serves it.
+        uid: u32,
+        /// The configured daemon user.
+        daemon_user: String,
+    },
     /// The daemon's answer did not follow the protocol.
     Protocol(&'static str),
     /// `fallback = os` was configured but getrandom(2) failed too.
@@ -160,6 +183,16 @@ impl fmt::Display for Error {
             Error::Unreachable(p, e) => write!(f, "qeaasd unreachable at {}: {e}", p.display()),
             Error::Io(p, e) => write!(f, "qeaasd at {}: connection failed: {e}", p.display()),
             Error::Refused(r) => write!(f, "qeaasd: {r}"),
+            Error::Untrusted {
+                path,
+                uid,
+                daemon_user,
+            } => write!(
+                f,
+                "{} is served by uid {uid}, neither root nor the daemon user {daemon_user:?}: \
+                 not trusted",
+                path.display()
+            ),
             Error::Protocol(what) => write!(f, "qeaasd: protocol error: {what}"),
             Error::Fallback(e) => write!(f, "qeaasd failed and the getrandom(2) fallback too: {e}"),
         }
@@ -174,6 +207,7 @@ impl Error {
             Error::Refused(Refusal::SourceFailed) => 2,
             Error::Refused(Refusal::NotEnoughEntropy) => 3,
             Error::Refused(_) | Error::Protocol(_) => 4,
+            Error::Untrusted { .. } => 9,
             Error::Fallback(_) => 5,
         }
     }
@@ -210,6 +244,28 @@ impl Conn {
         })
     }
 
+    /// Connects, then checks who serves the socket (SO_PEERCRED): root or `daemon_user`, or
+    /// the connection is dropped before a byte is asked for.
+    pub fn connect_trusted(
+        path: &std::path::Path,
+        wait_ms: u16,
+        daemon_user: &str,
+    ) -> Result<Self, Error> {
+        let c = Conn::connect(path, wait_ms)?;
+        let uid = c
+            .client
+            .peer_uid()
+            .map_err(|e| Error::Io(path.to_path_buf(), e))?;
+        if uid == 0 || Some(uid) == uid_of(daemon_user) {
+            return Ok(c);
+        }
+        Err(Error::Untrusted {
+            path: path.to_path_buf(),
+            uid,
+            daemon_user: daemon_user.to_string(),
+        })
+    }
+
     fn error(&self, e: ClientError) -> Error {
         match e {
             ClientError::Io(e) => Error::Io(self.path.clone(), e),
@@ -232,6 +288,19 @@ impl Conn {
     pub fn my_stats(&mut self) -> Result<u64, Error> {
         self.client.my_stats().map_err(|e| self.error(e))
     }
+}
+
+/// The uid of `user`: a number is a uid; a name is looked up through NSS (getpwnam_r), so a
+/// daemon user from LDAP or sssd works too. `None` if there is no such user (then only root is
+/// trusted).
+pub fn uid_of(user: &str) -> Option<u32> {
+    if let Ok(n) = user.parse::<u32>() {
+        return Some(n);
+    }
+    nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
 }
 
 /// The buffered source shared by every RAND context of one provider instance.
@@ -287,19 +356,24 @@ impl Source {
         }
     }
 
+    fn connect(&self) -> Result<Conn, Error> {
+        let s = &self.settings;
+        Conn::connect_trusted(&s.socket, s.wait_ms, &s.daemon_user)
+    }
+
     /// One GET on the connection, reconnecting once if an existing connection broke (the daemon
     /// restarted, or it closed an idle connection).
     fn get(&mut self, out: &mut [u8]) -> Result<(), Error> {
         let wait = self.settings.wait_ms;
         let fresh = self.conn.is_none();
         if fresh {
-            self.conn = Some(Conn::connect(&self.settings.socket, wait)?);
+            self.conn = Some(self.connect()?);
         }
         let conn = self.conn.as_mut().expect("connected above");
         match conn.get(out, wait) {
             Ok(()) => Ok(()),
             Err(Error::Io(..)) if !fresh => {
-                self.conn = Some(Conn::connect(&self.settings.socket, wait)?);
+                self.conn = Some(self.connect()?);
                 let r = self.conn.as_mut().expect("connected above").get(out, wait);
                 if r.is_err() {
                     self.conn = None;
@@ -397,6 +471,8 @@ mod tests {
             fallback: Fallback::None,
             wait_ms: 100,
             batch,
+            // The scripted daemons below run as the test's own user.
+            daemon_user: nix::unistd::geteuid().to_string(),
         }
     }
 
@@ -435,16 +511,27 @@ mod tests {
 
     #[test]
     fn settings_precedence_and_validation() {
-        let s = Settings::from_values(None, None, None, None, None).unwrap();
+        let s = Settings::from_values(None, None, None, None, None, None).unwrap();
         assert_eq!(s.socket, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(s.fallback, Fallback::None);
-        let s = Settings::from_values(None, Some("os"), None, None, Some("/e")).unwrap();
+        assert_eq!(s.daemon_user, DEFAULT_DAEMON_USER);
+        let s = Settings::from_values(None, Some("os"), None, None, None, Some("/e")).unwrap();
         assert_eq!((s.socket.to_str(), s.fallback), (Some("/e"), Fallback::Os));
-        let s = Settings::from_values(Some("/c"), None, Some("7"), Some("64"), Some("/e")).unwrap();
+        let s = Settings::from_values(
+            Some("/c"),
+            None,
+            Some("7"),
+            Some("64"),
+            Some(" q "),
+            Some("/e"),
+        )
+        .unwrap();
         assert_eq!((s.socket.to_str(), s.wait_ms, s.batch), (Some("/c"), 7, 64));
-        assert!(Settings::from_values(None, Some("yes"), None, None, None).is_err());
-        assert!(Settings::from_values(None, None, None, Some("0"), None).is_err());
-        assert!(Settings::from_values(None, None, Some("x"), None, None).is_err());
+        assert_eq!(s.daemon_user, "q");
+        assert!(Settings::from_values(None, Some("yes"), None, None, None, None).is_err());
+        assert!(Settings::from_values(None, None, None, Some("0"), None, None).is_err());
+        assert!(Settings::from_values(None, None, Some("x"), None, None, None).is_err());
+        assert!(Settings::from_values(None, None, None, None, Some(""), None).is_err());
     }
 
     #[test]
@@ -502,6 +589,41 @@ mod tests {
         let mut src = Source::new(s);
         assert_eq!(src.fill(&mut b, false).unwrap(), Origin::Os);
         assert_ne!(b, [0u8; 32]);
+    }
+
+    #[test]
+    fn a_socket_of_an_untrusted_user_is_refused_before_any_get() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, rx) = fake_daemon(dir.path(), None);
+        let mut s = settings(&path, 64);
+        // A daemon user that is not the one serving (the test's own uid), and not root.
+        s.daemon_user = u32::MAX.to_string();
+        let me = nix::unistd::geteuid().as_raw();
+        let mut src = Source::new(s);
+        let mut b = [0xAAu8; 16];
+        let r = src.fill(&mut b, false);
+        if me == 0 {
+            // Root is always trusted.
+            assert!(r.is_ok());
+            return;
+        }
+        let e = r.unwrap_err();
+        assert!(
+            matches!(e, Error::Untrusted { uid, .. } if uid == me),
+            "{e}"
+        );
+        assert_eq!(b, [0u8; 16]);
+        assert!(
+            rx.try_iter().next().is_none(),
+            "a GET was sent to an untrusted socket"
+        );
+    }
+
+    #[test]
+    fn uids_resolve_by_number_and_by_name() {
+        assert_eq!(uid_of("0"), Some(0));
+        assert_eq!(uid_of("root"), Some(0));
+        assert_eq!(uid_of("no-such-user-qeaas-test"), None);
     }
 
     #[test]
