@@ -165,3 +165,73 @@ fn qeaas_socket_is_ignored_in_a_setuid_program() {
         "a setuid program took its bytes from the caller's QEAAS_SOCKET: {stdout}"
     );
 }
+
+/// Item 3: a thread forks while another thread is inside a refill (the daemon holds its GET for
+/// two seconds). The child must draw bytes of its own, not hang on the lock the refilling thread
+/// held at fork time (the driver's alarm turns a hang into "child killed by signal 14").
+#[test]
+fn fork_in_a_thread_during_a_refill_does_not_block_the_child() {
+    let st = stage();
+    let (_fake, sock) = fake_daemon(st.path(), "slow", None, 2000);
+    let me = rustix::process::geteuid().as_raw();
+    let conf = write_conf(
+        &st.path().join("slow.cnf"),
+        &format!("socket = {}\ndaemon_user = {me}", sock.display()),
+        GENERATOR,
+    );
+    let drv = driver(st.path(), "forkthread");
+    let out = Command::new(&drv)
+        .args(["32", "500"])
+        .env("OPENSSL_CONF", &conf)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    println!("status {}\n{stdout}{stderr}", out.status);
+    assert!(
+        !stdout.contains("killed by signal"),
+        "the child hung on a lock held at fork: {stdout}"
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let tags: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|t| t.0))
+        .collect();
+    assert!(tags.contains(&"child"), "{stdout}");
+}
+
+/// Item 3: a grandchild whose pid recycles its grandparent's (given through ns_last_pid) must
+/// not reuse the bytes the grandparent had batched: all draws differ (real qeaasd, so bytes
+/// differ unless reused).
+#[test]
+fn a_grandchild_with_a_recycled_pid_gets_fresh_bytes() {
+    if !require(
+        is_root() && Path::new("/proc/sys/kernel/ns_last_pid").exists(),
+        "root and /proc/sys/kernel/ns_last_pid (to choose a child's pid)",
+    ) {
+        return;
+    }
+    let drv = Ossl::system().driver(&manifest_dir().join("tests/c/recycle.c"));
+    let d = Daemon::start(&[]);
+    let conf = d.openssl_conf("recycle.cnf", "", GENERATOR);
+    let out = Command::new(&drv)
+        .arg("32")
+        .env("OPENSSL_CONF", &conf)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    println!("status {}\n{stdout}{stderr}", out.status);
+    assert_ne!(
+        out.status.code(),
+        Some(4),
+        "could not give the grandchild its grandparent's pid: {stderr}"
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let draws: std::collections::HashMap<&str, &str> =
+        stdout.lines().filter_map(|l| l.split_once(' ')).collect();
+    let (after, grandchild) = (draws["parent-after"], draws["grandchild"]);
+    assert_ne!(
+        after, grandchild,
+        "the grandchild with a recycled pid drew the bytes its grandparent drew"
+    );
+    assert!(is_hex(after, 32) && is_hex(grandchild, 32));
+}
