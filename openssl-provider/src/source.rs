@@ -8,8 +8,10 @@
 //!   fails and leaves the output zeroed.
 //! * Bytes are handed out once: they are wiped from the buffer as they are copied out, and the
 //!   whole buffer is wiped when the source is dropped.
-//! * After `fork()` the child never emits a byte the parent had buffered: the buffer records the
-//!   pid that filled it, and a different pid discards it (zeroized) and reconnects.
+//! * After `fork()` the child never emits a byte the parent had buffered: each fork generation
+//!   has a `Source` of its own (see [`crate::fork`]), the buffer sits on MADV_WIPEONFORK pages
+//!   (a child sees zeros there), and as a last resort a buffer filled under another pid is
+//!   discarded (for a child made by a raw `clone` that ran no atfork handler).
 
 use std::fmt;
 use std::io;
@@ -19,7 +21,9 @@ use std::time::Duration;
 use qeaas_client::proto::Status;
 use qeaas_client::{Client, ClientError};
 
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
+
+use crate::fork::WipeOnFork;
 
 /// Socket path when neither the provider configuration nor `QEAAS_SOCKET` names one.
 pub const DEFAULT_SOCKET: &str = "/run/qeaas/entropy.sock";
@@ -175,6 +179,8 @@ pub enum Error {
     Protocol(&'static str),
     /// `fallback = os` was configured but getrandom(2) failed too.
     Fallback(String),
+    /// The batch buffer could not be mapped.
+    Buffer(io::Error),
 }
 
 impl fmt::Display for Error {
@@ -195,6 +201,7 @@ impl fmt::Display for Error {
             ),
             Error::Protocol(what) => write!(f, "qeaasd: protocol error: {what}"),
             Error::Fallback(e) => write!(f, "qeaasd failed and the getrandom(2) fallback too: {e}"),
+            Error::Buffer(e) => write!(f, "qeaas-provider: cannot map its batch buffer: {e}"),
         }
     }
 }
@@ -209,6 +216,7 @@ impl Error {
             Error::Refused(_) | Error::Protocol(_) => 4,
             Error::Untrusted { .. } => 9,
             Error::Fallback(_) => 5,
+            Error::Buffer(_) => 8,
         }
     }
 }
@@ -308,9 +316,11 @@ pub fn uid_of(user: &str) -> Option<u32> {
 pub struct Source {
     settings: Settings,
     conn: Option<Conn>,
-    /// Fetched bytes; `buf[pos..]` are still unused, `buf[..pos]` are already wiped.
-    buf: Zeroizing<Vec<u8>>,
+    /// Fetched bytes (mapped at the first refill); `buf[pos..filled]` are still unused, the
+    /// rest is zero.
+    buf: Option<WipeOnFork>,
     pos: usize,
+    filled: usize,
     /// Process that filled `buf` and opened `conn`.
     pid: u32,
     warned: bool,
@@ -320,10 +330,11 @@ impl Source {
     /// A source with nothing fetched yet (it connects lazily).
     pub fn new(settings: Settings) -> Self {
         Source {
-            buf: Zeroizing::new(Vec::with_capacity(settings.batch)),
+            buf: None,
             settings,
             conn: None,
             pos: 0,
+            filled: 0,
             pid: std::process::id(),
             warned: false,
         }
@@ -336,14 +347,16 @@ impl Source {
 
     /// Bytes buffered and not yet handed out.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.pos
+        self.filled - self.pos
     }
 
     /// Wipes the buffer and drops the connection.
     pub fn discard(&mut self) {
-        self.buf.zeroize();
-        self.buf.clear();
+        if let Some(b) = self.buf.as_mut() {
+            b[..].zeroize();
+        }
         self.pos = 0;
+        self.filled = 0;
         self.conn = None;
     }
 
@@ -401,14 +414,8 @@ impl Source {
             let rest = &mut out[done..];
             let batch = self.settings.batch;
             if !fresh && rest.len() < batch {
-                self.buf.zeroize();
-                self.buf.clear();
-                self.buf.resize(batch, 0);
-                self.pos = 0;
-                if let Err(e) = self.get_into_buf() {
-                    self.buf.clear();
-                    return Err(e);
-                }
+                self.discard_bytes();
+                self.get_into_buf()?;
                 done += self.take(rest);
             } else {
                 let n = rest.len().min(batch);
@@ -419,17 +426,36 @@ impl Source {
         Ok(())
     }
 
+    /// Wipes the buffered bytes, keeping the connection.
+    fn discard_bytes(&mut self) {
+        if let Some(b) = self.buf.as_mut() {
+            b[..].zeroize();
+        }
+        self.pos = 0;
+        self.filled = 0;
+    }
+
+    /// One refill of `batch` bytes (the buffer is empty and wiped).
     fn get_into_buf(&mut self) -> Result<(), Error> {
-        let mut b = std::mem::take(&mut *self.buf);
+        let mut b = match self.buf.take() {
+            Some(b) => b,
+            None => WipeOnFork::new(self.settings.batch).map_err(Error::Buffer)?,
+        };
         let r = self.get(&mut b);
-        *self.buf = b;
+        if r.is_ok() {
+            self.filled = b.len();
+        }
+        self.buf = Some(b);
         r
     }
 
     /// Copies buffered bytes into `out`, wiping them from the buffer. Returns how many.
     fn take(&mut self, out: &mut [u8]) -> usize {
         let n = out.len().min(self.buffered());
-        let src = &mut self.buf[self.pos..self.pos + n];
+        let Some(buf) = self.buf.as_mut() else {
+            return 0;
+        };
+        let src = &mut buf[self.pos..self.pos + n];
         out[..n].copy_from_slice(src);
         src.zeroize();
         self.pos += n;
