@@ -6,16 +6,13 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod fair;
 pub mod kernel;
 pub mod metrics;
-pub mod privdrop;
 pub mod privsep;
-pub mod proto;
 pub mod sim;
 pub mod socket;
 pub mod source;
@@ -43,18 +40,8 @@ pub mod exit {
     pub const CONFIG: i32 = 78;
 }
 
-/// Logging to stderr (journald adds its own timestamps), filtered by `QEAAS_LOG`.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("QEAAS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal: journald and log files would keep the escapes.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
-}
+/// Logging as every binary of the project sets it up (one definition, in `qeaas-client`).
+pub use qeaas_client::init_logging;
 
 /// Makes any panic, in any thread, abort the process after it is reported. A bug in the daemon
 /// must not leave it half-alive (a reader thread gone, accounting mid-update): the supervisor

@@ -1,5 +1,5 @@
 //! The local entropy socket (and the optional EGD-compatible one): tokio shell around
-//! [`crate::proto`], [`crate::fair`] and [`crate::engine::Engine::take`].
+//! [`qeaas_client::proto`], [`crate::fair`] and [`crate::engine::Engine::take`].
 //!
 //! Access control has two layers: the socket file's mode and group (checked by the kernel at
 //! connect), then the peer's credentials as the kernel recorded them at connect (SO_PEERCRED,
@@ -28,7 +28,7 @@ use zeroize::Zeroize;
 use crate::config::SocketConfig;
 use crate::engine::{Engine, Face, TakeError};
 use crate::fair::{Admission, Admit, ConnId, ConnLimits, ConnRefusal, FairShare, Ticket};
-use crate::proto::{self, Request, Status};
+use qeaas_client::proto::{self, Request, Status};
 
 /// Who may connect, resolved at start.
 #[derive(Debug, Clone, Default)]

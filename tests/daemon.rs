@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use qeaas::proto::{Request, Status};
+use qeaas_client::proto::{Request, Status};
 
 /// A simulated Quantis on a named pipe in `dir`, and the `[[source]]` table for it.
 fn fifo_source(dir: &std::path::Path, extra_sim_args: &[&str]) -> (Proc, String) {

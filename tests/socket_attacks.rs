@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use qeaas::proto::{self, Request, Status};
+use qeaas_client::proto::{self, Request, Status};
 
 const ATTACKER: u32 = 65534;
 const VICTIM: u32 = 65533;

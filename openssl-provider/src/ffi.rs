@@ -100,7 +100,7 @@ struct Static<T>(T);
 // (string literals, functions, tables), so sharing them between threads is sound.
 unsafe impl<T> Sync for Static<T> {}
 
-static REASONS: Static<[OsslItem; 9]> = Static([
+static REASONS: Static<[OsslItem; 10]> = Static([
     item(1, c"qeaasd unreachable"),
     item(2, c"qeaasd entropy source failed"),
     item(3, c"qeaasd not enough entropy"),
@@ -109,6 +109,7 @@ static REASONS: Static<[OsslItem; 9]> = Static([
     item(REASON_CONFIG, c"invalid configuration"),
     item(7, c"unsupported request"),
     item(REASON_PANIC, c"internal error"),
+    item(9, c"qeaasd socket not trusted"),
     OsslItem {
         id: 0,
         ptr: std::ptr::null(),
@@ -434,13 +435,24 @@ const VERSION: &CStr = {
 
 // ---- the entry point ----
 
+/// `name` from the environment, unless the process runs with AT_SECURE (setuid, setgid or file
+/// capabilities): then the environment belongs to a less privileged caller and is ignored, as
+/// OpenSSL's own `ossl_safe_getenv` does.
+fn safe_getenv(name: &str) -> Option<String> {
+    // SAFETY: getauxval reads the auxiliary vector the kernel gave the process; no pointers.
+    if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
+        return None;
+    }
+    std::env::var(name).ok()
+}
+
 /// Reads this provider's configuration values (`[qeaas_sect] socket = ...`) from the core.
 ///
 /// # Safety
 /// `get` and `handle` come from the core's `in` table of this init call.
-unsafe fn read_config(get: Option<CoreGetParams>, handle: *const c_void) -> [Option<String>; 4] {
-    let keys = [c"socket", c"fallback", c"wait_ms", c"batch"];
-    let mut vals: [*const c_char; 4] = [std::ptr::null(); 4];
+unsafe fn read_config(get: Option<CoreGetParams>, handle: *const c_void) -> [Option<String>; 5] {
+    let keys = [c"socket", c"fallback", c"wait_ms", c"batch", c"daemon_user"];
+    let mut vals: [*const c_char; 5] = [std::ptr::null(); 5];
     let Some(get) = get else {
         return Default::default();
     };
@@ -516,13 +528,15 @@ pub unsafe extern "C" fn OSSL_provider_init(
             }
         }
         // SAFETY: `get_params` and `handle` are this call's.
-        let [socket, fallback, wait_ms, batch] = unsafe { read_config(get_params, handle) };
-        let env = std::env::var("QEAAS_SOCKET").ok();
+        let [socket, fallback, wait_ms, batch, daemon_user] =
+            unsafe { read_config(get_params, handle) };
+        let env = safe_getenv("QEAAS_SOCKET");
         let settings = match Settings::from_values(
             socket.as_deref(),
             fallback.as_deref(),
             wait_ms.as_deref(),
             batch.as_deref(),
+            daemon_user.as_deref(),
             env.as_deref(),
         ) {
             Ok(s) => s,

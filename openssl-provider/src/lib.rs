@@ -9,6 +9,8 @@
 
 #[allow(unsafe_code)]
 mod ffi;
+#[allow(unsafe_code)]
+pub mod fork;
 pub mod source;
 
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -35,25 +37,34 @@ pub enum State {
     Ready = 1,
 }
 
+type MakeSource = Box<dyn Fn() -> Mutex<Source> + Send + Sync>;
+
 /// One loaded instance of the provider: the settings and the one source every context shares, so
-/// a process holds one connection and one buffer however many DRBGs OpenSSL creates.
+/// a process holds one connection and one buffer however many DRBGs OpenSSL creates. Each fork
+/// generation gets a source of its own: a child never uses, nor waits for the lock of, the
+/// source its parent had (a thread of the parent may have held that lock at `fork()`).
 #[derive(Debug)]
 pub struct Provider {
-    source: Mutex<Source>,
+    settings: Settings,
+    source: fork::PerFork<Mutex<Source>, MakeSource>,
 }
 
 impl Provider {
     /// A provider with the given settings (nothing is connected yet).
     pub fn new(settings: Settings) -> Self {
+        fork::register();
+        let s = settings.clone();
+        let make: MakeSource = Box::new(move || Mutex::new(Source::new(s.clone())));
         Provider {
-            source: Mutex::new(Source::new(settings)),
+            settings,
+            source: fork::PerFork::new(make),
         }
     }
 
     fn source(&self) -> std::sync::MutexGuard<'_, Source> {
         // A panic while holding the lock is caught at the FFI boundary; the source stays
         // consistent (every path wipes what it hands out), so keep using it.
-        self.source.lock().unwrap_or_else(|p| p.into_inner())
+        self.source.get().lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Fills `out` with daemon bytes (or fails with `out` zeroed). With `fresh` (prediction
@@ -69,7 +80,7 @@ impl Provider {
 
     /// The settings in force.
     pub fn settings(&self) -> Settings {
-        self.source().settings().clone()
+        self.settings.clone()
     }
 }
 
@@ -208,7 +219,8 @@ mod tests {
     #[test]
     fn strength_and_state_are_checked() {
         let p = Arc::new(Provider::new(
-            Settings::from_values(Some("/nonexistent/q.sock"), None, None, None, None).unwrap(),
+            Settings::from_values(Some("/nonexistent/q.sock"), None, None, None, None, None)
+                .unwrap(),
         ));
         let r = Rand::new(p);
         let mut b = [0u8; 4];

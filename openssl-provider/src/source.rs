@@ -1,5 +1,5 @@
-//! The entropy source behind the provider: a client of qeaasd's local socket (protocol v1, see
-//! `src/proto.rs` in the root crate) with a small batch buffer, fork detection and an optional,
+//! The entropy source behind the provider: a client of qeaasd's local socket (through
+//! `qeaas-client`, the one implementation of protocol v1) with a small batch buffer, fork detection and an optional,
 //! explicitly configured fallback to getrandom(2). No FFI here.
 //!
 //! Guarantees:
@@ -8,16 +8,22 @@
 //!   fails and leaves the output zeroed.
 //! * Bytes are handed out once: they are wiped from the buffer as they are copied out, and the
 //!   whole buffer is wiped when the source is dropped.
-//! * After `fork()` the child never emits a byte the parent had buffered: the buffer records the
-//!   pid that filled it, and a different pid discards it (zeroized) and reconnects.
+//! * After `fork()` the child never emits a byte the parent had buffered: each fork generation
+//!   has a `Source` of its own (see [`crate::fork`]), the buffer sits on MADV_WIPEONFORK pages
+//!   (a child sees zeros there), and as a last resort a buffer filled under another pid is
+//!   discarded (for a child made by a raw `clone` that ran no atfork handler).
 
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use zeroize::{Zeroize, Zeroizing};
+use qeaas_client::proto::Status;
+use qeaas_client::{Client, ClientError};
+
+use zeroize::Zeroize;
+
+use crate::fork::WipeOnFork;
 
 /// Socket path when neither the provider configuration nor `QEAAS_SOCKET` names one.
 pub const DEFAULT_SOCKET: &str = "/run/qeaas/entropy.sock";
@@ -25,6 +31,8 @@ pub const DEFAULT_SOCKET: &str = "/run/qeaas/entropy.sock";
 pub const DEFAULT_BATCH: usize = 4096;
 /// Default time the daemon may take to back one GET.
 pub const DEFAULT_WAIT_MS: u16 = 2000;
+/// The user qeaasd runs as by default (its unit's `User=`, its `user =` setting).
+pub const DEFAULT_DAEMON_USER: &str = "qeaas";
 
 /// What to do when the daemon cannot serve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,17 +54,22 @@ pub struct Settings {
     pub wait_ms: u16,
     /// Bytes fetched per refill, 1..=65535 (must not exceed the daemon's `max_request`).
     pub batch: usize,
+    /// The user qeaasd runs as: besides root, the only user whose socket is trusted (a name,
+    /// or a numeric uid).
+    pub daemon_user: String,
 }
 
 impl Settings {
     /// Builds settings from the provider's configuration values (`socket`, `fallback`,
-    /// `wait_ms`, `batch`, each optional) and the value of `QEAAS_SOCKET`. The configuration
-    /// file wins over the environment, which wins over the default path.
+    /// `wait_ms`, `batch`, `daemon_user`, each optional) and the value of `QEAAS_SOCKET` (which
+    /// the caller leaves out in a setuid program). The configuration file wins over the
+    /// environment, which wins over the default path.
     pub fn from_values(
         socket: Option<&str>,
         fallback: Option<&str>,
         wait_ms: Option<&str>,
         batch: Option<&str>,
+        daemon_user: Option<&str>,
         env_socket: Option<&str>,
     ) -> Result<Self, String> {
         let socket = socket
@@ -86,11 +99,17 @@ impl Settings {
                 _ => return Err(format!("invalid batch = {v:?} (1..=65535)")),
             },
         };
+        let daemon_user = match daemon_user.map(str::trim) {
+            None => DEFAULT_DAEMON_USER.to_string(),
+            Some(u) if !u.is_empty() && !u.contains('\0') => u.to_string(),
+            Some(u) => return Err(format!("invalid daemon_user = {u:?} (a user name or uid)")),
+        };
         Ok(Settings {
             socket: PathBuf::from(socket),
             fallback,
             wait_ms,
             batch,
+            daemon_user,
         })
     }
 }
@@ -108,20 +127,18 @@ pub enum Refusal {
     TooLarge,
     /// This uid may not use the socket.
     Forbidden,
-    /// A status byte this client does not know.
-    Unknown(u8),
 }
 
 impl Refusal {
-    fn from_status(b: u8) -> Self {
-        match b {
-            1 => Refusal::NotEnoughEntropy,
-            2 => Refusal::SourceFailed,
-            3 => Refusal::BadRequest,
-            4 => Refusal::TooLarge,
-            5 => Refusal::Forbidden,
-            b => Refusal::Unknown(b),
-        }
+    fn from_status(s: Status) -> Option<Self> {
+        Some(match s {
+            Status::Ok => return None,
+            Status::NotEnoughEntropy => Refusal::NotEnoughEntropy,
+            Status::SourceFailed => Refusal::SourceFailed,
+            Status::BadRequest => Refusal::BadRequest,
+            Status::TooLarge => Refusal::TooLarge,
+            Status::Forbidden => Refusal::Forbidden,
+        })
     }
 }
 
@@ -135,7 +152,6 @@ impl fmt::Display for Refusal {
             Refusal::Forbidden => {
                 f.write_str("forbidden (socket group or allow_users excludes this user)")
             }
-            Refusal::Unknown(b) => write!(f, "unknown status {b}"),
         }
     }
 }
@@ -149,10 +165,22 @@ pub enum Error {
     Io(PathBuf, io::Error),
     /// The daemon answered with a refusal.
     Refused(Refusal),
+    /// The socket is served by a user that is neither root nor the daemon's user: its bytes
+    /// could be anything, so none is used.
+    Untrusted {
+        /// The socket.
+        path: PathBuf,
+        /// Who serves it.
+        uid: u32,
+        /// The configured daemon user.
+        daemon_user: String,
+    },
     /// The daemon's answer did not follow the protocol.
     Protocol(&'static str),
     /// `fallback = os` was configured but getrandom(2) failed too.
     Fallback(String),
+    /// The batch buffer could not be mapped.
+    Buffer(io::Error),
 }
 
 impl fmt::Display for Error {
@@ -161,8 +189,19 @@ impl fmt::Display for Error {
             Error::Unreachable(p, e) => write!(f, "qeaasd unreachable at {}: {e}", p.display()),
             Error::Io(p, e) => write!(f, "qeaasd at {}: connection failed: {e}", p.display()),
             Error::Refused(r) => write!(f, "qeaasd: {r}"),
+            Error::Untrusted {
+                path,
+                uid,
+                daemon_user,
+            } => write!(
+                f,
+                "{} is served by uid {uid}, neither root nor the daemon user {daemon_user:?}: \
+                 not trusted",
+                path.display()
+            ),
             Error::Protocol(what) => write!(f, "qeaasd: protocol error: {what}"),
             Error::Fallback(e) => write!(f, "qeaasd failed and the getrandom(2) fallback too: {e}"),
+            Error::Buffer(e) => write!(f, "qeaas-provider: cannot map its batch buffer: {e}"),
         }
     }
 }
@@ -175,7 +214,9 @@ impl Error {
             Error::Refused(Refusal::SourceFailed) => 2,
             Error::Refused(Refusal::NotEnoughEntropy) => 3,
             Error::Refused(_) | Error::Protocol(_) => 4,
+            Error::Untrusted { .. } => 9,
             Error::Fallback(_) => 5,
+            Error::Buffer(_) => 8,
         }
     }
 }
@@ -189,72 +230,85 @@ pub enum Origin {
     Os,
 }
 
-const OP_GET: u8 = 1;
-const OP_MY_STATS: u8 = 3;
-
-fn request(op: u8, len: u16, wait_ms: u16) -> [u8; 8] {
-    let (l, w) = (len.to_be_bytes(), wait_ms.to_be_bytes());
-    [b'Q', 1, op, 0, l[0], l[1], w[0], w[1]]
-}
-
-/// One connection to the daemon.
+/// One connection to the daemon, through the shared client of the local socket.
 #[derive(Debug)]
 pub struct Conn {
-    stream: UnixStream,
+    client: Client,
     path: PathBuf,
 }
 
 impl Conn {
     /// Connects, with I/O timeouts a little longer than the daemon may wait.
     pub fn connect(path: &std::path::Path, wait_ms: u16) -> Result<Self, Error> {
-        let stream =
-            UnixStream::connect(path).map_err(|e| Error::Unreachable(path.to_path_buf(), e))?;
+        let client =
+            Client::connect(path).map_err(|e| Error::Unreachable(path.to_path_buf(), e))?;
         let t = Some(Duration::from_millis(u64::from(wait_ms) + 5000));
-        let io = |e| Error::Io(path.to_path_buf(), e);
-        stream.set_read_timeout(t).map_err(io)?;
-        stream.set_write_timeout(t).map_err(io)?;
+        client
+            .set_timeout(t)
+            .map_err(|e| Error::Io(path.to_path_buf(), e))?;
         Ok(Conn {
-            stream,
+            client,
             path: path.to_path_buf(),
         })
     }
 
-    /// Sends one request and reads its answer into `out`, which must be exactly as long as an
-    /// OK answer's payload.
-    fn ask(&mut self, req: [u8; 8], out: &mut [u8]) -> Result<(), Error> {
-        let io = |e| Error::Io(self.path.clone(), e);
-        self.stream.write_all(&req).map_err(io)?;
-        let mut h = [0u8; 4];
-        self.stream.read_exact(&mut h).map_err(io)?;
-        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
-        if h[0] != 0 {
-            // Drain a refusal's payload (normally empty) so the connection stays usable.
-            let mut skip = vec![0u8; len];
-            self.stream.read_exact(&mut skip).map_err(io)?;
-            return Err(Error::Refused(Refusal::from_status(h[0])));
+    /// Connects, then checks who serves the socket (SO_PEERCRED): root or `daemon_user`, or
+    /// the connection is dropped before a byte is asked for.
+    pub fn connect_trusted(
+        path: &std::path::Path,
+        wait_ms: u16,
+        daemon_user: &str,
+    ) -> Result<Self, Error> {
+        let c = Conn::connect(path, wait_ms)?;
+        let uid = c
+            .client
+            .peer_uid()
+            .map_err(|e| Error::Io(path.to_path_buf(), e))?;
+        if uid == 0 || Some(uid) == uid_of(daemon_user) {
+            return Ok(c);
         }
-        if len != out.len() {
-            return Err(Error::Protocol("answer length differs from the request"));
-        }
-        self.stream.read_exact(out).map_err(io)
+        Err(Error::Untrusted {
+            path: path.to_path_buf(),
+            uid,
+            daemon_user: daemon_user.to_string(),
+        })
     }
 
-    /// `GET out.len()` (1..=65535 bytes): all of them or an error.
-    pub fn get(&mut self, out: &mut [u8], wait_ms: u16) -> Result<(), Error> {
-        let len = u16::try_from(out.len()).map_err(|_| Error::Protocol("GET above 65535"))?;
-        let r = self.ask(request(OP_GET, len, wait_ms), out);
-        if r.is_err() {
-            out.zeroize();
+    fn error(&self, e: ClientError) -> Error {
+        match e {
+            ClientError::Io(e) => Error::Io(self.path.clone(), e),
+            ClientError::Refused(s) => match Refusal::from_status(s) {
+                Some(r) => Error::Refused(r),
+                None => Error::Protocol("refusal with status OK"),
+            },
+            ClientError::Protocol => Error::Protocol("malformed answer"),
         }
-        r
+    }
+
+    /// `GET out.len()` (1..=65535 bytes): all of them or an error (with `out` zeroed).
+    pub fn get(&mut self, out: &mut [u8], wait_ms: u16) -> Result<(), Error> {
+        self.client
+            .get_into(out, wait_ms)
+            .map_err(|e| self.error(e))
     }
 
     /// `MY_STATS`: bytes served to this uid so far.
     pub fn my_stats(&mut self) -> Result<u64, Error> {
-        let mut b = [0u8; 8];
-        self.ask(request(OP_MY_STATS, 0, 0), &mut b)?;
-        Ok(u64::from_be_bytes(b))
+        self.client.my_stats().map_err(|e| self.error(e))
     }
+}
+
+/// The uid of `user`: a number is a uid; a name is looked up through NSS (getpwnam_r), so a
+/// daemon user from LDAP or sssd works too. `None` if there is no such user (then only root is
+/// trusted).
+pub fn uid_of(user: &str) -> Option<u32> {
+    if let Ok(n) = user.parse::<u32>() {
+        return Some(n);
+    }
+    nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
 }
 
 /// The buffered source shared by every RAND context of one provider instance.
@@ -262,9 +316,11 @@ impl Conn {
 pub struct Source {
     settings: Settings,
     conn: Option<Conn>,
-    /// Fetched bytes; `buf[pos..]` are still unused, `buf[..pos]` are already wiped.
-    buf: Zeroizing<Vec<u8>>,
+    /// Fetched bytes (mapped at the first refill); `buf[pos..filled]` are still unused, the
+    /// rest is zero.
+    buf: Option<WipeOnFork>,
     pos: usize,
+    filled: usize,
     /// Process that filled `buf` and opened `conn`.
     pid: u32,
     warned: bool,
@@ -274,10 +330,11 @@ impl Source {
     /// A source with nothing fetched yet (it connects lazily).
     pub fn new(settings: Settings) -> Self {
         Source {
-            buf: Zeroizing::new(Vec::with_capacity(settings.batch)),
+            buf: None,
             settings,
             conn: None,
             pos: 0,
+            filled: 0,
             pid: std::process::id(),
             warned: false,
         }
@@ -290,14 +347,16 @@ impl Source {
 
     /// Bytes buffered and not yet handed out.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.pos
+        self.filled - self.pos
     }
 
     /// Wipes the buffer and drops the connection.
     pub fn discard(&mut self) {
-        self.buf.zeroize();
-        self.buf.clear();
+        if let Some(b) = self.buf.as_mut() {
+            b[..].zeroize();
+        }
         self.pos = 0;
+        self.filled = 0;
         self.conn = None;
     }
 
@@ -310,19 +369,24 @@ impl Source {
         }
     }
 
+    fn connect(&self) -> Result<Conn, Error> {
+        let s = &self.settings;
+        Conn::connect_trusted(&s.socket, s.wait_ms, &s.daemon_user)
+    }
+
     /// One GET on the connection, reconnecting once if an existing connection broke (the daemon
     /// restarted, or it closed an idle connection).
     fn get(&mut self, out: &mut [u8]) -> Result<(), Error> {
         let wait = self.settings.wait_ms;
         let fresh = self.conn.is_none();
         if fresh {
-            self.conn = Some(Conn::connect(&self.settings.socket, wait)?);
+            self.conn = Some(self.connect()?);
         }
         let conn = self.conn.as_mut().expect("connected above");
         match conn.get(out, wait) {
             Ok(()) => Ok(()),
             Err(Error::Io(..)) if !fresh => {
-                self.conn = Some(Conn::connect(&self.settings.socket, wait)?);
+                self.conn = Some(self.connect()?);
                 let r = self.conn.as_mut().expect("connected above").get(out, wait);
                 if r.is_err() {
                     self.conn = None;
@@ -350,14 +414,8 @@ impl Source {
             let rest = &mut out[done..];
             let batch = self.settings.batch;
             if !fresh && rest.len() < batch {
-                self.buf.zeroize();
-                self.buf.clear();
-                self.buf.resize(batch, 0);
-                self.pos = 0;
-                if let Err(e) = self.get_into_buf() {
-                    self.buf.clear();
-                    return Err(e);
-                }
+                self.discard_bytes();
+                self.get_into_buf()?;
                 done += self.take(rest);
             } else {
                 let n = rest.len().min(batch);
@@ -368,17 +426,36 @@ impl Source {
         Ok(())
     }
 
+    /// Wipes the buffered bytes, keeping the connection.
+    fn discard_bytes(&mut self) {
+        if let Some(b) = self.buf.as_mut() {
+            b[..].zeroize();
+        }
+        self.pos = 0;
+        self.filled = 0;
+    }
+
+    /// One refill of `batch` bytes (the buffer is empty and wiped).
     fn get_into_buf(&mut self) -> Result<(), Error> {
-        let mut b = std::mem::take(&mut *self.buf);
+        let mut b = match self.buf.take() {
+            Some(b) => b,
+            None => WipeOnFork::new(self.settings.batch).map_err(Error::Buffer)?,
+        };
         let r = self.get(&mut b);
-        *self.buf = b;
+        if r.is_ok() {
+            self.filled = b.len();
+        }
+        self.buf = Some(b);
         r
     }
 
     /// Copies buffered bytes into `out`, wiping them from the buffer. Returns how many.
     fn take(&mut self, out: &mut [u8]) -> usize {
         let n = out.len().min(self.buffered());
-        let src = &mut self.buf[self.pos..self.pos + n];
+        let Some(buf) = self.buf.as_mut() else {
+            return 0;
+        };
+        let src = &mut buf[self.pos..self.pos + n];
         out[..n].copy_from_slice(src);
         src.zeroize();
         self.pos += n;
@@ -411,6 +488,7 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::os::unix::net::UnixListener;
 
     fn settings(path: &std::path::Path, batch: usize) -> Settings {
@@ -419,6 +497,8 @@ mod tests {
             fallback: Fallback::None,
             wait_ms: 100,
             batch,
+            // The scripted daemons below run as the test's own user.
+            daemon_user: nix::unistd::geteuid().to_string(),
         }
     }
 
@@ -457,16 +537,27 @@ mod tests {
 
     #[test]
     fn settings_precedence_and_validation() {
-        let s = Settings::from_values(None, None, None, None, None).unwrap();
+        let s = Settings::from_values(None, None, None, None, None, None).unwrap();
         assert_eq!(s.socket, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(s.fallback, Fallback::None);
-        let s = Settings::from_values(None, Some("os"), None, None, Some("/e")).unwrap();
+        assert_eq!(s.daemon_user, DEFAULT_DAEMON_USER);
+        let s = Settings::from_values(None, Some("os"), None, None, None, Some("/e")).unwrap();
         assert_eq!((s.socket.to_str(), s.fallback), (Some("/e"), Fallback::Os));
-        let s = Settings::from_values(Some("/c"), None, Some("7"), Some("64"), Some("/e")).unwrap();
+        let s = Settings::from_values(
+            Some("/c"),
+            None,
+            Some("7"),
+            Some("64"),
+            Some(" q "),
+            Some("/e"),
+        )
+        .unwrap();
         assert_eq!((s.socket.to_str(), s.wait_ms, s.batch), (Some("/c"), 7, 64));
-        assert!(Settings::from_values(None, Some("yes"), None, None, None).is_err());
-        assert!(Settings::from_values(None, None, None, Some("0"), None).is_err());
-        assert!(Settings::from_values(None, None, Some("x"), None, None).is_err());
+        assert_eq!(s.daemon_user, "q");
+        assert!(Settings::from_values(None, Some("yes"), None, None, None, None).is_err());
+        assert!(Settings::from_values(None, None, None, Some("0"), None, None).is_err());
+        assert!(Settings::from_values(None, None, Some("x"), None, None, None).is_err());
+        assert!(Settings::from_values(None, None, None, None, Some(""), None).is_err());
     }
 
     #[test]
@@ -524,6 +615,41 @@ mod tests {
         let mut src = Source::new(s);
         assert_eq!(src.fill(&mut b, false).unwrap(), Origin::Os);
         assert_ne!(b, [0u8; 32]);
+    }
+
+    #[test]
+    fn a_socket_of_an_untrusted_user_is_refused_before_any_get() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, rx) = fake_daemon(dir.path(), None);
+        let mut s = settings(&path, 64);
+        // A daemon user that is not the one serving (the test's own uid), and not root.
+        s.daemon_user = u32::MAX.to_string();
+        let me = nix::unistd::geteuid().as_raw();
+        let mut src = Source::new(s);
+        let mut b = [0xAAu8; 16];
+        let r = src.fill(&mut b, false);
+        if me == 0 {
+            // Root is always trusted.
+            assert!(r.is_ok());
+            return;
+        }
+        let e = r.unwrap_err();
+        assert!(
+            matches!(e, Error::Untrusted { uid, .. } if uid == me),
+            "{e}"
+        );
+        assert_eq!(b, [0u8; 16]);
+        assert!(
+            rx.try_iter().next().is_none(),
+            "a GET was sent to an untrusted socket"
+        );
+    }
+
+    #[test]
+    fn uids_resolve_by_number_and_by_name() {
+        assert_eq!(uid_of("0"), Some(0));
+        assert_eq!(uid_of("root"), Some(0));
+        assert_eq!(uid_of("no-such-user-qeaas-test"), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use qeaas::client::AsyncClient;
+use qeaas_client::{AsyncClient, Batch, PoolBytes};
 use qeaas_wolfssl_sys::{Context, Format, Role, Version};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Mutex};
@@ -33,7 +33,7 @@ pub enum RunError {
     Tls(#[from] qeaas_wolfssl_sys::Error),
     /// Privileges could not be dropped.
     #[error(transparent)]
-    Privileges(#[from] qeaas::privdrop::PrivDropError),
+    Privileges(#[from] qeaas_client::privdrop::PrivDropError),
 }
 
 /// The server context: DTLS 1.3 with a fallback to 1.2 (libcoap's clients), our PSKs, our
@@ -80,10 +80,10 @@ fn random_secret() -> io::Result<Vec<u8>> {
 }
 
 /// `(uid, gid)` of `user` from /etc/passwd (no NSS: system users are local).
-/// When root: become `user` (see [`qeaas::privdrop::drop_to_user`]). Must run before any other
+/// When root: become `user` (see [`qeaas_client::privdrop::drop_to_user`]). Must run before any other
 /// thread exists.
 pub fn drop_privileges(user: &str) -> Result<(), RunError> {
-    let d = qeaas::privdrop::drop_to_user(Some(user))?;
+    let d = qeaas_client::privdrop::drop_to_user(Some(user))?;
     if d.switched {
         info!(user, uid = d.uid, gid = d.gid, "privileges dropped");
     }
@@ -92,34 +92,15 @@ pub fn drop_privileges(user: &str) -> Result<(), RunError> {
 
 /// Largest single GET asked of the daemon: its default `max_request`. A larger body (a
 /// block-wise answer) is fetched in consecutive GETs on one connection; if one fails, the
-/// bytes already received are dropped, never served.
-const DAEMON_CHUNK: usize = 4096;
+/// bytes already received are wiped, never served.
+const DAEMON_CHUNK: u16 = 4096;
 
 async fn fetch(
     client: &mut Option<AsyncClient>,
     path: &Path,
     n: usize,
     wait_ms: u16,
-) -> Result<Vec<u8>, Unavailable> {
-    let mut body = Vec::with_capacity(n);
-    while body.len() < n {
-        let len = (n - body.len()).min(DAEMON_CHUNK);
-        let b = fetch_one(client, path, len, wait_ms).await?;
-        if b.len() != len {
-            return Err(Unavailable);
-        }
-        body.extend_from_slice(&b);
-    }
-    Ok(body)
-}
-
-async fn fetch_one(
-    client: &mut Option<AsyncClient>,
-    path: &Path,
-    n: usize,
-    wait_ms: u16,
-) -> Result<Vec<u8>, Unavailable> {
-    let len = u16::try_from(n).map_err(|_| Unavailable)?;
+) -> Result<PoolBytes, Unavailable> {
     for _ in 0..2 {
         if client.is_none() {
             match AsyncClient::connect(path).await {
@@ -131,7 +112,7 @@ async fn fetch_one(
             }
         }
         let c = client.as_mut().expect("connected above");
-        match c.get(len, wait_ms).await {
+        match c.get_exact(n, DAEMON_CHUNK, wait_ms).await {
             Ok(b) => return Ok(b),
             Err(e) if e.status().is_some() => {
                 // The daemon said no (not enough entropy, failed source): 5.03.
@@ -158,8 +139,8 @@ type Done = (Fetch, Result<Vec<u8>, Unavailable>);
 const BATCH_BYTES: usize = 1024;
 
 /// One daemon connection: takes fetches from the shared queue until it closes. Requests that
-/// are already waiting when it takes one share a single daemon round trip; the answer is cut
-/// into consecutive, disjoint slices, so each pool byte still goes to exactly one request.
+/// are already waiting when it takes one share a single daemon round trip, cut by the shared
+/// [`Batch`] into disjoint slices, so each pool byte still goes to exactly one request.
 async fn fetcher(
     jobs: Arc<Mutex<mpsc::Receiver<Fetch>>>,
     done: mpsc::UnboundedSender<Done>,
@@ -170,11 +151,10 @@ async fn fetcher(
     // A request taken from the queue that did not fit the previous batch.
     let mut carry: Option<Fetch> = None;
     loop {
-        let mut batch = Vec::new();
-        let mut total = 0;
+        let mut batch = Batch::new(BATCH_BYTES);
         if let Some(f) = carry.take() {
-            total += f.exchange.n;
-            batch.push(f);
+            let n = f.exchange.n;
+            let _ = batch.add(f, n);
         }
         {
             // The lock is held only while taking jobs, not during the fetch.
@@ -183,29 +163,33 @@ async fn fetcher(
                 let Some(f) = rx.recv().await else {
                     return;
                 };
-                total += f.exchange.n;
-                batch.push(f);
+                let n = f.exchange.n;
+                let _ = batch.add(f, n);
             }
             while let Ok(f) = rx.try_recv() {
-                if total + f.exchange.n > BATCH_BYTES {
+                let n = f.exchange.n;
+                if let Err(f) = batch.add(f, n) {
                     carry = Some(f);
                     break;
                 }
-                total += f.exchange.n;
-                batch.push(f);
             }
         }
-        let r = fetch(&mut client, &path, total, wait_ms).await;
-        let mut bytes = match r {
-            Ok(b) if b.len() == total => Some(b.into_iter()),
-            _ => None,
+        let served = match fetch(&mut client, &path, batch.total(), wait_ms).await {
+            Ok(b) => batch.serve(b).map(|(slices, _rest)| slices),
+            Err(Unavailable) => Err(batch.fail()),
         };
-        for f in batch {
-            let r = match bytes.as_mut() {
-                Some(it) => Ok(it.by_ref().take(f.exchange.n).collect()),
-                None => Err(Unavailable),
-            };
-            if done.send((f, r)).is_err() {
+        let results: Vec<Done> = match served {
+            Ok(slices) => slices
+                .into_iter()
+                .map(|(f, b)| (f, Ok(b.to_vec())))
+                .collect(),
+            Err(unserved) => unserved
+                .into_iter()
+                .map(|f| (f, Err(Unavailable)))
+                .collect(),
+        };
+        for d in results {
+            if done.send(d).is_err() {
                 return;
             }
         }

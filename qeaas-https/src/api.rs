@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use qeaas::proto::Status;
+use qeaas_client::proto::Status;
 
 use crate::config::Config;
 use crate::limits::{retry_after_secs, Limits, Quota, Refusal, TokenBucket};

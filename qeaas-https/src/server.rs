@@ -13,11 +13,10 @@ use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTE
 use hyper::{Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use openssl::ssl::{Ssl, SslAcceptor};
-use qeaas::client::{AsyncClient, ClientError};
-use qeaas::proto::Status;
+use qeaas_client::proto::Status;
+use qeaas_client::{AsyncClient, Batch, ClientError, PoolBytes};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
-use zeroize::Zeroizing;
 
 use crate::api::{self, Clients, Plan, Reply};
 use crate::config::Config;
@@ -41,30 +40,13 @@ const FETCHERS: usize = 4;
 type Fetched = Result<Secret, Option<Status>>;
 
 /// Pool bytes, zeroized when dropped.
-type Secret = Zeroizing<Vec<u8>>;
+type Secret = PoolBytes;
 
 /// A request for `n` pool bytes waiting for a fetcher.
 #[derive(Debug)]
 struct Want {
     n: u16,
     tx: tokio::sync::oneshot::Sender<Fetched>,
-}
-
-/// Cuts `bytes` into consecutive slices of `lens` and returns them with the rest: every
-/// requester of a batch gets its own bytes, none shared. `None` if `bytes` is too short.
-pub fn split_batch<'a>(bytes: &'a [u8], lens: &[u16]) -> Option<(Vec<Secret>, &'a [u8])> {
-    let total: usize = lens.iter().map(|&n| usize::from(n)).sum();
-    if total > bytes.len() {
-        return None;
-    }
-    let mut out = Vec::with_capacity(lens.len());
-    let mut rest = bytes;
-    for &n in lens {
-        let (a, b) = rest.split_at(usize::from(n));
-        out.push(Zeroizing::new(a.to_vec()));
-        rest = b;
-    }
-    Some((out, rest))
 }
 
 /// Shared state of the running server.
@@ -174,7 +156,7 @@ impl State {
         if let Ok(mut p) = self.prefetch.lock() {
             p.note_demand(n.into(), now);
             if let Some(b) = p.take(n.into(), now) {
-                return Ok(b);
+                return Ok(PoolBytes::from(b));
             }
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -187,7 +169,7 @@ impl State {
     /// `need` bytes for waiting requests plus up to `extra` to keep, in one request. qeaasd's
     /// `max_request` or a short supply may refuse the larger request: then `need` alone is
     /// asked at once, so prefetching never turns an answerable request into a refusal.
-    async fn get_with_extra(&self, need: u16, extra: u16) -> Result<Vec<u8>, ClientError> {
+    async fn get_with_extra(&self, need: u16, extra: u16) -> Result<PoolBytes, ClientError> {
         let wait = self.wait_ms;
         let total = need.saturating_add(extra);
         let r = self.ask(move |c| Box::pin(c.get(total, wait))).await;
@@ -209,7 +191,7 @@ impl State {
     async fn fetcher(self: Arc<Self>) {
         let mut carry: Option<Want> = None;
         loop {
-            let mut batch = Vec::new();
+            let mut batch = Batch::new(usize::from(self.max_batch));
             {
                 let mut q = self.queue.lock().await;
                 let first = match carry.take() {
@@ -219,77 +201,62 @@ impl State {
                         None => return,
                     },
                 };
-                let mut total = u32::from(first.n);
-                batch.push(first);
+                let n = usize::from(first.n);
+                let _ = batch.add(first, n);
                 while let Ok(w) = q.try_recv() {
-                    if total + u32::from(w.n) > u32::from(self.max_batch) {
+                    let n = usize::from(w.n);
+                    if let Err(w) = batch.add(w, n) {
                         carry = Some(w);
                         break;
                     }
-                    total += u32::from(w.n);
-                    batch.push(w);
                 }
             }
             // Another fetcher may have refilled the buffer meanwhile.
             let now = self.start.elapsed();
             let extra = match self.prefetch.lock() {
                 Ok(mut p) => {
-                    let mut waiting = Vec::with_capacity(batch.len());
-                    for w in batch {
-                        match p.take(w.n.into(), now) {
-                            Some(b) => {
-                                let _ = w.tx.send(Ok(b));
-                            }
-                            None => waiting.push(w),
-                        }
+                    for (w, b) in batch.serve_from(|n| p.take(n, now).map(PoolBytes::from)) {
+                        let _ = w.tx.send(Ok(b));
                     }
-                    batch = waiting;
-                    let need: usize = batch.iter().map(|w| usize::from(w.n)).sum();
-                    p.extra(now, need)
+                    p.extra(now, batch.total())
                 }
                 Err(_) => 0,
             };
             if batch.is_empty() {
                 continue;
             }
-            let lens: Vec<u16> = batch.iter().map(|w| w.n).collect();
             // The sum fits in u16: it is at most max_batch, or one request alone.
-            let need = lens.iter().map(|&n| u32::from(n)).sum::<u32>();
-            let need = u16::try_from(need).unwrap_or(u16::MAX);
+            let need = u16::try_from(batch.total()).unwrap_or(u16::MAX);
             let room = usize::from(self.max_fetch.saturating_sub(need));
             let extra = u16::try_from(extra.min(room)).unwrap_or(0);
-            let r = self.get_with_extra(need, extra).await;
-            match r {
-                Ok(bytes) => {
-                    let bytes = Zeroizing::new(bytes);
-                    match split_batch(&bytes, &lens) {
-                        Some((pieces, rest)) => {
-                            for (w, p) in batch.into_iter().zip(pieces) {
-                                // A requester that went away leaves its slice unused, never
-                                // reused (it is zeroized on drop).
-                                let _ = w.tx.send(Ok(p));
-                            }
-                            if !rest.is_empty() {
-                                if let Ok(mut p) = self.prefetch.lock() {
-                                    p.store(Zeroizing::new(rest.to_vec()), self.start.elapsed());
-                                }
-                            }
+            match self.get_with_extra(need, extra).await {
+                Ok(bytes) => match batch.serve(bytes) {
+                    Ok((pieces, rest)) => {
+                        for (w, p) in pieces {
+                            // A requester that went away leaves its slice unused, never
+                            // reused (it is zeroized on drop).
+                            let _ = w.tx.send(Ok(p));
                         }
-                        None => {
-                            warn!("qeaasd answered a batch with the wrong length");
-                            for w in batch {
-                                let _ = w.tx.send(Err(None));
+                        if !rest.is_empty() {
+                            if let Ok(mut p) = self.prefetch.lock() {
+                                p.store(rest.into(), self.start.elapsed());
                             }
                         }
                     }
-                }
+                    Err(unserved) => {
+                        warn!("qeaasd answered a batch with the wrong length");
+                        for w in unserved {
+                            let _ = w.tx.send(Err(None));
+                        }
+                    }
+                },
                 Err(e) => {
                     if e.status().is_none() {
                         warn!("local socket: {e}");
                     }
                     // Not ready, failed or gone: nothing fetched earlier is served either.
                     self.discard_prefetched("qeaasd refused or is unreachable");
-                    for w in batch {
+                    for w in batch.fail() {
                         let _ = w.tx.send(Err(e.status()));
                     }
                 }
@@ -477,23 +444,5 @@ pub async fn run(
                 }
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_batch;
-
-    #[test]
-    fn batches_split_into_disjoint_slices_in_order() {
-        let bytes: Vec<u8> = (0..10).collect();
-        let (parts, rest) = split_batch(&bytes, &[3, 1, 4]).unwrap();
-        let parts: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
-        assert_eq!(parts, vec![vec![0, 1, 2], vec![3], vec![4, 5, 6, 7]]);
-        assert_eq!(rest, &[8, 9]);
-        assert!(split_batch(&[0; 5], &[3, 3]).is_none());
-        let (parts, rest) = split_batch(&[0; 5], &[5]).unwrap();
-        assert_eq!((parts.len(), rest.len()), (1, 0));
-        assert!(split_batch(&[], &[]).unwrap().0.is_empty());
     }
 }

@@ -5,9 +5,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use qeaas::client::{Client, ClientError};
 use qeaas::exit;
-use qeaas::proto::Status;
+use qeaas_client::proto::Status;
+use qeaas_client::{Client, ClientError};
 
 /// Reads entropy and status from qeaasd's local socket.
 #[derive(Parser, Debug)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use qeaas::proto::{self, Request, Status};
+use qeaas_client::proto::{self, Request, Status};
 
 pub const QEAASD: &str = env!("CARGO_BIN_EXE_qeaasd");
 pub const QEAAS: &str = env!("CARGO_BIN_EXE_qeaas");

@@ -275,7 +275,12 @@ impl Daemon {
     pub fn openssl_conf(&self, name: &str, provider_extra: &str, random: &str) -> PathBuf {
         write_conf(
             &self.dir.path().join(name),
-            &format!("socket = {}\n{provider_extra}", self.socket.display()),
+            // The daemon runs as the test's user: trust it even when that is not root.
+            &format!(
+                "socket = {}\ndaemon_user = {}\n{provider_extra}",
+                self.socket.display(),
+                rustix::process::geteuid().as_raw()
+            ),
             random,
         )
     }

@@ -23,7 +23,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    qeaas::init_logging();
+    qeaas_client::init_logging();
     // A separate command line: it needs no configuration file.
     if std::env::args_os()
         .nth(1)

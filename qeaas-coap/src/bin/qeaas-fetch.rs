@@ -258,7 +258,7 @@ fn follow(
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    qeaas::init_logging();
+    qeaas_client::init_logging();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

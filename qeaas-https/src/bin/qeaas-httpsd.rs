@@ -45,7 +45,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    qeaas::init_logging();
+    qeaas_client::init_logging();
     match real_main(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -78,7 +78,7 @@ fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let acceptor = cfg.tls.as_ref().map(tls::acceptor).transpose()?;
             let listener = std::net::TcpListener::bind(cfg.listen)?;
             // Before any thread exists: capability sets are per thread.
-            let uid = qeaas::privdrop::drop_to_user(cfg.user.as_deref())?.uid;
+            let uid = qeaas_client::privdrop::drop_to_user(cfg.user.as_deref())?.uid;
             tracing::info!(
                 listen = %cfg.listen,
                 tls = acceptor.is_some(),

@@ -2,7 +2,7 @@
 //!
 //! They bind their port (possibly below 1024) and read their keys as root, then call
 //! [`drop_to_user`] before any other thread exists and before the first network byte is read.
-//! The daemon does not use this: systemd starts it as `User=qeaas` (see [`crate::privsep`]).
+//! The daemon does not use this: it has its own supervisor and worker (`qeaas::privsep`).
 
 use caps::{CapSet, Capability};
 use nix::unistd::{Gid, Uid, User};

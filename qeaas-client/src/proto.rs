@@ -1,4 +1,4 @@
-//! The local entropy socket protocol, version 1. Sans-IO: bytes in, typed values out.
+//! The local entropy socket protocol, version 1. Sans-IO and `no_std`: bytes in, typed values out.
 //!
 //! A client sends fixed 8-byte requests, any number per connection, and reads one answer per
 //! request, in order:
