@@ -116,6 +116,7 @@ fn config<'a>(name: &str, file: &'a [u8]) -> DtlsConfig<'a> {
     let cert = Auth::Certificate {
         ca_der: file,
         server_name: None,
+        client: None,
     };
     let (kex, auth) = match name {
         "mlkem-mldsa" | "mlkem-ecdsa" => (KeyExchange::MlKem512, cert),
