@@ -279,7 +279,64 @@ fn device_in_qemu_fetches_over_dtls13_in_four_configurations() {
     }
     ml_kem_512_with_ml_dsa_44_or_psk();
     ecdsa_certificates();
+    client_certificate();
     soak();
+}
+
+/// A frontend with `[client_certs] require = true`: the device presents the ECDSA certificate
+/// its partition holds (signing in the handshake: its cost is this configuration's figures
+/// against `mlkem-mldsa`'s), and without one it is refused and gets nothing.
+fn client_certificate() {
+    let mut key = qeaas_wolfssl_sys::MlDsa44::generate().unwrap();
+    let cert =
+        qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, "coapd.qeaas.test", 9).unwrap();
+    let key_der = key.private_der().unwrap();
+    let s = Stack::start(|dir| {
+        make_pki(dir);
+        std::fs::write(dir.join("mldsa.der"), &cert).unwrap();
+        std::fs::write(dir.join("mldsa-key.der"), &key_der).unwrap();
+        format!(
+            "[certificate]\nchain = {:?}\nkey = {:?}\n\n[client_certs]\nca = {:?}\nrequire = true\n",
+            dir.join("mldsa.der"),
+            dir.join("mldsa-key.der"),
+            dir.join("ca.pem"),
+        )
+    });
+    let d = |n: &str| s.dir.path().join(n);
+    for (args, out) in [
+        (["x509", "-in", "cli.pem", "-outform", "der"], "cli.der"),
+        (["pkey", "-in", "cli.key", "-outform", "der"], "cli.key.der"),
+    ] {
+        let o = Command::new("openssl")
+            .args(args)
+            .arg("-out")
+            .arg(d(out))
+            .current_dir(s.dir.path())
+            .status()
+            .unwrap();
+        assert!(o.success());
+    }
+    let (ca, cli, cli_key) = (d("mldsa.der"), d("cli.der"), d("cli.key.der"));
+    let ca = ca.to_str().unwrap();
+    let server = ["--ca", ca, "--server-name", "coapd.qeaas.test"];
+    fetch_once(
+        &s,
+        "mlkem-mldsa-client",
+        &[
+            &server[..],
+            &["--client-cert", cli.to_str().unwrap()],
+            &["--client-key", cli_key.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    let anonymous = provision(s.dir.path(), "anonymous", s.port, &server);
+    let before = s.served_to_frontend();
+    let (ok, out) = run_device("mlkem-mldsa", &anonymous);
+    assert!(
+        !ok,
+        "a device without a client certificate was served:\n{out}"
+    );
+    assert_eq!(s.served_to_frontend(), before);
 }
 
 /// Sessions one after another, each making fetches, against the real frontend: the heap in use
