@@ -28,8 +28,10 @@ if command -v riscv64-unknown-elf-size >/dev/null; then riscv64-unknown-elf-size
 img=target/qeaas-esp32c3.bin
 if [ "$tool" = espflash ]; then
   command -v espflash >/dev/null || cargo install espflash --locked
-  espflash save-image --chip esp32c3 "$elf" "$img"
-  espflash save-image --chip esp32c3 --merge "$elf" target/qeaas-esp32c3-merged.bin
+  # The partition table has the `qeaas` provisioning partition (firmware-esp32/README.md).
+  espflash save-image --chip esp32c3 --partition-table partitions.csv "$elf" "$img"
+  espflash save-image --chip esp32c3 --partition-table partitions.csv --merge "$elf" \
+    target/qeaas-esp32c3-merged.bin
   echo "image: firmware-esp32/esp32c3/$img (application), target/qeaas-esp32c3-merged.bin (write at 0x0)"
 else
   venv=target/esptool-venv

@@ -59,11 +59,14 @@ fn credentials() -> Result<String, String> {
             }
             println!("cargo:rerun-if-changed={}", path.display());
             let name = var("QEAAS_SERVER_NAME");
-            if name.as_deref().is_some_and(|n| n.len() > 253 || n.contains('\0')) {
+            if name
+                .as_deref()
+                .is_some_and(|n| n.len() > 253 || n.contains('\0'))
+            {
                 return Err("QEAAS_SERVER_NAME must be a host name".into());
             }
             format!(
-                "Auth::Certificate {{ ca_der: include_bytes!({:?}), server_name: {:?} }}",
+                "Auth::Certificate {{ ca_der: include_bytes!({:?}), server_name: {:?}, client: None }}",
                 path.display(),
                 name
             )

@@ -20,6 +20,18 @@ extern "C" {
     fn wolfSSL_check_domain_name(ssl: *mut sys::WOLFSSL, dn: *const c_char) -> c_int;
     fn wolfSSL_UseSNI(ssl: *mut sys::WOLFSSL, ty: c_uchar, data: *const c_void, size: u16)
         -> c_int;
+    fn wolfSSL_CTX_use_certificate_buffer(
+        ctx: *mut sys::WOLFSSL_CTX,
+        data: *const c_uchar,
+        sz: c_long,
+        format: c_int,
+    ) -> c_int;
+    fn wolfSSL_CTX_use_PrivateKey_buffer(
+        ctx: *mut sys::WOLFSSL_CTX,
+        data: *const c_uchar,
+        sz: c_long,
+        format: c_int,
+    ) -> c_int;
 }
 /// `WOLFSSL_SNI_HOST_NAME`.
 const SNI_HOST_NAME: c_uchar = 0;
@@ -132,7 +144,32 @@ impl Session {
             sys::wolfSSL_CTX_SetIORecv(ctx.as_ptr(), io_recv);
             sys::wolfSSL_CTX_SetIOSend(ctx.as_ptr(), io_send);
             match cfg.auth {
-                Auth::Certificate { ca_der, .. } => {
+                Auth::Certificate { ca_der, client, .. } => {
+                    if let Some(c) = client {
+                        let cl = c_long::try_from(c.cert_der.len())
+                            .map_err(|_| setup("client certificate", 0))?;
+                        let kl = c_long::try_from(c.key_der.len())
+                            .map_err(|_| setup("client key", 0))?;
+                        // wolfSSL copies both buffers.
+                        let r = wolfSSL_CTX_use_certificate_buffer(
+                            ctx.as_ptr(),
+                            c.cert_der.as_ptr(),
+                            cl,
+                            sys::WOLFSSL_FILETYPE_ASN1,
+                        );
+                        if r != sys::WOLFSSL_SUCCESS {
+                            return Err(setup("client certificate", r));
+                        }
+                        let r = wolfSSL_CTX_use_PrivateKey_buffer(
+                            ctx.as_ptr(),
+                            c.key_der.as_ptr(),
+                            kl,
+                            sys::WOLFSSL_FILETYPE_ASN1,
+                        );
+                        if r != sys::WOLFSSL_SUCCESS {
+                            return Err(setup("client key", r));
+                        }
+                    }
                     let len = c_long::try_from(ca_der.len()).map_err(|_| setup("CA", 0))?;
                     let r = sys::wolfSSL_CTX_load_verify_buffer(
                         ctx.as_ptr(),

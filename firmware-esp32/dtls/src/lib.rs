@@ -52,6 +52,10 @@ pub enum Auth<'a> {
         /// also signs device certificates needs the name, or any device could pose as the
         /// server to the others.
         server_name: Option<&'a str>,
+        /// The device's own certificate and key, presented when the server asks (a server
+        /// with `[client_certs] require = true`). ECDSA P-256 on the device: its wolfSSL
+        /// build verifies ML-DSA but cannot sign with it (`WOLFSSL_MLDSA_VERIFY_ONLY`).
+        client: Option<ClientCert<'a>>,
     },
     /// A pre-shared key (DTLS 1.3 PSK with (EC)DHE / ML-KEM key exchange).
     Psk {
@@ -60,6 +64,15 @@ pub enum Auth<'a> {
         /// The key.
         key: &'a [u8],
     },
+}
+
+/// The device's certificate and private key, both DER.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientCert<'a> {
+    /// Certificate (DER).
+    pub cert_der: &'a [u8],
+    /// Private key (DER: PKCS#8 or SEC1).
+    pub key_der: &'a [u8],
 }
 
 /// One client configuration.

@@ -2,8 +2,13 @@
 //!
 //! A session is replaced when its handshake or a record failed, when the handshake has not
 //! completed in [`Reconnect::HANDSHAKE_LIMIT_MS`], or when an established session stopped
-//! answering ([`Reconnect::SILENT_FAILURES`] fetch unanswered: the server may have restarted
-//! and forgotten it; one give-up of the CoAP exchange, ~93 s, is already long). Failed attempts
+//! answering: the server may have restarted and forgotten it. That is seen early, when the
+//! exchange in flight needed [`Reconnect::SILENT_RETRANSMISSIONS`] CoAP retransmissions without
+//! any answer (6-9 s after the request), or at the latest when it gave up
+//! ([`Reconnect::SILENT_FAILURES`], ~93 s): without the early rule a restart cost a device one
+//! or two whole give-ups (up to ~3 minutes) before a new handshake. On a link that loses a
+//! datagram in three, two retransmissions in a row happen in about a quarter of exchanges, each
+//! then costing a new handshake: the price of a quick reconnect. Failed attempts
 //! back off exponentially like the fetch scheduler (5 s doubling to 600 s), so an unreachable or
 //! misconfigured server costs the device about one handshake every ten minutes, and it runs on
 //! its TRNG alone meanwhile.
@@ -32,7 +37,11 @@ pub struct Reconnect {
     retry_at: Option<Instant>,
     /// The node's failed-fetch count when the current session was established or last delivered.
     failed_base: Option<u64>,
+    /// The client's retransmission count when the exchange now in flight began (the last
+    /// answered or failed fetch).
+    retx_base: Option<u64>,
     ok_seen: u64,
+    failed_seen: u64,
     /// xorshift32 state for the jitter (never 0).
     jitter: u32,
 }
@@ -42,6 +51,9 @@ impl Reconnect {
     pub const HANDSHAKE_LIMIT_MS: u64 = 60_000;
     /// Unanswered fetches in a row over an established session before it is replaced.
     pub const SILENT_FAILURES: u64 = 1;
+    /// Retransmissions of one exchange without an answer after which an established session
+    /// is replaced without waiting for the exchange to give up.
+    pub const SILENT_RETRANSMISSIONS: u64 = 2;
 
     /// A policy for a session started at `now`; backoff from `min_ms` doubling to `max_ms`,
     /// jittered by a generator seeded with `jitter_seed` (a different value per device).
@@ -53,7 +65,9 @@ impl Reconnect {
             started: now,
             retry_at: None,
             failed_base: None,
+            retx_base: None,
             ok_seen: 0,
+            failed_seen: 0,
             jitter: jitter_seed.max(1),
         }
     }
@@ -66,6 +80,13 @@ impl Reconnect {
             self.ok_seen = status.fetches_ok;
             self.failures = 0;
             self.failed_base = Some(status.fetches_failed);
+            self.retx_base = Some(status.client.retransmissions);
+        }
+        if status.fetches_failed > self.failed_seen {
+            // An exchange ended (answered with an error, or given up): the next one counts its
+            // retransmissions afresh.
+            self.failed_seen = status.fetches_failed;
+            self.retx_base = Some(status.client.retransmissions);
         }
         if self.retry_at.is_none() {
             let failed = match state {
@@ -82,7 +103,10 @@ impl Reconnect {
                             ..
                         }
                     );
-                    unreachable && status.fetches_failed >= base + Self::SILENT_FAILURES
+                    let retx_base = *self.retx_base.get_or_insert(status.client.retransmissions);
+                    let silent =
+                        status.client.retransmissions >= retx_base + Self::SILENT_RETRANSMISSIONS;
+                    silent || (unreachable && status.fetches_failed >= base + Self::SILENT_FAILURES)
                 }
             };
             if failed {
@@ -99,6 +123,7 @@ impl Reconnect {
         self.started = now;
         self.retry_at = None;
         self.failed_base = None;
+        self.retx_base = None;
     }
 
     /// When [`Self::due`] may next turn true by itself (a pending retry or the handshake limit).
@@ -181,6 +206,31 @@ mod tests {
             r.restarted(now);
         }
         assert_eq!(r.failures(), 4);
+    }
+
+    #[test]
+    fn an_unanswered_exchange_replaces_the_session_before_it_gives_up() {
+        let mut r = Reconnect::new(Instant(0), 5_000, 600_000, 1);
+        let mut st = status();
+        st.fetches_ok = 1;
+        assert!(!r.due(Instant(1_000), State::Established, &st));
+        // An exchange that needed one retransmission and was answered: all is well.
+        st.client.retransmissions = 1;
+        assert!(!r.due(Instant(3_000), State::Established, &st));
+        st.fetches_ok = 2;
+        assert!(!r.due(Instant(3_100), State::Established, &st));
+        // The server restarted: the next request is retransmitted, then again (6-9 s after
+        // it was sent), with no answer: the session is replaced long before the ~93 s give-up.
+        st.client.retransmissions = 2;
+        assert!(!r.due(Instant(63_000), State::Established, &st));
+        assert!(r.retry_at().is_none());
+        st.client.retransmissions = 3;
+        assert!(!r.due(Instant(67_000), State::Established, &st));
+        assert!(r.retry_at().is_some_and(|t| t <= Instant(67_000 + 7_500)));
+        assert!(r.due(Instant(67_000 + 7_500), State::Established, &st));
+        r.restarted(Instant(74_500));
+        // The new session counts from where the node is now.
+        assert!(!r.due(Instant(75_000), State::Established, &st));
     }
 
     /// The reconnect policy of device `i` of a fleet.

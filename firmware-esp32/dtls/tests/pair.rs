@@ -8,7 +8,7 @@ use coap_lite::{MessageClass, MessageType, Packet, ResponseType};
 use qeaas_device::coap::ClientConfig;
 use qeaas_device::scheduler::RefreshConfig;
 use qeaas_device::{Instant, RandomSource};
-use qeaas_device_dtls::{Auth, DtlsConfig, DtlsError, KeyExchange, SecureNode, State};
+use qeaas_device_dtls::{Auth, ClientCert, DtlsConfig, DtlsError, KeyExchange, SecureNode, State};
 use qeaas_wolfssl_sys::{Context, Format, Group, MlDsa44, Progress, Role, Session, Version};
 
 struct Counter(u32);
@@ -96,6 +96,7 @@ fn verified_ml_kem_512_ml_dsa_44_fetch_is_credited() {
         auth: Auth::Certificate {
             ca_der: &cert,
             server_name: None,
+            client: None,
         },
     };
     let mut dev = node(&cfg);
@@ -120,6 +121,7 @@ fn a_server_not_signed_by_the_ca_gets_no_request_and_no_credit() {
         auth: Auth::Certificate {
             ca_der: &other,
             server_name: None,
+            client: None,
         },
     };
     let mut dev = node(&cfg);
@@ -172,6 +174,7 @@ fn sending_before_the_handshake_is_refused() {
         auth: Auth::Certificate {
             ca_der: &cert,
             server_name: None,
+            client: None,
         },
     };
     let mut c = qeaas_device_dtls::DtlsClient::new(&cfg, &mut |_| true).unwrap();
@@ -191,6 +194,7 @@ fn reconnect_keeps_the_pool_and_a_new_session_can_succeed() {
         auth: Auth::Certificate {
             ca_der: &cert,
             server_name: None,
+            client: None,
         },
     };
     let node = qeaas_device::node::Node::new(
@@ -225,6 +229,7 @@ fn with_node_refuses_a_node_that_does_not_credit_as_dtls() {
         auth: Auth::Certificate {
             ca_der: &cert,
             server_name: None,
+            client: None,
         },
     };
     let node = qeaas_device::node::Node::new(
@@ -241,9 +246,14 @@ fn with_node_refuses_a_node_that_does_not_credit_as_dtls() {
 }
 
 /// A deployment CA (ECDSA P-256, made with the openssl CLI) and leaf certificates it signed:
-/// `(ca_der, [(cert_pem, key_pem)])` for each common name, the name also as a DNS SAN.
-/// A certificate and its private key, PEM.
-type Leaf = (Vec<u8>, Vec<u8>);
+/// `(ca_der, [leaf])` for each common name, the name also as a DNS SAN.
+/// A certificate and its private key, PEM and DER.
+struct Leaf {
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    cert_der: Vec<u8>,
+    key_der: Vec<u8>,
+}
 
 fn deployment_pki(names: &[&str]) -> (Vec<u8>, Vec<Leaf>) {
     let dir = tempfile::tempdir().unwrap();
@@ -297,10 +307,25 @@ fn deployment_pki(names: &[&str]) -> (Vec<u8>, Vec<Leaf>) {
             "-extfile",
             "ext",
         ]);
-        leaves.push((
-            std::fs::read(dir.path().join("leaf.pem")).unwrap(),
-            std::fs::read(dir.path().join("leaf.key")).unwrap(),
-        ));
+        run(&[
+            "x509", "-in", "leaf.pem", "-outform", "der", "-out", "leaf.der",
+        ]);
+        run(&[
+            "pkey",
+            "-in",
+            "leaf.key",
+            "-outform",
+            "der",
+            "-out",
+            "leaf.key.der",
+        ]);
+        let read = |n: &str| std::fs::read(dir.path().join(n)).unwrap();
+        leaves.push(Leaf {
+            cert_pem: read("leaf.pem"),
+            key_pem: read("leaf.key"),
+            cert_der: read("leaf.der"),
+            key_der: read("leaf.key.der"),
+        });
     }
     (std::fs::read(dir.path().join("ca.der")).unwrap(), leaves)
 }
@@ -324,16 +349,17 @@ fn another_certificate_of_the_same_ca_cannot_pose_as_the_server() {
         auth: Auth::Certificate {
             ca_der: &ca,
             server_name: Some("qeaas.example"),
+            client: None,
         },
     };
     // The real server: accepted.
-    let real = ecdsa_server(&leaves[0].0, &leaves[0].1);
+    let real = ecdsa_server(&leaves[0].cert_pem, &leaves[0].key_pem);
     let mut dev = node(&cfg);
     let mut srv = Session::new(&real, ([10, 0, 2, 15], 49152).into()).unwrap();
     assert_eq!(run(&mut dev, &mut srv).len(), 1);
     assert_eq!(dev.node().status().pool.server.bits_credited, 256);
     // Device 7 with its own (valid, same-CA) certificate: refused, nothing credited.
-    let rogue = ecdsa_server(&leaves[1].0, &leaves[1].1);
+    let rogue = ecdsa_server(&leaves[1].cert_pem, &leaves[1].key_pem);
     let mut dev = node(&cfg);
     let mut srv = Session::new(&rogue, ([10, 0, 2, 15], 49152).into()).unwrap();
     let sent = run(&mut dev, &mut srv);
@@ -347,4 +373,42 @@ fn another_certificate_of_the_same_ca_cannot_pose_as_the_server() {
         dev.dtls().state(),
         State::Failed(DtlsError::Handshake(_))
     ));
+}
+
+/// A server that requires client certificates (`[client_certs] require = true`) refuses a
+/// device without one and accepts the device presenting the certificate the fleet CA issued it.
+#[test]
+fn a_server_requiring_client_certificates_accepts_a_device_with_one() {
+    let (ca, leaves) = deployment_pki(&["qeaas.example", "device-7"]);
+    let mut sctx = ecdsa_server(&leaves[0].cert_pem, &leaves[0].key_pem);
+    sctx.verify_peer(&ca, Format::Der).unwrap();
+    let device = &leaves[1];
+    for (client, ok) in [
+        (None, false),
+        (
+            Some(ClientCert {
+                cert_der: &device.cert_der,
+                key_der: &device.key_der,
+            }),
+            true,
+        ),
+    ] {
+        let cfg = DtlsConfig {
+            kex: KeyExchange::MlKem512,
+            auth: Auth::Certificate {
+                ca_der: &ca,
+                server_name: Some("qeaas.example"),
+                client,
+            },
+        };
+        let mut dev = node(&cfg);
+        let mut srv = Session::new(&sctx, ([10, 0, 2, 15], 49152).into()).unwrap();
+        let sent = run(&mut dev, &mut srv);
+        assert_eq!(srv.is_established(), ok, "client certificate: {ok}");
+        assert_eq!(sent.len(), usize::from(ok));
+        assert_eq!(
+            dev.node().status().pool.server.bits_credited,
+            if ok { 256 } else { 0 }
+        );
+    }
 }

@@ -6,11 +6,19 @@
 //! health tests, DTLS session and its reconnect policy) is in the portable crates and tested on
 //! the host.
 //!
-//! Build-time settings (environment variables read with `option_env!`, and by `build.rs` for the
-//! credentials): `QEAAS_WIFI_SSID`, `QEAAS_WIFI_PASSWORD` (empty or unset: open network),
-//! `QEAAS_SERVER` (`a.b.c.d:port`, CoAP over DTLS; unset: TRNG only), `QEAAS_REFRESH_SECS`
-//! (default 60), `QEAAS_CA_DER` or `QEAAS_PSK_IDENTITY` + `QEAAS_PSK_KEY_HEX`/`QEAAS_PSK_KEY`,
-//! `QEAAS_KEX`.
+//! Settings come from the device's provisioning partition (`src/provisioning.rs`): Wi-Fi, server,
+//! key exchange and credentials, written per device by `qeaas-provision`, so one image serves
+//! every device. Only for development, an image flashed without a `qeaas` partition (or with a
+//! blank one) falls back to build-time settings (environment variables read with `option_env!`,
+//! and by `build.rs` for the credentials): `QEAAS_WIFI_SSID`, `QEAAS_WIFI_PASSWORD` (empty or
+//! unset: open network), `QEAAS_SERVER` (`a.b.c.d:port`, CoAP over DTLS; unset: TRNG only),
+//! `QEAAS_CA_DER` (+ `QEAAS_SERVER_NAME`) or `QEAAS_PSK_IDENTITY` +
+//! `QEAAS_PSK_KEY_HEX`/`QEAAS_PSK_KEY`, `QEAAS_KEX`. `QEAAS_REFRESH_SECS` (default 60) is
+//! build-time either way.
+//!
+//! The RTC watchdog resets the chip unless the loops feed it at least every
+//! [`WATCHDOG_SECS`]; a panic (a C `abort()` becomes one) prints its backtrace and resets at
+//! once (`custom_halt`).
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -20,10 +28,14 @@ extern crate alloc;
 mod credentials;
 mod entropy;
 mod getrandom_backend;
+mod provisioning;
 mod transport;
 
 use alloc::vec::Vec;
-use core::net::SocketAddrV4;
+use core::cell::RefCell;
+use core::net::{Ipv4Addr, SocketAddrV4};
+
+use critical_section::Mutex;
 
 use embassy_executor::Spawner;
 use embassy_futures::select::{select, Either};
@@ -35,15 +47,19 @@ use esp_backtrace as _;
 use esp_hal::clock::CpuClock;
 use esp_hal::ram;
 use esp_hal::rng::{Rng, TrngSource};
+use esp_hal::rtc_cntl::{Rtc, Rwdt, RwdtStage, RwdtStageAction};
 use esp_hal::timer::timg::TimerGroup;
 use esp_println::println;
 use esp_radio::wifi::sta::StationConfig;
 use esp_radio::wifi::{
     AuthenticationMethodConfig, Config, ControllerConfig, Interface, WifiController,
 };
+use qeaas_device::provision::{Credentials, Kex, Provisioning};
 use qeaas_device::scheduler::RefreshConfig;
 use qeaas_device::Instant;
-use qeaas_device_dtls::{DtlsConfig, DtlsError, Reconnect, SecureNode, State};
+use qeaas_device_dtls::{
+    Auth, ClientCert, DtlsConfig, DtlsError, KeyExchange, Reconnect, SecureNode, State,
+};
 use static_cell::StaticCell;
 
 esp_bootloader_esp_idf::esp_app_desc!();
@@ -69,6 +85,56 @@ const REPORT_MS: u64 = 10_000;
 /// Backoff between failed sessions: as the fetch scheduler's.
 const SESSION_RETRY_MIN_MS: u64 = 5_000;
 const SESSION_RETRY_MAX_MS: u64 = 600_000;
+
+/// The RTC watchdog resets the whole chip if not fed for this long. The loops feed it at least
+/// every second ([`TICK_MS`], [`REPORT_MS`] in the TRNG-only loop); the longest CPU-bound step,
+/// a P-256 + ECDSA handshake step, takes ~1.2 s at 160 MHz (estimated from qemu); joining Wi-Fi
+/// waits up to [`WIFI_UP_SECS`].
+const WATCHDOG_SECS: u64 = 30;
+/// How long the boot waits for Wi-Fi and DHCP before it runs on the TRNG and retries in the
+/// background (the network task keeps trying).
+const WIFI_UP_SECS: u64 = 20;
+
+static WATCHDOG: Mutex<RefCell<Option<Rwdt>>> = Mutex::new(RefCell::new(None));
+
+/// Feeds the watchdog (a no-op before it is started).
+fn feed_watchdog() {
+    critical_section::with(|cs| {
+        if let Some(w) = WATCHDOG.borrow_ref_mut(cs).as_mut() {
+            w.feed();
+        }
+    });
+}
+
+/// After a panic's backtrace (esp-backtrace's `custom-halt`): reset now rather than spin until
+/// the watchdog fires, so a device that hit a bug (or a C `abort()`) is back within a second.
+// The symbol esp-backtrace calls (`extern "Rust"`): unmangled, hence the allow.
+#[allow(unsafe_code)]
+#[no_mangle]
+fn custom_halt() -> ! {
+    esp_hal::system::software_reset()
+}
+
+/// The session configuration from the provisioning partition.
+fn dtls_config(p: &Provisioning<'static>) -> DtlsConfig<'static> {
+    let kex = match p.kex {
+        Kex::MlKem512 => KeyExchange::MlKem512,
+        Kex::P256 => KeyExchange::P256,
+    };
+    let auth = match p.credentials {
+        Credentials::Certificate {
+            ca_der,
+            server_name,
+            client,
+        } => Auth::Certificate {
+            ca_der,
+            server_name,
+            client: client.map(|(cert_der, key_der)| ClientCert { cert_der, key_der }),
+        },
+        Credentials::Psk { identity, key } => Auth::Psk { identity, key },
+    };
+    DtlsConfig { kex, auth }
+}
 
 fn now() -> Instant {
     Instant(embassy_time::Instant::now().as_millis())
@@ -96,6 +162,15 @@ async fn main(spawner: Spawner) -> ! {
     esp_rtos::start(timg0.timer0, peripherals.FROM_CPU_INTR0);
     // The SAR ADC noise source makes the RNG a true RNG before the radio is on; kept for ever.
     let _trng_source = TrngSource::new(peripherals.RNG, peripherals.ADC1);
+    let mut rtc = Rtc::new(peripherals.RTC_TIMER);
+    rtc.rwdt.set_timeout(
+        RwdtStage::Stage0,
+        esp_hal::time::Duration::from_secs(WATCHDOG_SECS),
+    );
+    rtc.rwdt
+        .set_stage_action(RwdtStage::Stage0, RwdtStageAction::ResetSystem);
+    rtc.rwdt.enable();
+    critical_section::with(|cs| WATCHDOG.borrow_ref_mut(cs).replace(rtc.rwdt));
 
     let refresh_secs = REFRESH_SECS
         .and_then(|s| s.parse::<u64>().ok())
@@ -114,21 +189,43 @@ async fn main(spawner: Spawner) -> ! {
     );
     probe.fill(0);
 
-    let cfg = match credentials::CREDENTIALS {
+    let (cfg, ssid, password, server) = match provisioning::read(peripherals.FLASH) {
+        Ok(p) => {
+            println!(
+                "qeaas: provisioned: server {}:{}",
+                p.server_host, p.server_port
+            );
+            // No DNS client yet: the server must be an IPv4 literal.
+            let server = p
+                .server_host
+                .parse::<Ipv4Addr>()
+                .ok()
+                .map(|a| SocketAddrV4::new(a, p.server_port));
+            let ssid = Some(p.wifi_ssid).filter(|s| !s.is_empty());
+            (Ok(dtls_config(&p)), ssid, Some(p.wifi_password), server)
+        }
+        Err(why) => {
+            println!("qeaas: no provisioned settings ({why}): build-time settings");
+            (
+                credentials::CREDENTIALS,
+                SSID,
+                PASSWORD,
+                SERVER.and_then(|s| s.parse::<SocketAddrV4>().ok()),
+            )
+        }
+    };
+    let cfg = match cfg {
         Ok(cfg) => cfg,
         Err(why) => {
             println!("qeaas: {why}: no fetches, TRNG only");
             trng_only("no credentials").await
         }
     };
-    let server = SERVER.and_then(|s| s.parse::<SocketAddrV4>().ok());
-    let (Some(ssid), Some(server)) = (SSID, server) else {
-        println!(
-            "qeaas: QEAAS_WIFI_SSID or QEAAS_SERVER unset or invalid at build time: TRNG only"
-        );
+    let (Some(ssid), Some(server)) = (ssid, server) else {
+        println!("qeaas: no Wi-Fi network or IPv4 server address: TRNG only");
         trng_only("no network settings").await
     };
-    let auth = match PASSWORD {
+    let auth = match password {
         None | Some("") => Ok(AuthenticationMethodConfig::Open),
         Some(p) => p
             .try_into()
@@ -164,7 +261,17 @@ async fn main(spawner: Spawner) -> ! {
     spawner.spawn(connection(controller).unwrap());
     spawner.spawn(net_task(runner).unwrap());
     println!("qeaas: joining Wi-Fi");
-    stack.wait_config_up().await;
+    // Wait for the link, feeding the watchdog; the network task keeps trying meanwhile.
+    let mut waited = 0;
+    while !stack.is_config_up() {
+        feed_watchdog();
+        entropy::top_up_from_trng();
+        Timer::after(Duration::from_millis(1000)).await;
+        waited += 1;
+        if waited == WIFI_UP_SECS {
+            println!("qeaas: no Wi-Fi/DHCP yet after {WIFI_UP_SECS} s: still trying");
+        }
+    }
     if let Some(c) = stack.config_v4() {
         println!("qeaas: address {}", c.address);
     }
@@ -208,6 +315,7 @@ async fn secure_loop(link: &mut transport::Link<'_>, cfg: &DtlsConfig<'static>) 
     let mut last_report = Instant(0);
     let mut first = true;
     loop {
+        feed_watchdog();
         let Some(mut e) = entropy::take() else {
             trng_only("engine lost").await
         };
@@ -338,6 +446,7 @@ fn log_transition(was: State, s: &SecureNode<entropy::HwRandom>) {
 async fn trng_only(why: &'static str) -> ! {
     loop {
         entropy::top_up_from_trng();
+        feed_watchdog();
         if let Some(s) = entropy::with(|n| n.status()) {
             println!(
                 "qeaas: TRNG only ({why}) credit={}b trng(mixed={}B credited={}b) health failures rct={} apt={} permanent={}",
@@ -349,7 +458,11 @@ async fn trng_only(why: &'static str) -> ! {
                 s.trng_health.permanent_failures,
             );
         }
-        Timer::after(Duration::from_millis(REPORT_MS)).await;
+        // Wake every second to feed the watchdog; report every REPORT_MS.
+        for _ in 0..REPORT_MS / 1000 {
+            Timer::after(Duration::from_millis(1000)).await;
+            feed_watchdog();
+        }
     }
 }
 
