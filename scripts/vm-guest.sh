@@ -102,6 +102,36 @@ phase_install() {
   systemctl restart qeaasd
 }
 
+# Once the administrator has configured the frontends for their own clients (phase_faces), the
+# credentials printed in the shipped examples must still not work, and other local users must not
+# read the frontends' secrets. Each refusal counts only while the configured client is served.
+phase_attack() {
+  local out ctl code ok
+  out=$(mktemp)
+  timeout 20 coap-client-gnutls -B 8 -m get -u vm-device -k "$(cat /root/coap-client.key)" \
+    -o "$out" coaps://127.0.0.1:5684/entropy >/dev/null 2>&1
+  ctl=$(stat -c %s "$out" 2>/dev/null || echo 0)
+  rm -f "$out"
+  timeout 20 coap-client-gnutls -B 8 -m get -u device-1 -k 'replace this with a long random passphrase' \
+    -o "$out" coaps://127.0.0.1:5684/entropy >/dev/null 2>&1
+  check "example PSK refused (coapd)" "device-1 with the key printed in config/coapd.toml: $(stat -c %s "$out" 2>/dev/null || echo 0) bytes; the configured vm-device: $ctl bytes" \
+    sh -c "[ '$ctl' = 32 ] && [ ! -s '$out' ]"
+  rm -f "$out"
+  ok=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 --cacert /etc/qeaas/https/ca.crt -X POST \
+    -d 'challenge=x' https://localhost:8443/)
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 --cacert /etc/qeaas/https/ca.crt \
+    -H 'Authorization: Bearer test' 'https://localhost:8443/api/v1/entropy?bytes=32')
+  check "example token refused (httpsd)" "Bearer test (its sha256 is in the shipped example): HTTP $code; pollen (anonymous): HTTP $ok" \
+    sh -c "[ '$ok' = 200 ] && { [ '$code' = 401 ] || [ '$code' = 403 ]; }"
+  local f readable=""
+  for f in /etc/qeaas/coapd.toml /etc/qeaas/qeaas-httpsd.toml /etc/qeaas/coap/* /etc/qeaas/https/*; do
+    [ -f "$f" ] || continue
+    case "$f" in *.pem | *.crt) continue ;; esac # certificates are public
+    setpriv --reuid=nobody --regid=nogroup --clear-groups cat "$f" >/dev/null 2>&1 && readable="$readable $f"
+  done
+  check "secrets unreadable by other users" "${readable:-none readable by nobody}" sh -c "[ -z '$readable' ]"
+}
+
 phase_boot() {
   check "qeaasd active after boot" "$(show qeaasd StatusText)" systemctl is-active --quiet qeaasd
   # Ready only after the first seeding: READY=1 came with STATUS="kernel seeded" (not the
@@ -306,6 +336,7 @@ phase_purge() {
 
 case "$PHASE" in
 install) phase_install "${3:-prev}" ;;
+attack) phase_attack ;;
 boot) phase_boot ;;
 hotplug) phase_hotplug ;;
 faces) phase_faces ;;

@@ -219,6 +219,7 @@ for round in "boot 1" "boot 2"; do
   guest trace-start "$round"
   guest hotplug "$round"
   guest faces "$round"
+  guest attack "$round"
   host_clients "$round"
   if [ "$round" = "boot 1" ]; then
     guest upgrade upgrade
