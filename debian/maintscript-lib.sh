@@ -30,9 +30,33 @@ qeaas_accounts_record() {
     awk '!seen[$0]++' "$_state" >"$_state.new" && mv "$_state.new" "$_state"
 }
 
+# Files that hold secrets belong to root and the group of the service reading them, 0640, through
+# dpkg-statoverride so that upgrades keep it (dpkg would install a changed conffile 0644). Only if
+# the administrator has set no override of their own; the state file records ours for the purge.
+qeaas_statoverride() { # PACKAGE OWNER GROUP MODE FILE
+    dpkg-statoverride --list "$5" >/dev/null 2>&1 && return 0
+    dpkg-statoverride --update --add "$2" "$3" "$4" "$5"
+    echo "statoverride $5" >>"$(qeaas_accounts_state "$1")"
+}
+
+# A file this package generated on this host (TLS material): removed on purge.
+qeaas_generated() { # PACKAGE FILE...
+    _p=$1
+    shift
+    for _f in "$@"; do echo "generated $_f" >>"$(qeaas_accounts_state "$_p")"; done
+}
+
 qeaas_accounts_purge() {
     _state=$(qeaas_accounts_state "$1")
     [ -f "$_state" ] || return 0
+    # Before the groups they name go.
+    for _f in $(sed -n "s/^statoverride //p" "$_state"); do
+        dpkg-statoverride --remove "$_f" >/dev/null 2>&1 || true
+    done
+    for _f in $(sed -n "s/^generated //p" "$_state"); do
+        rm -f "$_f"
+        rmdir "$(dirname "$_f")" 2>/dev/null || true
+    done
     # Users first: a group cannot be deleted while it is a user's primary group.
     for _kind in user group; do
         for _name in $(sed -n "s/^$_kind //p" "$_state"); do

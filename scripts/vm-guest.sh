@@ -98,6 +98,10 @@ phase_install() {
   check "qeaasd started by postinst" "$(show qeaasd StatusText)" systemctl is-active --quiet qeaasd
   check "upstream feeder installed disabled" "no /etc/qeaas/upstream.env yet" \
     sh -c '[ "$(systemctl is-enabled qeaas-upstream)" = disabled ]'
+  check "qeaas-coapd waits, disabled, for a PSK" "$(systemctl is-enabled qeaas-coapd), $(systemctl is-active qeaas-coapd); no [[psk]] in the conffile" \
+    sh -c '[ "$(systemctl is-enabled qeaas-coapd)" = disabled ] && ! systemctl is-active --quiet qeaas-coapd && ! grep -q "^\[\[psk\]\]" /etc/qeaas/coapd.toml'
+  check "qeaas-httpsd up with a host certificate" "$(systemctl is-active qeaas-httpsd); key $(stat -c '%U:%G %a' /etc/qeaas/https/server.key 2>/dev/null); config $(stat -c '%U:%G %a' /etc/qeaas/qeaas-httpsd.toml)" \
+    sh -c 'systemctl is-active --quiet qeaas-httpsd && [ "$(stat -c %G:%a /etc/qeaas/https/server.key)" = qeaas-https:640 ]'
   check "administrator's config edit" "hwrng and truerng on, no Quantis" edit_config
   systemctl restart qeaasd
 }
