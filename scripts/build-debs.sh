@@ -2,7 +2,8 @@
 # Builds the Debian packages (debian/, debhelper) from this tree into target/debian/, then runs
 # lintian on them:
 #   qeaasd, qeaas-coapd, qeaas-fetch, qeaas-httpsd, libqeaas-openssl-provider, qeaas-sim
-#   (and their -dbgsym packages).
+#   (no -dbgsym packages unless DEB_BUILD_OPTIONS says otherwise: nothing here uses them, and
+#   compressing their debug info costs minutes).
 #
 #   scripts/build-debs.sh            build and lint (exit 1 on a lintian error)
 #   scripts/build-debs.sh --no-lint  build only
@@ -28,13 +29,17 @@ deb=$(dpkg-parsechangelog -S Version)
   exit 1
 }
 
+export DEB_BUILD_OPTIONS=${DEB_BUILD_OPTIONS-noddebs}
 out=target/debian
 rm -rf "$out"
 start=$(date +%s)
 echo "==> debian/rules build binary (version $deb)"
 debian/rules clean >/dev/null
 debian/rules build
-debian/rules binary DEB_OUT="$out" 2>&1 | grep -E '^dpkg-deb: building' || true
+log=$(mktemp)
+debian/rules binary DEB_OUT="$out" >"$log" 2>&1 || { tail -40 "$log"; rm -f "$log"; exit 1; }
+grep -E '^dpkg-deb: building' "$log" || true
+rm -f "$log"
 debian/rules clean >/dev/null
 ls "$out"/*.deb >/dev/null 2>&1 || { echo "$0: no packages in $out" >&2; exit 1; }
 echo "==> packages in $out ($(($(date +%s) - start)) s):"
