@@ -20,7 +20,9 @@ PKGS=(build-essential pkg-config curl ca-certificates git
       make perl binutils  # build OpenSSL 3.5 from openssl-src; nm checks the provider's exports
       nginx-light libnginx-mod-stream  # nginx: balancing DTLS across two qeaas-coapd; TLS in front of qeaas-httpsd (qeaas-https/tests/nginx.rs)
       qemu-system-misc python3-venv  # the firmware core on qemu riscv32; esptool (PyPI) makes the ESP32 image
-      gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf)  # wolfSSL for the riscv32imc device (qeaas-coap/tests/device_qemu.rs)
+      gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf  # wolfSSL for the riscv32imc device (qeaas-coap/tests/device_qemu.rs)
+      debhelper help2man lintian  # scripts/build-debs.sh: the Debian packages, their man pages, lintian
+      debootstrap qemu-system-x86 qemu-utils)  # scripts/vm-test.sh: a Debian 12 guest booting the packages
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

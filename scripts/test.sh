@@ -22,6 +22,10 @@ echo "==> cargo test"; CI=${CI:-1} cargo test --workspace --locked --no-fail-fas
 # The units in systemd/ (verify, exposure, sysusers/tmpfiles), then every binary cargo test just
 # built under an emulation of its unit's credentials and sandbox (~5 s).
 echo "==> systemd units"; QEAAS_BIN=target/debug scripts/systemd-security.sh --run
+# The Debian packages (the release build scripts/demo.sh then reuses), lintian, and the packages
+# installed, booted, hot-plugged, upgraded and purged in a Debian 12 guest (qemu, TCG).
+echo "==> Debian packages"; scripts/build-debs.sh
+echo "==> Debian packages in a booted guest"; scripts/vm-test.sh
 # The ESP32-C3 firmware must build for riscv32imc and give a flashable image (esptool: a pip
 # install, where espflash would need a 10-minute cargo install); its core runs on qemu riscv32.
 echo "==> firmware: ESP32-C3 without credentials (TRNG only)"
