@@ -11,7 +11,9 @@
 //! * [`pool`]: the BLAKE2s pool (mix, credit, extract), modelled on Linux random.c;
 //! * [`device_pool`]: the embedded client's pool with the paper's parameters (512-byte credit
 //!   cap, refill below 128 bytes, backfeed), accounting server and TRNG credit apart;
-//! * [`reservoir`]: the pool plus a queue from which each byte is handed out once.
+//! * [`reservoir`]: the pool plus a queue from which each byte is handed out once;
+//! * `assess` (feature `assess`): SP 800-90B entropy assessment of raw samples, offline (the
+//!   estimators of section 6, restart tests, conditioning formulas) and online.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -31,6 +33,8 @@ pub mod health;
 pub mod pipeline;
 pub mod pool;
 pub mod reservoir;
+#[cfg(feature = "assess")]
+pub mod assess;
 
 /// A deterministic byte stream (xorshift64) that passes the RCT and APT, for unit tests.
 #[cfg(test)]

@@ -1,0 +1,220 @@
+//! Agreement of `qeaas_core::assess` with NIST's SP800-90B_EntropyAssessment (`ea_non_iid`).
+//!
+//! The data sets are generated here from fixed seeds (nothing large is committed); NIST's
+//! outputs for them are committed in `tests/fixtures/nist/` with the command and tool version
+//! that produced them (`scripts/assess-reference.sh` regenerates them). Each fixture carries the
+//! SHA-256 of the file NIST assessed, so a change in a generator fails here before any estimate
+//! is compared.
+//!
+//! Tolerance: `ea_non_iid` prints its estimates to 6 decimal places, so an estimate agrees when
+//! it is within 1e-6 of the tool's (its JSON carries full doubles; the largest difference seen
+//! is printed with `--nocapture`: 1.5e-12 over the eight data sets when they were recorded).
+
+use std::path::{Path, PathBuf};
+
+use qeaas::sim::{Fault, Generator};
+use qeaas_core::assess::{self, NonIidReport};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const N: usize = assess::MIN_SAMPLES;
+const TOLERANCE: f64 = 1e-6;
+
+/// SplitMix64: a tiny, fixed generator for the synthetic data sets.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn simulator(seed: u64, fault: Fault) -> Vec<u8> {
+    let mut g = Generator::new(seed, fault, 0);
+    let mut out = vec![0u8; N];
+    assert_eq!(g.fill(&mut out), N);
+    out
+}
+
+/// The data sets: name, bits per symbol, samples.
+pub fn datasets() -> Vec<(&'static str, u8, Vec<u8>)> {
+    let sim8 = simulator(0x5eed_0001, Fault::None);
+    let sim_bias8 = simulator(0x5eed_0002, Fault::Bias(0.6));
+    let sim1: Vec<u8> = simulator(0x5eed_0003, Fault::None)
+        .iter()
+        .map(|b| b & 1)
+        .collect();
+    let mut r = Mix(0x0d15_ea5e);
+    let mut bit = 0u8;
+    let markov1: Vec<u8> = (0..N)
+        .map(|_| {
+            if r.unit() >= 0.7 {
+                bit ^= 1;
+            }
+            bit
+        })
+        .collect();
+    let mut r = Mix(0x9e41_0d1c);
+    let period: Vec<u8> = (0..251).map(|_| r.next() as u8).collect();
+    let periodic8: Vec<u8> = (0..N)
+        .map(|i| {
+            if r.unit() < 0.005 {
+                r.next() as u8
+            } else {
+                period[i % period.len()]
+            }
+        })
+        .collect();
+    let mut stuck8 = simulator(0x5eed_0004, Fault::None);
+    stuck8[400_000..403_000].fill(0);
+    // Twelve of the sixteen 4-bit values, unevenly likely: the tool translates them to 0..12.
+    let mut r = Mix(0x4b17_5eed);
+    let values: [u8; 12] = [0, 1, 2, 3, 5, 6, 8, 9, 10, 12, 13, 15];
+    let weights: [f64; 12] = [3.0, 1.0, 1.0, 2.0, 1.0, 1.0, 1.5, 1.0, 1.0, 1.0, 2.5, 1.0];
+    let total: f64 = weights.iter().sum();
+    let biased4: Vec<u8> = (0..N)
+        .map(|_| {
+            let mut u = r.unit() * total;
+            for (v, w) in values.iter().zip(weights) {
+                if u < w {
+                    return *v;
+                }
+                u -= w;
+            }
+            values[11]
+        })
+        .collect();
+    let mut r = Mix(0xb1a5_ed01);
+    let biased1: Vec<u8> = (0..N).map(|_| u8::from(r.unit() < 0.58)).collect();
+    vec![
+        ("sim8", 8, sim8),
+        ("sim-bias8", 8, sim_bias8),
+        ("sim1", 1, sim1),
+        ("markov1", 1, markov1),
+        ("periodic8", 8, periodic8),
+        ("stuck8", 8, stuck8),
+        ("biased4", 4, biased4),
+        ("biased1", 1, biased1),
+    ]
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nist")
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Writes the data sets as files for the reference tool: run by `scripts/assess-reference.sh`.
+#[test]
+#[ignore = "writes the data sets for scripts/assess-reference.sh"]
+fn write_datasets() {
+    let dir = std::env::var("QEAAS_ASSESS_OUT").expect("QEAAS_ASSESS_OUT=directory");
+    for (name, bits, data) in datasets() {
+        std::fs::write(Path::new(&dir).join(format!("{name}.bin")), &data).unwrap();
+        println!("{name} {bits}");
+    }
+}
+
+/// (our value, NIST's value) pairs of one data set, labelled.
+fn compare(ours: &NonIidReport, nist: &Value) -> Vec<(String, Option<f64>, Option<f64>)> {
+    let cases = nist["testCases"].as_array().expect("testCases");
+    let find = |desc: &str| {
+        cases
+            .iter()
+            .find(|c| c["testCaseDesc"] == desc)
+            .unwrap_or_else(|| panic!("no {desc} in fixture"))
+    };
+    let mut out = Vec::new();
+    for (i, e) in ours.estimators.iter().enumerate() {
+        let c = find(e.name);
+        let (fo, fb) = match i {
+            4 => ("tTupleRes", "binTTupleRes"),
+            5 => ("lrsRes", "binLrsRes"),
+            _ => ("hOriginal", "hBitstring"),
+        };
+        out.push((format!("{} {fo}", e.name), e.h_original, c[fo].as_f64()));
+        out.push((format!("{} {fb}", e.name), e.h_bitstring, c[fb].as_f64()));
+    }
+    let o = find("Overall");
+    out.push((
+        "Overall hOriginal".into(),
+        Some(ours.h_original),
+        o["hOriginal"].as_f64(),
+    ));
+    out.push((
+        "Overall hBitstring".into(),
+        ours.h_bitstring,
+        o["hBitstring"].as_f64(),
+    ));
+    out.push((
+        "Overall hAssessed".into(),
+        Some(ours.h_assessed),
+        o["hAssessed"].as_f64(),
+    ));
+    out
+}
+
+#[test]
+fn estimators_agree_with_nist_ea_non_iid() {
+    let mut worst = 0.0f64;
+    let mut failures = Vec::new();
+    let sets = datasets();
+    // About 100 s of CPU in all: two workers (CI has two cores), each data set once.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let reports = std::sync::Mutex::new(vec![None; sets.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((_, bits, data)) = sets.get(i) else {
+                    break;
+                };
+                let r = assess::assess_non_iid(data, *bits).expect("assess");
+                reports.lock().unwrap()[i] = Some(r);
+            });
+        }
+    });
+    let reports = reports.into_inner().unwrap();
+    for ((name, _, data), ours) in sets.iter().zip(reports) {
+        let ours = ours.expect("assessed");
+        let path = fixtures().join(format!("{name}.json"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let nist: Value = serde_json::from_str(&text).expect("fixture JSON");
+        assert_eq!(
+            nist["sha256"].as_str(),
+            Some(hex(&Sha256::digest(data)).as_str()),
+            "{name}: the generated data set is not the file NIST assessed"
+        );
+        for (label, a, b) in compare(&ours, &nist) {
+            match (a, b) {
+                (Some(a), Some(b)) => {
+                    let d = (a - b).abs();
+                    worst = worst.max(d);
+                    println!("{name:10} {label:70} ours {a:.12} nist {b:.12} diff {d:.1e}");
+                    if d > TOLERANCE {
+                        failures.push(format!("{name} {label}: ours {a} nist {b}"));
+                    }
+                }
+                (None, None) => {}
+                _ => failures.push(format!("{name} {label}: ours {a:?} nist {b:?}")),
+            }
+        }
+    }
+    println!("largest difference from ea_non_iid: {worst:.3e}");
+    assert!(
+        failures.is_empty(),
+        "disagreements:\n{}",
+        failures.join("\n")
+    );
+}
