@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod assess;
 pub mod client;
 pub mod config;
 pub mod daemon;
@@ -26,6 +27,8 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// Command-line usage error.
     pub const USAGE: i32 = 64;
+    /// Input data malformed.
+    pub const DATAERR: i32 = 65;
     /// Input file missing.
     pub const NOINPUT: i32 = 66;
     /// Service unavailable (no source present, no entropy).

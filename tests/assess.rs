@@ -11,11 +11,14 @@
 //! is printed with `--nocapture`: 1.5e-12 over the eight data sets when they were recorded).
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use qeaas::sim::{Fault, Generator};
 use qeaas_core::assess::{self, NonIidReport};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+mod common;
 
 const N: usize = assess::MIN_SAMPLES;
 const TOLERANCE: f64 = 1e-6;
@@ -217,4 +220,85 @@ fn estimators_agree_with_nist_ea_non_iid() {
         "disagreements:\n{}",
         failures.join("\n")
     );
+}
+
+/// The `qeaas assess` command: its JSON carries the library's figures under NIST's field names,
+/// and its text report the same assessed value.
+#[test]
+fn assess_command_reports_the_librarys_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bits, data) = datasets().swap_remove(3); // markov1: binary, quick
+    let file = dir.path().join("markov1.bin");
+    std::fs::write(&file, &data).unwrap();
+    let ours = assess::assess_non_iid(&data, bits).unwrap();
+    let out = Command::new(common::QEAAS)
+        .args(["assess", "--bits", "1", "--json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let overall = j["testCases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["testCaseDesc"] == "Overall")
+        .expect("Overall");
+    assert_eq!(overall["hAssessed"].as_f64(), Some(ours.h_assessed));
+    assert_eq!(overall["hOriginal"].as_f64(), Some(ours.h_original));
+    assert_eq!(
+        j["sha256"].as_str(),
+        Some(hex(&Sha256::digest(&data)).as_str())
+    );
+    let text = Command::new(common::QEAAS)
+        .args(["assess", "--bits", "1"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains(&format!("assessed min-entropy: {:.6}", ours.h_assessed)),
+        "{text}"
+    );
+}
+
+/// Hostile or broken input files get a typed refusal and a sysexits code, never a panic or a
+/// made-up estimate.
+#[test]
+fn assess_command_refuses_data_it_cannot_assess() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, data: Option<&[u8]>, bits: &str| {
+        let f = dir.path().join(name);
+        if let Some(d) = data {
+            std::fs::write(&f, d).unwrap();
+        }
+        let o = Command::new(common::QEAAS)
+            .args(["assess", "--bits", bits])
+            .arg(&f)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let mut wide = vec![3u8; 5000];
+    wide[4321] = 0x10;
+    let (code, err) = run("wide.bin", Some(&wide), "4");
+    assert_eq!(code, Some(65), "{err}");
+    assert!(err.contains("sample 4321 is 0x10"), "{err}");
+    let (code, err) = run("stuck.bin", Some(&[7u8; 5000]), "8");
+    assert_eq!(code, Some(65), "{err}");
+    assert!(err.contains("only one symbol"), "{err}");
+    let (code, err) = run("empty.bin", Some(&[]), "8");
+    assert_eq!(code, Some(65), "{err}");
+    let (code, err) = run("missing.bin", None, "8");
+    assert_eq!(code, Some(66), "{err}");
+    let (code, _) = run("wide.bin", None, "9");
+    assert_eq!(code, Some(2), "clap rejects --bits 9");
 }
