@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod assess;
+pub mod capture;
 pub mod client;
 pub mod config;
 pub mod daemon;
@@ -39,6 +40,8 @@ pub mod exit {
     pub const OSERR: i32 = 71;
     /// I/O error.
     pub const IOERR: i32 = 74;
+    /// Temporary failure (retry later: e.g. the daemon holds the source).
+    pub const TEMPFAIL: i32 = 75;
     /// Permission denied.
     pub const NOPERM: i32 = 77;
     /// Configuration error.

@@ -302,3 +302,127 @@ fn assess_command_refuses_data_it_cannot_assess() {
     let (code, _) = run("wide.bin", None, "9");
     assert_eq!(code, Some(2), "clap rejects --bits 9");
 }
+
+/// A config with one `file` source `name` reading `path` (sample width `sample`), socket in `dir`.
+fn capture_config(dir: &Path, name: &str, path: &Path, sample: &str) -> PathBuf {
+    let cfg = dir.join("qeaasd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[socket]\npath = {:?}\n[[source]]\nname = {name:?}\nkind = \"file\"\npath = {path:?}\nsample = {sample:?}\n",
+            dir.join("entropy.sock")
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn capture(cfg: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let o = Command::new(common::QEAASD)
+        .arg("-c")
+        .arg(cfg)
+        .arg("capture")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `qeaasd capture` writes the source's samples exactly as read (bits as 0/1 bytes, most
+/// significant first), and a restart matrix reopens the source for every row.
+#[test]
+fn capture_writes_raw_samples_bits_and_restart_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw: Vec<u8> = simulator(0x5eed_0005, Fault::None)[..300_000].to_vec();
+    let src = dir.path().join("noise.bin");
+    std::fs::write(&src, &raw).unwrap();
+
+    let cfg = capture_config(dir.path(), "q", &src, "byte");
+    let out = dir.path().join("raw.bin");
+    let (code, err) = capture(
+        &cfg,
+        &[
+            "--source",
+            "q",
+            "--samples",
+            "200000",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        std::fs::read(&out).unwrap() == raw[..200_000],
+        "bytes differ from the source's"
+    );
+    // Never overwrite a capture.
+    let (code, err) = capture(
+        &cfg,
+        &[
+            "--source",
+            "q",
+            "--samples",
+            "10",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(74), "{err}");
+
+    let cfg = capture_config(dir.path(), "b", &src, "bit");
+    let out = dir.path().join("bits.bin");
+    let (code, err) = capture(
+        &cfg,
+        &[
+            "--source",
+            "b",
+            "--samples",
+            "1003",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let want: Vec<u8> = raw
+        .iter()
+        .flat_map(|b| (0..8).rev().map(move |j| (b >> j) & 1))
+        .take(1003)
+        .collect();
+    assert_eq!(std::fs::read(&out).unwrap(), want);
+
+    let out = dir.path().join("restart.bin");
+    let cfg = capture_config(dir.path(), "q", &src, "byte");
+    let (code, err) = capture(
+        &cfg,
+        &[
+            "--source",
+            "q",
+            "--restart",
+            "5x1000",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let m = std::fs::read(&out).unwrap();
+    assert_eq!(m.len(), 5000);
+    // A regular file restarts at its beginning: every row is the first 1000 samples.
+    for row in m.chunks(1000) {
+        assert_eq!(row, &raw[..1000]);
+    }
+
+    let (code, err) = capture(
+        &cfg,
+        &[
+            "--source",
+            "nope",
+            "-o",
+            dir.path().join("x").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("no source named \"nope\""), "{err}");
+}
