@@ -426,3 +426,34 @@ fn capture_writes_raw_samples_bits_and_restart_rows() {
     assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("no source named \"nope\""), "{err}");
 }
+
+/// Attack: capture from a source the running daemon is reading. Two readers of one device would
+/// each get part of the samples, and the daemon's part would be served while the other part sat
+/// in a file. Capture must refuse, clearly, and write nothing.
+#[test]
+fn capture_refuses_while_the_daemon_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("noise.bin");
+    std::fs::write(&src, simulator(0x5eed_0006, Fault::None)).unwrap();
+    let d = common::daemon(&format!(
+        "[[source]]\nname = \"q\"\nkind = \"file\"\npath = {src:?}\n"
+    ));
+    let out = d.dir.path().join("raw.bin");
+    let (code, err) = capture(
+        &d.dir.path().join("qeaasd.toml"),
+        &[
+            "--source",
+            "q",
+            "--samples",
+            "1000",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(75), "{err}");
+    assert!(err.contains("qeaasd is running"), "{err}");
+    assert!(
+        !out.exists(),
+        "capture wrote samples while the daemon owned the source"
+    );
+}
