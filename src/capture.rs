@@ -7,7 +7,10 @@
 //! 3.1.4: `R` reopens of the source, the first `C` samples after each, row after row.
 //!
 //! Capture never credits or serves what it reads: it has no pool, no socket and no kernel face;
-//! the bytes go to the file and their buffers are wiped. It runs with no capabilities.
+//! the bytes go to the file and their buffers are wiped. It runs with no capabilities. It does
+//! not share a source with a running daemon (two readers would each see half of the samples,
+//! and the daemon's would be handed out while also written to a file): when the configured
+//! socket answers, it refuses and says why.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,6 +44,12 @@ pub enum CaptureError {
     /// No such source in the configuration.
     #[error("no source named {0:?} in the configuration")]
     UnknownSource(String),
+    /// The daemon is running with this configuration.
+    #[error(
+        "qeaasd is running ({0} answers): it owns the sources and capture would split their \
+         samples with it; stop it first (systemctl stop qeaasd) and capture again"
+    )]
+    DaemonRunning(PathBuf),
     /// The source could not be opened.
     #[error("{0}")]
     Open(#[from] source::OpenError),
@@ -74,6 +83,7 @@ impl CaptureError {
                 exit::NOINPUT
             }
             CaptureError::Config(_) | CaptureError::UnknownSource(_) => exit::CONFIG,
+            CaptureError::DaemonRunning(_) => exit::TEMPFAIL,
             CaptureError::Open(_) | CaptureError::Short { .. } => exit::UNAVAILABLE,
             CaptureError::Io { err, .. } if err.kind() == std::io::ErrorKind::PermissionDenied => {
                 exit::NOPERM
@@ -146,6 +156,10 @@ fn read_samples(src: &Source, want: usize, out: &mut Vec<u8>) -> Result<(), Capt
     Ok(())
 }
 
+fn daemon_answers(socket: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(socket).is_ok()
+}
+
 /// `qeaasd capture`: writes the samples and returns the exit code.
 pub fn run(config: &Path, a: &CaptureArgs) -> Result<i32, CaptureError> {
     let cfg = Config::load(config)?;
@@ -155,6 +169,9 @@ pub fn run(config: &Path, a: &CaptureArgs) -> Result<i32, CaptureError> {
         .find(|s| s.name == a.source)
         .ok_or_else(|| CaptureError::UnknownSource(a.source.clone()))?;
     let src = cfg.source(sc)?;
+    if daemon_answers(&cfg.socket.path) {
+        return Err(CaptureError::DaemonRunning(cfg.socket.path.clone()));
+    }
     // Nothing here needs a capability: opening the device is a file permission.
     let _ = crate::privsep::drop_capabilities(&[]);
     let io = |what: &str| {
