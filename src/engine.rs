@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use qeaas_core::assess::online::{OnlineEstimate, DEFAULT_WINDOW_BYTES};
 use qeaas_core::extractor::Toeplitz;
 use qeaas_core::fips::FipsCounters;
 use qeaas_core::health::{HealthCounters, Verdict};
@@ -74,6 +75,11 @@ pub struct SourceStatus {
     pub cutoffs: (u32, u32),
     /// Last problem, for `status`.
     pub last_error: Option<String>,
+    /// Min-entropy claimed per sample (the configured, credited H).
+    pub entropy_claimed: f64,
+    /// Online SP 800-90B estimate (MCV and Markov) of the last window of raw samples, per
+    /// sample; a monitor only, never a credit.
+    pub entropy_estimate: Option<f64>,
 }
 
 /// Consumer classes for accounting.
@@ -178,6 +184,8 @@ impl Engine {
                 pipeline: PipelineCounters::default(),
                 cutoffs: (0, 0),
                 last_error: None,
+                entropy_claimed: s.spec.health.h.bits(),
+                entropy_estimate: None,
             })
             .collect();
         Arc::new(Self {
@@ -233,6 +241,7 @@ impl Engine {
         let mut buf = vec![0u8; src.read_bytes];
         let mut staged: Vec<u8> = Vec::with_capacity(src.read_bytes + 256);
         let mut was_open = false;
+        let mut online = OnlineEstimate::new(src.spec.health.width, DEFAULT_WINDOW_BYTES);
         while !self.stop.load(Ordering::SeqCst) {
             let mut opened = match source::open(&src) {
                 Ok(o) => o,
@@ -266,6 +275,7 @@ impl Engine {
             }
             if was_open {
                 cond.restart();
+                online.restart();
             }
             was_open = true;
             self.set_status(idx, |s| {
@@ -305,6 +315,7 @@ impl Engine {
                     staged.extend_from_slice(bytes);
                     millibits += mb;
                 });
+                online.feed(&buf[..n]);
                 buf[..n].zeroize();
                 let state = match verdict {
                     Verdict::Pass => SourceState::Healthy,
@@ -351,6 +362,7 @@ impl Engine {
                     s.health = cond.health_counters();
                     s.fips = cond.fips_counters();
                     s.pipeline = cond.counters();
+                    s.entropy_estimate = online.last();
                     if let Verdict::Permanent(t) = verdict {
                         s.last_error = Some(format!("{} test failed permanently", t.label()));
                     }

@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use qeaas::sim::{Fault, Generator};
 use qeaas_core::assess::{self, NonIidReport};
@@ -455,5 +456,108 @@ fn capture_refuses_while_the_daemon_runs() {
     assert!(
         !out.exists(),
         "capture wrote samples while the daemon owned the source"
+    );
+}
+
+/// The online estimate: a simulator with a 60/40 bit bias (5.9 bits per byte) under a 6.5-bit
+/// claim shows in `qeaas_source_entropy_estimate_bits`, and the alert rule, fed the values the
+/// daemon exported, fires for it and not for the healthy source (real promtool).
+#[test]
+fn online_estimate_of_a_biased_source_fires_the_alert() {
+    if !common::require(
+        common::have("promtool"),
+        "promtool (Debian package prometheus)",
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let fifos: Vec<PathBuf> = ["good.fifo", "biased.fifo"]
+        .iter()
+        .map(|f| {
+            let p = tmp.path().join(f);
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &p,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                0,
+            )
+            .expect("mkfifo");
+            p
+        })
+        .collect();
+    let _good = common::sim(&["--fifo", fifos[0].to_str().unwrap(), "--seed", "11"]);
+    let _biased = common::sim(&[
+        "--fifo",
+        fifos[1].to_str().unwrap(),
+        "--seed",
+        "12",
+        "--fault",
+        "bias:0.6",
+    ]);
+    let d = common::daemon(&format!(
+        "[[source]]\nname = \"good\"\nkind = \"file\"\npath = {:?}\n\
+         [[source]]\nname = \"biased\"\nkind = \"file\"\npath = {:?}\n",
+        fifos[0], fifos[1]
+    ));
+    let series =
+        |kind: &str, s: &str| format!("qeaas_source_entropy_{kind}_bits{{source=\"{s}\"}}");
+    let mut values = Vec::new();
+    let seen = common::wait_until(Duration::from_secs(60), || {
+        let Some(text) = common::scrape(&d.metrics) else {
+            return false;
+        };
+        values = ["good", "biased"]
+            .iter()
+            .flat_map(|s| {
+                ["estimate", "claimed"]
+                    .map(|k| (series(k, s), common::metric(&text, &series(k, s))))
+            })
+            .collect();
+        values.iter().all(|(_, v)| v.is_some())
+    });
+    assert!(seen, "no estimates exported: {values:?}\n{}", d.log_text());
+    let v = |i: usize| values[i].1.unwrap();
+    println!("{values:?}");
+    assert!(
+        v(0) > v(1),
+        "good source estimated below its claim: {values:?}"
+    );
+    assert!(
+        v(2) < v(3),
+        "biased source not estimated below its claim: {values:?}"
+    );
+    assert!(
+        (v(2) - 5.9).abs() < 0.3,
+        "biased estimate far from 5.9: {values:?}"
+    );
+
+    // The exported values, held for five minutes, through the shipped rule.
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prometheus/qeaas-alerts.yml");
+    let input: String = values
+        .iter()
+        .map(|(s, x)| {
+            format!(
+                "      - series: '{s}'\n        values: '{}x10'\n",
+                x.unwrap()
+            )
+        })
+        .collect();
+    let test = format!(
+        "rule_files:\n  - {rules:?}\nevaluation_interval: 30s\ntests:\n  - interval: 30s\n    input_series:\n{input}    alert_rule_test:\n      - eval_time: 3m\n        alertname: QeaasEntropyBelowClaim\n        exp_alerts:\n          - exp_labels:\n              severity: warning\n              source: biased\n            exp_annotations:\n              summary: \"qeaas source biased looks weaker than claimed\"\n              description: \"The online estimate for biased is {:.3} bits per sample, below its claimed min-entropy. Capture raw samples (`qeaasd capture`) and assess them (`qeaas assess`).\"\n",
+        v(2)
+    );
+    let file = tmp.path().join("online.test.yml");
+    std::fs::write(&file, test).unwrap();
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }

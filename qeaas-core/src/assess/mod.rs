@@ -24,6 +24,7 @@ use core::fmt;
 pub mod conditioning;
 pub mod estimators;
 pub mod iid;
+pub mod online;
 pub mod predictors;
 pub mod restart;
 pub mod tuple;
