@@ -168,7 +168,7 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
     privsep::drop_capabilities(&[]).map_err(os("drop capabilities"))?;
     info!("worker runs with no capabilities");
 
-    let engine = Engine::new(&sources, cfg.pool.queue_bytes);
+    let engine = Engine::with_conditioner(&sources, cfg.pool.queue_bytes, cfg.pool.conditioner);
     engine.spawn_readers(sources.clone());
     let kstats: SharedKernelStats = Arc::new(Mutex::new(KernelStats::default()));
     let link = Arc::new(Mutex::new(SupervisorLink::new()));
@@ -383,7 +383,7 @@ pub fn run_test(config: &Path, sel: &Selection, secs: u64) -> Result<i32, StartE
     let cfg = Config::load(config)?;
     let sources = cfg.active_sources(&sel.enable, &sel.disable)?;
     let _ = privsep::drop_capabilities(&[]);
-    let engine = Engine::new(&sources, 1 << 20);
+    let engine = Engine::with_conditioner(&sources, 1 << 20, cfg.pool.conditioner);
     engine.spawn_readers(sources);
     let start = Instant::now();
     let mut drained = 0u64;

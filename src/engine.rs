@@ -13,7 +13,7 @@ use qeaas_core::extractor::Toeplitz;
 use qeaas_core::fips::FipsCounters;
 use qeaas_core::health::{HealthCounters, Verdict};
 use qeaas_core::pipeline::{Conditioner, PipelineCounters, Processing, Provenance};
-use qeaas_core::pool::NotEnoughEntropy;
+use qeaas_core::pool::{NotEnoughEntropy, PoolHash};
 use qeaas_core::reservoir::{Reservoir, ReservoirCounters};
 use tracing::{error, info, warn};
 use zeroize::Zeroize;
@@ -162,8 +162,13 @@ pub struct Snapshot {
 }
 
 impl Engine {
-    /// An engine for `sources` with a queue of `queue_bytes`.
+    /// An engine for `sources` with a queue of `queue_bytes` and the default conditioner.
     pub fn new(sources: &[Source], queue_bytes: usize) -> Arc<Self> {
+        Self::with_conditioner(sources, queue_bytes, PoolHash::default())
+    }
+
+    /// An engine whose pool conditions with `hash`.
+    pub fn with_conditioner(sources: &[Source], queue_bytes: usize, hash: PoolHash) -> Arc<Self> {
         let statuses = sources
             .iter()
             .map(|s| SourceStatus {
@@ -190,7 +195,7 @@ impl Engine {
             .collect();
         Arc::new(Self {
             inner: Mutex::new(Inner {
-                reservoir: Reservoir::new(queue_bytes),
+                reservoir: Reservoir::with_hash(queue_bytes, hash),
                 sources: statuses,
                 served: Default::default(),
                 starved: Duration::ZERO,

@@ -195,7 +195,7 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
     let pool = gauge(
         &r,
         "qeaas_pool_credit",
-        "Bits credited in the BLAKE2s pool and not yet extracted.",
+        "Bits credited in the pool and not yet extracted.",
         &[],
     );
     pool.with_label_values(&[] as &[&str])
