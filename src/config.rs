@@ -7,6 +7,7 @@ use std::time::Duration;
 use qeaas_core::driver::DriverSpec;
 use qeaas_core::health::{HealthParams, MinEntropy, SampleWidth, STARTUP_SAMPLES};
 use qeaas_core::pipeline::{Processing, SourceSpec};
+use qeaas_core::pool::PoolHash;
 use qeaas_core::provenance::Claim;
 use serde::Deserialize;
 
@@ -76,6 +77,15 @@ pub struct PoolConfig {
     /// working source the daemon must not hold up boot nor be killed by TimeoutStartSec=: it
     /// reports the state and keeps running, so a device plugged in later is picked up.
     pub ready_timeout_secs: u64,
+    /// The pool's conditioning function: `"sha256"` (SP 800-90B vetted Hash_df, the default and
+    /// the faster with SHA-NI) or `"blake2s"`. The kernel face is unaffected.
+    #[serde(deserialize_with = "pool_hash")]
+    pub conditioner: PoolHash,
+}
+
+fn pool_hash<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PoolHash, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
 }
 
 impl Default for PoolConfig {
@@ -84,6 +94,7 @@ impl Default for PoolConfig {
             queue_bytes: 1 << 20,
             // Under the unit's TimeoutStartSec=30.
             ready_timeout_secs: 20,
+            conditioner: PoolHash::default(),
         }
     }
 }
@@ -575,6 +586,17 @@ mod tests {
             let e = parse(t).unwrap_err().to_string();
             assert!(e.contains("unknown field"), "{t}: {e}");
         }
+    }
+
+    #[test]
+    fn conditioner_defaults_to_sha256_and_names_are_checked() {
+        assert_eq!(parse("").unwrap().pool.conditioner, PoolHash::Sha256);
+        let b = parse("[pool]\nconditioner = \"blake2s\"").unwrap();
+        assert_eq!(b.pool.conditioner, PoolHash::Blake2s);
+        let e = parse("[pool]\nconditioner = \"md5\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown conditioner"), "{e}");
     }
 
     #[test]

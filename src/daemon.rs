@@ -257,7 +257,7 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
     privsep::drop_capabilities(&[]).map_err(os("drop capabilities"))?;
     info!("worker runs with no capabilities");
 
-    let engine = Engine::new(&sources, cfg.pool.queue_bytes);
+    let engine = Engine::with_conditioner(&sources, cfg.pool.queue_bytes, cfg.pool.conditioner);
     engine.spawn_readers(sources.clone());
     let server = socket::Server::new(
         Arc::clone(&engine),
@@ -488,9 +488,9 @@ fn feeder(
 /// `qeaasd test`: reads the sources through the pipeline for `secs` and prints rates; feeds
 /// nothing.
 pub fn run_test(config: &Path, sel: &Selection, secs: u64) -> Result<i32, StartError> {
-    let (_cfg, sources) = load_checked(config, sel)?;
+    let (cfg, sources) = load_checked(config, sel)?;
     let _ = privsep::drop_capabilities(&[]);
-    let engine = Engine::new(&sources, 1 << 20);
+    let engine = Engine::with_conditioner(&sources, 1 << 20, cfg.pool.conditioner);
     engine.spawn_readers(sources);
     let start = Instant::now();
     let mut drained = 0u64;

@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use qeaas_core::assess::online::{OnlineEstimate, DEFAULT_WINDOW_BYTES};
 use qeaas_core::driver::{Action, Driver, DriverCounters, Event, SourceState};
 use qeaas_core::extractor::Toeplitz;
 use qeaas_core::fips::FipsCounters;
 use qeaas_core::health::HealthCounters;
 use qeaas_core::pipeline::{PipelineCounters, Processing};
-use qeaas_core::pool::NotEnoughEntropy;
+use qeaas_core::pool::{NotEnoughEntropy, PoolHash};
 use qeaas_core::provenance::Provenance;
 use qeaas_core::reservoir::{Reservoir, ReservoirCounters, Taken};
 use tracing::{error, info, warn};
@@ -52,6 +53,11 @@ pub struct SourceStatus {
     pub cutoffs: (u32, u32),
     /// Last problem, for `status`.
     pub last_error: Option<String>,
+    /// Min-entropy claimed per sample (the configured, credited H).
+    pub entropy_claimed: f64,
+    /// Online SP 800-90B estimate (MCV and Markov) of the last window of raw samples, per
+    /// sample; a monitor only, never a credit.
+    pub entropy_estimate: Option<f64>,
 }
 
 impl SourceStatus {
@@ -147,8 +153,13 @@ pub struct Snapshot {
 }
 
 impl Engine {
-    /// An engine for `sources` with a queue of `queue_bytes`.
+    /// An engine for `sources` with a queue of `queue_bytes` and the default conditioner.
     pub fn new(sources: &[Source], queue_bytes: usize) -> Arc<Self> {
+        Self::with_conditioner(sources, queue_bytes, PoolHash::default())
+    }
+
+    /// An engine whose pool conditions with `hash`.
+    pub fn with_conditioner(sources: &[Source], queue_bytes: usize, hash: PoolHash) -> Arc<Self> {
         let statuses = sources
             .iter()
             .map(|s| SourceStatus {
@@ -162,11 +173,13 @@ impl Engine {
                 pipeline: PipelineCounters::default(),
                 cutoffs: (0, 0),
                 last_error: None,
+                entropy_claimed: s.spec.health.h.bits(),
+                entropy_estimate: None,
             })
             .collect();
         Arc::new(Self {
             inner: Mutex::new(Inner {
-                reservoir: Reservoir::new(queue_bytes),
+                reservoir: Reservoir::with_hash(queue_bytes, hash),
                 kernel_reserve: 0,
                 sources: statuses,
                 served: Default::default(),
@@ -255,6 +268,8 @@ impl Engine {
         let mut buf = vec![0u8; src.read_bytes];
         let mut staged: Vec<u8> = Vec::with_capacity(src.read_bytes + 256);
         let mut handle: Option<source::Opened> = None;
+        // A monitor of the raw samples (never a credit), restarted with each opening.
+        let mut online = OnlineEstimate::new(src.spec.health.width, DEFAULT_WINDOW_BYTES);
         while !self.stopping() {
             let now = self.now();
             match driver.poll(now) {
@@ -288,6 +303,7 @@ impl Engine {
                                         else { "mixed into the pool without credit (set credit = true to let it back requests)" }),
                                 }
                                 handle = Some(opened);
+                                online.restart();
                                 None
                             }
                             Ok(_) => None,
@@ -337,7 +353,12 @@ impl Engine {
                             };
                             self.publish(idx, &driver, Some(Some(msg.into())));
                         }
-                        Ok(n) => self.absorb(idx, &src, &mut driver, &mut buf[..n], &mut staged),
+                        Ok(n) => {
+                            online.feed(&buf[..n]);
+                            self.absorb(idx, &src, &mut driver, &mut buf[..n], &mut staged);
+                            let estimate = online.last();
+                            self.set_status(idx, |s| s.entropy_estimate = estimate);
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
                         Err(e) => {
                             driver.read_failed(self.now());

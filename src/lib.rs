@@ -6,6 +6,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod assess;
+pub mod capture;
 pub mod config;
 pub mod daemon;
 pub mod engine;
@@ -24,6 +26,8 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// Command-line usage error.
     pub const USAGE: i32 = 64;
+    /// Input data malformed.
+    pub const DATAERR: i32 = 65;
     /// Input file missing.
     pub const NOINPUT: i32 = 66;
     /// Service unavailable (no source present, no entropy).
@@ -34,6 +38,8 @@ pub mod exit {
     pub const OSERR: i32 = 71;
     /// I/O error.
     pub const IOERR: i32 = 74;
+    /// Temporary failure (retry later: e.g. the daemon holds the source).
+    pub const TEMPFAIL: i32 = 75;
     /// Permission denied.
     pub const NOPERM: i32 = 77;
     /// Configuration error.

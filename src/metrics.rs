@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -24,6 +24,12 @@ fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterV
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn float_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
     r.register(Box::new(g.clone())).expect("unique metric");
     g
 }
@@ -112,9 +118,26 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
         "FIPS 140-2 failures by test.",
         &["source", "test"],
     );
+    let claimed = float_gauge(
+        &r,
+        "qeaas_source_entropy_claimed_bits",
+        "Min-entropy per sample claimed (credited) for the source.",
+        &["source"],
+    );
+    // Absent until a first window of raw samples is complete.
+    let estimate = float_gauge(
+        &r,
+        "qeaas_source_entropy_estimate_bits",
+        "Online SP 800-90B estimate (MCV and Markov over the last 64 KiB of raw samples), bits per sample.",
+        &["source"],
+    );
     for s in &snap.sources {
         let n = s.name.as_str();
         read.with_label_values(&[n]).inc_by(s.counters.bytes_read);
+        claimed.with_label_values(&[n]).set(s.entropy_claimed);
+        if let Some(h) = s.entropy_estimate {
+            estimate.with_label_values(&[n]).set(h);
+        }
         for st in SourceState::ALL {
             state
                 .with_label_values(&[n, st.label()])
@@ -217,7 +240,7 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
     let pool = gauge(
         &r,
         "qeaas_pool_credit",
-        "Bits credited in the BLAKE2s pool and not yet extracted.",
+        "Bits credited in the pool and not yet extracted.",
         &[],
     );
     pool.with_label_values(&[] as &[&str])

@@ -16,7 +16,9 @@
 //! * [`device_pool`]: the embedded client's pool with the paper's parameters (512-byte credit
 //!   cap, refill below 128 bytes, backfeed), accounting server and TRNG credit apart;
 //! * [`reservoir`]: the pool plus a queue from which each byte is handed out once, and whether
-//!   what it hands out may be credited to the kernel.
+//!   what it hands out may be credited to the kernel;
+//! * `assess` (feature `assess`): SP 800-90B entropy assessment of raw samples, offline (the
+//!   estimators of section 6, restart tests, conditioning formulas) and online.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -39,6 +41,8 @@ pub mod pipeline;
 pub mod pool;
 pub mod provenance;
 pub mod reservoir;
+#[cfg(feature = "assess")]
+pub mod assess;
 
 /// A deterministic byte stream (xorshift64) that passes the RCT and APT, for unit tests.
 #[cfg(test)]

@@ -15,7 +15,7 @@ use alloc::boxed::Box;
 use alloc::vec;
 use zeroize::Zeroize;
 
-use crate::pool::{NotEnoughEntropy, Pool, MAX_CREDIT_BITS, MAX_EXTRACT};
+use crate::pool::{NotEnoughEntropy, Pool, PoolHash, MAX_CREDIT_BITS, MAX_EXTRACT};
 use crate::provenance::Provenance;
 
 /// What [`Reservoir::take`] says about the bytes it handed out.
@@ -72,11 +72,17 @@ pub struct Reservoir {
 }
 
 impl Reservoir {
-    /// A reservoir whose queue holds at most `capacity` bytes (rounded up to 32).
+    /// A reservoir whose queue holds at most `capacity` bytes (rounded up to 32), with the
+    /// default conditioning function.
     pub fn new(capacity: usize) -> Self {
+        Self::with_hash(capacity, PoolHash::default())
+    }
+
+    /// A reservoir whose pool is conditioned by `hash`.
+    pub fn with_hash(capacity: usize, hash: PoolHash) -> Self {
         let capacity = capacity.max(MAX_EXTRACT).next_multiple_of(MAX_EXTRACT);
         Self {
-            pool: Pool::new(),
+            pool: Pool::with_hash(hash),
             ring: vec![0u8; capacity].into_boxed_slice(),
             head: 0,
             len: 0,
@@ -94,6 +100,11 @@ impl Reservoir {
     /// Queue capacity in bytes.
     pub fn capacity(&self) -> usize {
         self.ring.len()
+    }
+
+    /// The pool's conditioning function.
+    pub fn pool_hash(&self) -> PoolHash {
+        self.pool.hash()
     }
 
     /// Bits credited in the pool and not yet extracted.

@@ -43,6 +43,23 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// Write a source's raw samples (before any conditioning) for an SP 800-90B assessment:
+    /// one sample per byte, bits as 0/1 bytes. Never credits or serves them; refuses while
+    /// qeaasd runs (75).
+    Capture {
+        /// Configured source name.
+        #[arg(long)]
+        source: String,
+        /// Samples to write.
+        #[arg(long, default_value_t = 1_000_000)]
+        samples: usize,
+        /// Restart matrix ROWSxCOLS (e.g. 1000x1000): ROWS reopens, COLS samples each.
+        #[arg(long, value_name = "ROWSxCOLS", value_parser = qeaas::capture::parse_matrix)]
+        restart: Option<(usize, usize)>,
+        /// Output file (must not exist).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Internal: the unprivileged worker started by `run`.
     #[command(hide = true)]
     Worker,
@@ -62,6 +79,26 @@ fn main() {
         Cmd::Run => daemon::run_supervisor(&config, &sel),
         Cmd::Worker => daemon::run_worker(&config, &sel),
         Cmd::Test { seconds } => daemon::run_test(&config, &sel, seconds),
+        Cmd::Capture {
+            source,
+            samples,
+            restart,
+            output,
+        } => {
+            let args = qeaas::capture::CaptureArgs {
+                source,
+                samples,
+                restart,
+                output,
+            };
+            match qeaas::capture::run(&config, &args) {
+                Ok(code) => std::process::exit(code),
+                Err(e) => {
+                    eprintln!("qeaasd capture: {e}");
+                    std::process::exit(e.code());
+                }
+            }
+        }
         Cmd::ListSources => daemon::list_sources(&config),
         Cmd::CheckConfig => daemon::load_checked(&config, &sel).map(|(c, _)| {
             println!("{}: OK ({} sources)", config.display(), c.sources.len());
