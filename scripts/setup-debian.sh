@@ -22,7 +22,8 @@ PKGS=(build-essential pkg-config curl ca-certificates git
       qemu-system-misc python3-venv  # the firmware core on qemu riscv32; esptool (PyPI) makes the ESP32 image
       gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf  # wolfSSL for the riscv32imc device (qeaas-coap/tests/device_qemu.rs)
       debhelper help2man lintian  # scripts/build-debs.sh: the Debian packages, their man pages, lintian
-      debootstrap qemu-system-x86 qemu-utils)  # scripts/vm-test.sh: a Debian 12 guest booting the packages
+      debootstrap qemu-system-x86 qemu-utils  # scripts/vm-test.sh: a Debian 12 guest booting the packages
+      libnss-extrausers)  # users and groups that exist only through NSS, as from LDAP or sssd (tests/socket_acl.rs)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -32,6 +33,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   $SUDO systemctl disable --now rng-tools-debian.service rngd.service jitterentropy.service nginx.service >/dev/null 2>&1 || true
 fi
+
+# NSS: look users and groups up in /var/lib/extrausers too (after files), so the socket's ACL is
+# tested with a user /etc/passwd does not have. Nothing is there until a test puts it there.
+if ! grep -qE '^passwd:.*extrausers' /etc/nsswitch.conf || ! grep -qE '^group:.*extrausers' /etc/nsswitch.conf; then
+  echo "==> nsswitch.conf: passwd, group += extrausers"
+  $SUDO sed -i -E '/^(passwd|group):/{/extrausers/!s/$/ extrausers/}' /etc/nsswitch.conf
+fi
+$SUDO mkdir -p /var/lib/extrausers
 
 # aiocoap-client (PyPI aiocoap[tinydtls], DTLS 1.2 PSK): a second real CoAP client for qeaas-coapd's
 # tests, in its own venv (Debian has no package); installed once, then a no-op.

@@ -386,11 +386,7 @@ fn raise_nofile() -> u64 {
 /// kernel be credited at all. Whether it is, is decided with each take (see
 /// [`Engine::take_for_kernel`]).
 fn all_may_be_hardware(sources: &[Source]) -> bool {
-    use qeaas_core::provenance::Claim;
-    !sources.is_empty()
-        && sources
-            .iter()
-            .all(|s| matches!(s.claim, Claim::Device | Claim::Hardware))
+    !sources.is_empty() && sources.iter().all(|s| s.claim.may_be_hardware())
 }
 
 fn feeder(

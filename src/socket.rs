@@ -643,3 +643,42 @@ async fn egd_client(
         server.idle(id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_through_nss_and_numbers_pass_through() {
+        assert_eq!(lookup_user("root"), Ok(0));
+        assert_eq!(lookup_user("4242"), Ok(4242));
+        assert!(lookup_user("qeaas-no-such-user").is_err());
+        assert_eq!(lookup_group("root"), Ok(0));
+        assert!(lookup_group("qeaas-no-such-group")
+            .unwrap_err()
+            .contains("no such group"));
+    }
+
+    #[test]
+    fn the_acl_takes_root_listed_users_and_group_members_by_any_membership() {
+        let open = Acl::default();
+        assert!(
+            open.allows(1000, 1000, &[]),
+            "no group, no list: the file mode decides"
+        );
+        let acl = Acl {
+            gid: Some(990),
+            uids: vec![1234],
+        };
+        assert!(acl.allows(0, 0, &[]));
+        assert!(acl.allows(1234, 1234, &[]));
+        assert!(acl.allows(1000, 990, &[]), "primary group");
+        assert!(acl.allows(1000, 1000, &[5, 990]), "supplementary group");
+        assert!(!acl.allows(1000, 1000, &[5, 991]));
+        let users_only = Acl {
+            gid: None,
+            uids: vec![1234],
+        };
+        assert!(!users_only.allows(1000, 1000, &[]));
+    }
+}

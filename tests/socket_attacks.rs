@@ -291,6 +291,18 @@ fn a_uid_reading_flat_out_leaves_another_its_share_and_the_feeder_its_schedule()
         share >= 0.3,
         "uid {VICTIM} got {f} bytes, uid {ATTACKER} {g}: a share of {share:.3}, not about half"
     );
+    // The daemon's own counters tell the same story over the whole run.
+    let served = |uid: u32| {
+        d.metric(&format!(
+            "qeaas_served_bytes_total{{client=\"uid:{uid}\",face=\"socket\"}}"
+        ))
+        .unwrap_or(0.0)
+    };
+    let (sg, sf) = (served(ATTACKER), served(VICTIM));
+    assert!(
+        sf >= f1 as f64 && sg >= g1 as f64 && sf / (sf + sg) >= 0.25,
+        "served by the daemon: uid {VICTIM} {sf}, uid {ATTACKER} {sg}"
+    );
     // Every second: at least half the feeds of the window.
     assert!(
         a1 - a0 >= (secs / 2.0).floor(),

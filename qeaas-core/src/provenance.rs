@@ -103,6 +103,14 @@ pub enum Claim {
     Network,
 }
 
+impl Claim {
+    /// True when some node could make a source so configured hardware: the only sources that
+    /// can ever let the kernel be credited. The same rule as [`decide`], asked before any open.
+    pub const fn may_be_hardware(self) -> bool {
+        matches!(self, Claim::Device | Claim::Hardware)
+    }
+}
+
 /// Why a node may not be used as configured. Each is a configuration error: the source is never
 /// read, and `check-config` names it when the path exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,6 +233,25 @@ mod tests {
                 decide(c, Node::Other),
                 Err(Refusal::NotASource(Node::Other))
             );
+        }
+    }
+
+    #[test]
+    fn may_be_hardware_agrees_with_decide() {
+        let nodes = [
+            chr(10, 183),
+            chr(240, 0),
+            chr(1, 9),
+            chr(136, 0),
+            Node::Fifo,
+            Node::RegularFile,
+            Node::Other,
+        ];
+        for c in CLAIMS {
+            let some = nodes
+                .iter()
+                .any(|&n| decide(c, n) == Ok(Provenance::Hardware));
+            assert_eq!(c.may_be_hardware(), some, "{c:?}");
         }
     }
 
