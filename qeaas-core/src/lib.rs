@@ -29,12 +29,12 @@ pub mod health;
 // The pipeline shares one extractor between sources through `Arc`, which `alloc` offers only on
 // targets with pointer-width atomics; riscv32imc (ESP32-C3) has none, and the device does not
 // need the pipeline (it uses `health` and `device_pool` directly).
+#[cfg(feature = "assess")]
+pub mod assess;
 #[cfg(target_has_atomic = "ptr")]
 pub mod pipeline;
 pub mod pool;
 pub mod reservoir;
-#[cfg(feature = "assess")]
-pub mod assess;
 
 /// A deterministic byte stream (xorshift64) that passes the RCT and APT, for unit tests.
 #[cfg(test)]
