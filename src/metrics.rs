@@ -120,14 +120,14 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
     );
     let claimed = float_gauge(
         &r,
-        "qeaas_source_entropy_claimed_bits",
+        "qeaas_source_entropy_claimed",
         "Min-entropy per sample claimed (credited) for the source.",
         &["source"],
     );
     // Absent until a first window of raw samples is complete.
     let estimate = float_gauge(
         &r,
-        "qeaas_source_entropy_estimate_bits",
+        "qeaas_source_entropy_estimate",
         "Online SP 800-90B estimate (MCV and Markov over the last 64 KiB of raw samples), bits per sample.",
         &["source"],
     );

@@ -460,7 +460,7 @@ fn capture_refuses_while_the_daemon_runs() {
 }
 
 /// The online estimate: a simulator with a 60/40 bit bias (5.9 bits per byte) under a 6.5-bit
-/// claim shows in `qeaas_source_entropy_estimate_bits`, and the alert rule, fed the values the
+/// claim shows in `qeaas_source_entropy_estimate`, and the alert rule, fed the values the
 /// daemon exported, fires for it and not for the healthy source (real promtool).
 #[test]
 fn online_estimate_of_a_biased_source_fires_the_alert() {
@@ -500,8 +500,7 @@ fn online_estimate_of_a_biased_source_fires_the_alert() {
          [[source]]\nname = \"biased\"\nkind = \"file\"\npath = {:?}\n",
         fifos[0], fifos[1]
     ));
-    let series =
-        |kind: &str, s: &str| format!("qeaas_source_entropy_{kind}_bits{{source=\"{s}\"}}");
+    let series = |kind: &str, s: &str| format!("qeaas_source_entropy_{kind}{{source=\"{s}\"}}");
     let mut values = Vec::new();
     let seen = common::wait_until(Duration::from_secs(60), || {
         let Some(text) = common::scrape(&d.metrics) else {
