@@ -9,7 +9,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use hyper::body::{Body, Buf};
 use qeaas_https::api;
+use qeaas_https::server::WipingBody;
 
 const MARK: &[u8; 16] = b"QEAAS-POOL-MARK!";
 /// `MARK` hex-encoded, as the JSON API sends it.
@@ -57,7 +59,17 @@ fn served_bytes_are_wiped_on_every_https_path() {
         ARMED.store(true, Ordering::Relaxed);
         let r = api::entropy_reply(&pool, raw);
         assert!(has_mark(&r.body), "the reply carries the served bytes");
-        drop(r);
+        // The hyper body made of it, polled as hyper does, then dropped as hyper does.
+        let mut body = std::pin::pin!(WipingBody::new(r.body));
+        assert_eq!(body.size_hint().exact(), Some(if raw { 256 } else { 539 }));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let std::task::Poll::Ready(Some(Ok(frame))) = body.as_mut().poll_frame(&mut cx) else {
+            panic!("no data frame");
+        };
+        let data = frame.into_data().unwrap();
+        assert!(has_mark(data.chunk()));
+        drop(data);
+        assert!(body.is_end_stream());
         ARMED.store(false, Ordering::Relaxed);
     }
     let n = MARKED_FREES.load(Ordering::Relaxed);
