@@ -28,16 +28,17 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let want = usize::from(w).max(1);
-    let (mut ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
     theirs.write_all(answer).unwrap();
-    drop(theirs.shutdown(std::net::Shutdown::Write));
-    let _ = ours.shutdown(std::net::Shutdown::Write);
+    // The answer ends where `data` does; the client's request is left unread in `theirs`.
+    theirs.shutdown(std::net::Shutdown::Write).unwrap();
     let mut c = Client::from_stream(ours);
     let mut out = vec![0xAAu8; want];
     match c.get_into(&mut out, 0) {
         Ok(()) => assert_eq!(&out[..], &answer[4..4 + want]),
         Err(_) => assert!(out.iter().all(|&b| b == 0)),
     }
+    drop(theirs);
     // The batcher over the same bytes: slices are disjoint and in order, or nobody is served.
     let mut batch = Batch::new(usize::MAX);
     for (i, &n) in data.iter().take(16).enumerate() {
