@@ -11,8 +11,8 @@
 //! | op | meaning | payload of an OK answer |
 //! |----|---------|--------------------------|
 //! | 1 `GET` | `len` bytes (1..=max_request), waiting up to `wait_ms` for them | exactly `len` bytes |
-//! | 2 `STATUS` | daemon status, `len` = 0 | `key=value` lines (UTF-8) |
-//! | 3 `MY_STATS` | bytes this peer's uid was served, `len` = 0 | `u64` BE |
+//! | 2 `STATUS` | daemon status, `len` = `wait_ms` = 0 | `key=value` lines (UTF-8) |
+//! | 3 `MY_STATS` | bytes this peer's uid was served, `len` = `wait_ms` = 0 | `u64` BE |
 //!
 //! A `GET` is never answered with fewer bytes than asked, nor padded: the status says why not.
 
@@ -111,10 +111,12 @@ pub fn decode_request(h: &[u8; REQUEST_LEN]) -> Result<Request, DecodeError> {
     }
     let len = u16::from_be_bytes([h[4], h[5]]);
     let wait_ms = u16::from_be_bytes([h[6], h[7]]);
-    match (h[2], len) {
-        (1, 1..) => Ok(Request::Get { len, wait_ms }),
-        (2, 0) => Ok(Request::Status),
-        (3, 0) => Ok(Request::MyStats),
+    // STATUS and MY_STATS carry no length and no wait: both fields must be zero, so every
+    // request has exactly one encoding (found by the `local_proto` fuzz target).
+    match (h[2], len, wait_ms) {
+        (1, 1.., _) => Ok(Request::Get { len, wait_ms }),
+        (2, 0, 0) => Ok(Request::Status),
+        (3, 0, 0) => Ok(Request::MyStats),
         _ => Err(DecodeError::Malformed),
     }
 }
@@ -184,6 +186,15 @@ mod tests {
         );
         assert_eq!(
             decode_request(&[b'Q', 1, 1, 1, 0, 1, 0, 0]),
+            Err(DecodeError::Malformed)
+        );
+        // A wait on STATUS or MY_STATS (fuzzer-found: it decoded, ignored).
+        assert_eq!(
+            decode_request(&[b'Q', 1, 2, 0, 0, 0, 0, 111]),
+            Err(DecodeError::Malformed)
+        );
+        assert_eq!(
+            decode_request(&[b'Q', 1, 3, 0, 0, 0, 1, 0]),
             Err(DecodeError::Malformed)
         );
     }

@@ -8,6 +8,9 @@ use coap_lite::{
     CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType,
 };
 
+use qeaas_client::PoolBytes;
+use zeroize::Zeroize;
+
 use crate::block::{uint, Block2, BlockStore, MAX_SZX};
 
 /// Bytes served when the request has no `n=`.
@@ -24,7 +27,7 @@ pub const WELL_KNOWN_CORE: &str =
 #[derive(Debug, PartialEq)]
 pub enum Action {
     /// Send these bytes (a complete CoAP message).
-    Reply(Vec<u8>),
+    Reply(PoolBytes),
     /// Fetch `n` bytes from the daemon, then call [`Exchange::finish`].
     Entropy(Exchange),
     /// Nothing to send (not a request, unparsable, or an ACK/RST).
@@ -54,18 +57,19 @@ pub struct Unavailable;
 
 impl Exchange {
     /// The response: 2.05 with the bytes, or 5.03 when the daemon could not back the request.
-    pub fn finish(mut self, bytes: Result<Vec<u8>, Unavailable>) -> Vec<u8> {
+    pub fn finish(mut self, bytes: Result<PoolBytes, Unavailable>) -> PoolBytes {
         match bytes {
             Ok(b) if b.len() == self.n => {
                 self.response.header.code = MessageClass::Response(ResponseType::Content);
                 self.response
                     .set_content_format(ContentFormat::ApplicationOctetStream);
-                self.response.payload = b;
+                // A copy the packet owns, wiped by `encode` once the datagram is made.
+                self.response.payload = b.to_vec();
             }
             // Never pad nor truncate: a short answer is as unavailable as none.
             _ => return Exchange::unavailable(self.response),
         }
-        encode(&self.response)
+        encode(&mut self.response)
     }
 
     /// Whether the body will be served block-wise (stored at block 0).
@@ -73,11 +77,11 @@ impl Exchange {
         self.block.is_some()
     }
 
-    fn unavailable(mut response: Packet) -> Vec<u8> {
+    fn unavailable(mut response: Packet) -> PoolBytes {
         response.header.code = MessageClass::Response(ResponseType::ServiceUnavailable);
         // Max-Age 1: the client may retry after a second.
         response.add_option(CoapOption::MaxAge, vec![1]);
-        encode(&response)
+        encode(&mut response)
     }
 }
 
@@ -92,10 +96,14 @@ pub enum Refusal {
     NoRoom,
 }
 
-fn encode(p: &Packet) -> Vec<u8> {
+/// The datagram of `p`, as [`PoolBytes`] (it may carry pool bytes), and `p`'s payload wiped:
+/// no copy of served bytes outlives its use unwiped.
+fn encode(p: &mut Packet) -> PoolBytes {
     // Our responses are small and well-formed; an encoding failure would be a bug, and an
     // empty datagram is dropped by the caller rather than crashing the server.
-    p.to_bytes().unwrap_or_default()
+    let out = PoolBytes::new(p.to_bytes().unwrap_or_default());
+    p.payload.zeroize();
+    out
 }
 
 /// Per-peer CoAP state: duplicate detection, our message ids, the block-wise body.
@@ -113,7 +121,7 @@ pub struct Endpoint {
     next_etag: u32,
     next_mid: u16,
     /// (message id, when, response) for CON and NON requests answered recently.
-    seen: VecDeque<(u16, Instant, Vec<u8>)>,
+    seen: VecDeque<(u16, Instant, PoolBytes)>,
     seen_max: usize,
     /// Message ids of requests waiting for the daemon: a retransmission meanwhile is dropped
     /// (the answer is on its way) rather than drawing pool bytes a second time.
@@ -170,18 +178,18 @@ impl Endpoint {
     }
 
     /// The caller refused `x` before fetching: the answer, remembered for duplicates.
-    pub fn refuse(&mut self, request: &[u8], x: Exchange, why: Refusal, now: Instant) -> Vec<u8> {
+    pub fn refuse(&mut self, request: &[u8], x: Exchange, why: Refusal, now: Instant) -> PoolBytes {
         let mut r = x.response;
         let out = match why {
             Refusal::TooMany(secs) => {
                 r.header.code = MessageClass::Response(ResponseType::TooManyRequests);
                 r.add_option(CoapOption::MaxAge, uint(secs.max(1)));
-                encode(&r)
+                encode(&mut r)
             }
             Refusal::OverQuota => {
                 r.header.code = MessageClass::Response(ResponseType::BadRequest);
                 r.payload = b"n exceeds this identity's quota per window".to_vec();
-                encode(&r)
+                encode(&mut r)
             }
             Refusal::NoRoom => Exchange::unavailable(r),
         };
@@ -194,16 +202,17 @@ impl Endpoint {
     pub fn finish(
         &mut self,
         x: Exchange,
-        bytes: Result<Vec<u8>, Unavailable>,
+        bytes: Result<PoolBytes, Unavailable>,
         now: Instant,
-    ) -> Vec<u8> {
+    ) -> PoolBytes {
         let Some(plan) = x.block else {
             return x.finish(bytes);
         };
         self.reserved = 0;
         let mut r = x.response;
         let b = match bytes {
-            Ok(b) if b.len() == x.n => b,
+            // The store takes a copy it wipes itself; `b` is wiped when dropped here.
+            Ok(b) if b.len() == x.n => b.to_vec(),
             _ => return Exchange::unavailable(r),
         };
         self.next_etag = self.next_etag.wrapping_add(1);
@@ -213,7 +222,7 @@ impl Endpoint {
         match self.blocks.get(&plan.key, &[], 0, plan.szx, self.szx, now) {
             Ok(s) => {
                 block_response(&mut r, s);
-                encode(&r)
+                encode(&mut r)
             }
             // Unreachable (the body is longer than one block), but never a panic.
             Err(_) => Exchange::unavailable(r),
@@ -222,7 +231,7 @@ impl Endpoint {
 
     /// A duplicate gets the very response sent the first time (RFC 7252 4.5), so the same
     /// pool bytes go to the same peer again and are never drawn twice.
-    pub fn cached(&mut self, datagram: &[u8], now: Instant) -> Option<Vec<u8>> {
+    pub fn cached(&mut self, datagram: &[u8], now: Instant) -> Option<PoolBytes> {
         self.seen
             .retain(|(_, t, _)| now.saturating_duration_since(*t) < EXCHANGE_LIFETIME);
         let p = Packet::from_bytes(datagram).ok()?;
@@ -230,7 +239,7 @@ impl Endpoint {
         self.seen
             .iter()
             .find(|(m, _, _)| *m == mid)
-            .map(|(_, _, r)| r.clone())
+            .map(|(_, _, r)| PoolBytes::copy_from(r))
     }
 
     /// Whether `datagram` repeats a request still waiting for the daemon.
@@ -246,7 +255,7 @@ impl Endpoint {
                 self.seen.pop_front();
             }
             self.seen
-                .push_back((p.header.message_id, now, response.to_vec()));
+                .push_back((p.header.message_id, now, PoolBytes::copy_from(response)));
         }
     }
 
@@ -279,7 +288,7 @@ impl Endpoint {
             .unwrap_or_default();
         let status = |mut r: Packet, s: ResponseType| {
             r.header.code = MessageClass::Response(s);
-            Action::Reply(encode(&r))
+            Action::Reply(encode(&mut r))
         };
         match path.as_slice() {
             [b"entropy"] => {
@@ -436,7 +445,7 @@ mod tests {
             panic!("expected an entropy exchange")
         };
         assert_eq!(x.n, 32);
-        let out = x.finish(Ok(vec![0xab; 32]));
+        let out = x.finish(Ok(vec![0xab; 32].into()));
         let p = Packet::from_bytes(&out).unwrap();
         assert_eq!(p.header.code, MessageClass::Response(ResponseType::Content));
         assert_eq!(p.header.get_type(), MessageType::Acknowledgement);
@@ -502,7 +511,7 @@ mod tests {
             ) else {
                 panic!()
             };
-            let p = Packet::from_bytes(&x.finish(r)).unwrap();
+            let p = Packet::from_bytes(&x.finish(r.map(PoolBytes::from))).unwrap();
             assert_eq!(
                 p.header.code,
                 MessageClass::Response(ResponseType::ServiceUnavailable)

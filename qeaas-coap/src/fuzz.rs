@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use qeaas_client::PoolBytes;
+
 use qeaas_wolfssl_sys::{Context, Progress, Role, Session, Version};
 
 use crate::coap::{Action, Endpoint, Refusal, Unavailable};
@@ -99,7 +101,7 @@ impl Harness {
                         Ok(vec![0xa5; n])
                     };
                     refuse = !refuse;
-                    queue.extend(self.srv.complete(f, r, self.now));
+                    queue.extend(self.srv.complete(f, r.map(PoolBytes::from), self.now));
                 }
             }
         }
@@ -148,7 +150,7 @@ impl Harness {
                 Action::Entropy(x) if self.answers % 2 == 0 => {
                     self.endpoint.admit(&x);
                     let n = if plain.len() % 3 == 0 { 8 } else { x.n };
-                    let r = self.endpoint.finish(x, Ok(vec![1; n]), self.now);
+                    let r = self.endpoint.finish(x, Ok(vec![1; n].into()), self.now);
                     self.endpoint.remember(plain, &r, self.now);
                 }
                 Action::Entropy(x) => {

@@ -132,7 +132,7 @@ async fn fetch(
 /// Fetches waiting for a daemon connection at most; beyond it requests get 5.03 at once.
 const FETCH_QUEUE: usize = 1024;
 
-type Done = (Fetch, Result<Vec<u8>, Unavailable>);
+type Done = (Fetch, Result<PoolBytes, Unavailable>);
 
 /// Bytes asked of the daemon in one GET when waiting requests are coalesced: within the
 /// daemon's default `max_request` (4096). A larger single request is fetched alone.
@@ -179,10 +179,7 @@ async fn fetcher(
             Err(Unavailable) => Err(batch.fail()),
         };
         let results: Vec<Done> = match served {
-            Ok(slices) => slices
-                .into_iter()
-                .map(|(f, b)| (f, Ok(b.to_vec())))
-                .collect(),
+            Ok(slices) => slices.into_iter().map(|(f, b)| (f, Ok(b))).collect(),
             Err(unserved) => unserved
                 .into_iter()
                 .map(|f| (f, Err(Unavailable)))

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use qeaas_client::PoolBytes;
 use qeaas_wolfssl_sys::{ClientAuth, Context, Error as TlsError, Progress, Session};
 use tracing::{debug, info};
 
@@ -431,7 +432,7 @@ impl Server {
     pub fn complete(
         &mut self,
         fetch: Fetch,
-        bytes: Result<Vec<u8>, Unavailable>,
+        bytes: Result<PoolBytes, Unavailable>,
         now: Instant,
     ) -> Vec<Out> {
         let mut out = Vec::new();
@@ -443,7 +444,7 @@ impl Server {
             // The session ended meanwhile: the bytes are dropped, never given to anyone else.
             return out;
         };
-        let served = bytes.as_ref().map(Vec::len).unwrap_or(0);
+        let served = bytes.as_ref().map(|b| b.len()).unwrap_or(0);
         let ok = bytes.as_ref().is_ok_and(|b| b.len() == fetch.exchange.n);
         let r = p.coap.finish(fetch.exchange, bytes, now);
         p.coap.remember(&fetch.request, &r, now);

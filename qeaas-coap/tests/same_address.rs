@@ -63,7 +63,7 @@ fn get(srv: &mut Server, from: SocketAddr, c: &mut Session, mid: u8) -> bool {
         while let Some(o) = q.pop() {
             match o {
                 Out::Send(_, d) => c.feed(&d),
-                Out::Fetch(f) => q.extend(srv.complete(f, Ok(vec![1; 32]), now)),
+                Out::Fetch(f) => q.extend(srv.complete(f, Ok(vec![1; 32].into()), now)),
             }
         }
     }

@@ -142,7 +142,7 @@ fn entropy_is_fetched_once_per_request_and_duplicates_are_replayed() {
         panic!()
     };
     assert_eq!(f.exchange.n, 48);
-    for o in srv.complete(f, Ok(vec![0x5a; 48]), now) {
+    for o in srv.complete(f, Ok(vec![0x5a; 48].into()), now) {
         if let Out::Send(_, d) = o {
             c.feed(&d);
         }
@@ -239,9 +239,9 @@ fn fetches_run_side_by_side_complete_out_of_order_and_retransmissions_wait() {
     let (_, fetches) = step(&mut srv, a, &mut c, now);
     assert!(fetches.is_empty());
     // The daemon answers 2 first.
-    let r2 = answers(srv.complete(f2, Ok(vec![2; 32]), now), &mut c);
+    let r2 = answers(srv.complete(f2, Ok(vec![2; 32].into()), now), &mut c);
     assert_eq!((r2[0].header.message_id, &r2[0].payload), (2, &vec![2; 32]));
-    let r1 = answers(srv.complete(f1, Ok(vec![1; 32]), now), &mut c);
+    let r1 = answers(srv.complete(f1, Ok(vec![1; 32].into()), now), &mut c);
     assert_eq!((r1[0].header.message_id, &r1[0].payload), (1, &vec![1; 32]));
     // Now 1 is answered: its retransmission gets the cached response, still no fetch.
     c.write(&get(1, None)).unwrap();
@@ -273,7 +273,7 @@ fn one_peer_cannot_queue_more_than_max_pending_fetches() {
     let Some(Out::Fetch(f)) = fetches.pop() else {
         panic!()
     };
-    answers(srv.complete(f, Ok(vec![0; 32]), now), &mut c);
+    answers(srv.complete(f, Ok(vec![0; 32].into()), now), &mut c);
     c.write(&get(999, None)).unwrap();
     assert_eq!(step(&mut srv, a, &mut c, now).1.len(), 1);
 }
@@ -297,7 +297,7 @@ fn an_answer_for_an_ended_session_never_reaches_a_new_session_at_the_same_addres
     assert!(handshake(&mut srv, a, &mut c2, later));
     assert_eq!(srv.peers(), 1);
     // The old request's bytes are dropped, not sent to the newcomer nor counted as served.
-    assert!(srv.complete(f, Ok(vec![9; 32]), later).is_empty());
+    assert!(srv.complete(f, Ok(vec![9; 32].into()), later).is_empty());
     assert_eq!(srv.counters().bytes_served, 0);
 }
 
@@ -317,7 +317,7 @@ fn ask(
     for f in fetches {
         let Out::Fetch(f) = f else { panic!() };
         assert_eq!(Some(f.exchange.n), bytes.as_ref().map(Vec::len));
-        for o in srv.complete(f, Ok(bytes.clone().unwrap()), now) {
+        for o in srv.complete(f, Ok(bytes.clone().unwrap().into()), now) {
             if let Out::Send(_, d) = o {
                 c.feed(&d);
             }

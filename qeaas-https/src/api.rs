@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use qeaas_client::proto::Status;
+use qeaas_client::PoolBytes;
 
 use crate::config::Config;
 use crate::limits::{retry_after_secs, Limits, Quota, Refusal, TokenBucket};
@@ -38,7 +39,7 @@ pub struct Request<'a> {
 }
 
 /// What the server must fetch to answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Plan {
     /// A pollen exchange: fetch [`POLLEN_BYTES`], then [`pollen_reply`].
     Pollen {
@@ -61,14 +62,14 @@ pub enum Plan {
 }
 
 /// An HTTP answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Reply {
     /// Status code.
     pub status: u16,
     /// Content-Type.
     pub content_type: &'static str,
-    /// Body.
-    pub body: Vec<u8>,
+    /// Body: pool bytes or what is made of them, so wiped on drop like every copy of them.
+    pub body: PoolBytes,
     /// Retry-After in seconds.
     pub retry_after: Option<u64>,
     /// WWW-Authenticate challenge (401).
@@ -80,7 +81,7 @@ impl Reply {
         Reply {
             status,
             content_type: "text/plain; charset=utf-8",
-            body: body.into(),
+            body: PoolBytes::new(body.into()),
             retry_after: None,
             www_authenticate: false,
         }
@@ -301,14 +302,23 @@ pub fn entropy_reply(pool: &[u8], raw: bool) -> Reply {
             ..Reply::text(200, pool.to_vec())
         };
     }
-    Reply::json(
-        200,
-        format!(
-            "{{\"entropy\":\"{}\",\"bytes\":{}}}\n",
-            hex::encode(pool),
-            pool.len()
-        ),
-    )
+    // Built in one allocation of its final size: no temporary hex string and no regrown buffer
+    // is left behind unwiped.
+    let (head, mid, tail) = (&b"{\"entropy\":\""[..], &b"\",\"bytes\":"[..], &b"}\n"[..]);
+    let len = pool.len().to_string();
+    let mut body = Vec::with_capacity(head.len() + 2 * pool.len() + mid.len() + len.len() + 2);
+    body.extend_from_slice(head);
+    let at = body.len();
+    body.resize(at + 2 * pool.len(), 0);
+    // Infallible: the slice is exactly twice the input's length.
+    let _ = hex::encode_to_slice(pool, &mut body[at..]);
+    body.extend_from_slice(mid);
+    body.extend_from_slice(len.as_bytes());
+    body.extend_from_slice(tail);
+    Reply {
+        content_type: "application/json",
+        ..Reply::text(200, body)
+    }
 }
 
 /// The answer when qeaasd refused or could not be reached.
@@ -376,7 +386,7 @@ mod tests {
     fn pollen_answer_matches_debian_pollen() {
         // Measured from Debian's pollen 4.21 run with `-device /dev/zero`, challenge=abc.
         let r = pollen_reply(b"abc", &[0u8; 64]);
-        let text = String::from_utf8(r.body).unwrap();
+        let text = String::from_utf8(r.body.to_vec()).unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(text.len(), 258);
         assert!(text.starts_with("ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f\n5c6d261c680ab6c5ba0b5f2f01a048a1"));
@@ -518,8 +528,8 @@ mod tests {
     #[test]
     fn replies() {
         let r = entropy_reply(&[0xab, 0x01], false);
-        assert_eq!(r.body, b"{\"entropy\":\"ab01\",\"bytes\":2}\n");
-        assert_eq!(entropy_reply(&[7], true).body, vec![7]);
+        assert_eq!(&r.body[..], b"{\"entropy\":\"ab01\",\"bytes\":2}\n");
+        assert_eq!(&entropy_reply(&[7], true).body[..], &[7]);
         assert_eq!(daemon_error_reply(Some(Status::SourceFailed)).status, 503);
         assert_eq!(daemon_error_reply(None).retry_after, Some(5));
         let st = "version=0.1.0\nsource.q=quantis simulated failed read=0\nsource.r=serial real healthy read=9 rct_failures=0\n";

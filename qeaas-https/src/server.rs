@@ -7,8 +7,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -41,6 +41,59 @@ type Fetched = Result<Secret, Option<Status>>;
 
 /// Pool bytes, zeroized when dropped.
 type Secret = PoolBytes;
+
+/// A response body that hands hyper its bytes in place and wipes them when hyper drops it: the
+/// served bytes (or the hex or digest made of them) are never copied into a `Bytes` that would
+/// be freed unwiped. One frame, with an exact size hint (Content-Length).
+#[derive(Debug)]
+pub struct WipingBody(Option<PoolBytes>);
+
+impl WipingBody {
+    /// A body of `b` (none if empty).
+    pub fn new(b: PoolBytes) -> Self {
+        WipingBody((!b.is_empty()).then_some(b))
+    }
+}
+
+/// The one data frame of a [`WipingBody`]: a cursor over the bytes, wiped on drop.
+#[derive(Debug)]
+pub struct WipingBuf {
+    b: PoolBytes,
+    at: usize,
+}
+
+impl hyper::body::Buf for WipingBuf {
+    fn remaining(&self) -> usize {
+        self.b.len() - self.at
+    }
+    fn chunk(&self) -> &[u8] {
+        &self.b[self.at..]
+    }
+    fn advance(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.b.len());
+    }
+}
+
+impl hyper::body::Body for WipingBody {
+    type Data = WipingBuf;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<WipingBuf>, Infallible>>> {
+        let b = self.get_mut().0.take();
+        std::task::Poll::Ready(b.map(|b| Ok(hyper::body::Frame::data(WipingBuf { b, at: 0 }))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.0.as_ref().map_or(0, |b| b.len() as u64))
+    }
+}
 
 /// A request for `n` pool bytes waiting for a fetcher.
 #[derive(Debug)]
@@ -289,9 +342,13 @@ impl State {
     }
 }
 
-fn to_response(r: Reply, head_only: bool) -> Response<Full<Bytes>> {
-    let body = if head_only { Vec::new() } else { r.body };
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+fn to_response(r: Reply, head_only: bool) -> Response<WipingBody> {
+    let body = if head_only {
+        PoolBytes::default()
+    } else {
+        r.body
+    };
+    let mut resp = Response::new(WipingBody::new(body));
     *resp.status_mut() =
         StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
@@ -317,7 +374,7 @@ fn to_response(r: Reply, head_only: bool) -> Response<Full<Bytes>> {
 pub async fn handle(
     state: Arc<State>,
     req: hyper::Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<WipingBody>, Infallible> {
     let (parts, body) = req.into_parts();
     let head_only = parts.method == hyper::Method::HEAD;
     let body = match Limited::new(body, api::MAX_BODY).collect().await {
@@ -327,7 +384,7 @@ pub async fn handle(
             let r = Reply {
                 status: 413,
                 content_type: "text/plain; charset=utf-8",
-                body: b"request body too large\n".to_vec(),
+                body: b"request body too large\n".to_vec().into(),
                 retry_after: None,
                 www_authenticate: false,
             };
