@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use qeaas::proto::{self, Request, Status};
+use qeaas_client::proto::{self, Request, Status};
 
 const USER: &str = "qeaas-nss-only";
 const USER_ID: u32 = 64991;
