@@ -15,7 +15,10 @@ use qeaas_wolfssl_sys::{Context, Group, Role, Version};
 #[test]
 fn a_known_psk_identity_with_a_wrong_key_is_not_served_as_that_device() {
     let s = Stack::start(|dir| {
-        gen_credentials(&dir.join("creds"), &["--algo", "ml-dsa-44", "--clients", "1"]);
+        gen_credentials(
+            &dir.join("creds"),
+            &["--algo", "ml-dsa-44", "--clients", "1"],
+        );
         let snippet = std::fs::read_to_string(dir.join("creds/coapd.toml")).unwrap();
         format!(
             "{snippet}\n[client_certs]\nca = {:?}\nrequire = true\n\
@@ -48,7 +51,8 @@ fn a_known_psk_identity_with_a_wrong_key_is_not_served_as_that_device() {
         .filter(|l| l.contains("handshake done") && l.contains(&format!("identity=\"{ID}\"")))
         .count();
     assert_eq!(
-        named, 0,
+        named,
+        0,
         "a client with a wrong key was named {ID}:\n{}",
         log.lines()
             .filter(|l| l.contains("handshake done"))
