@@ -153,6 +153,29 @@ fn idle_http2_connections_do_not_lock_out_a_new_client() {
     drop(front);
 }
 
+/// An HTTP/2 connection that sends nothing after its preface is closed once
+/// `idle_timeout_secs` passes (GOAWAY, then EOF), without a new client having to push it out.
+#[test]
+fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    let stack = Stack::start();
+    let (_front, port) = stack.frontend("idle-timeout", "idle_timeout_secs = 1\n");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(H2_PREFACE).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut got = Vec::new();
+    let r = s.read_to_end(&mut got);
+    eprintln!(
+        "idle h2 connection: {r:?} after {} bytes from the server",
+        got.len()
+    );
+    assert!(r.is_ok(), "not closed: {r:?}");
+    // The server's SETTINGS, then a GOAWAY frame (type 7) before the close.
+    assert!(
+        got.windows(4).any(|w| w[3] == 7 && w[..3] == [0, 0, 8]),
+        "no GOAWAY before the close: {got:02x?}"
+    );
+}
+
 /// HTTP status codes of `n` pollen POSTs in one curl run (one keep-alive connection) from
 /// `source` (a loopback address).
 fn pollen_burst(port: u16, ca: &std::path::Path, source: &str, n: usize) -> Vec<u16> {
