@@ -364,7 +364,10 @@ fn dtls13_known_psk_identity_with_a_wrong_key_is_never_that_identity() {
                     assert!(psk.is_none() || psk.as_deref() == Some("device-1"));
                 }
             } else {
-                assert_ne!(suite, "TLS13-AES128-GCM-SHA256", "the right key was refused");
+                assert_ne!(
+                    suite, "TLS13-AES128-GCM-SHA256",
+                    "the right key was refused"
+                );
             }
         }
     }
