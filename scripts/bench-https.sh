@@ -76,7 +76,9 @@ for mode in tls plain; do
 cert = \"$W/certs/server.crt\"
 key = \"$W/certs/server.key\""
   [ $mode = plain ] && { port=$Q_PLAIN; tls=""; }
-  printf 'listen = "127.0.0.1:%s"\nsocket = "%s"\nuser = "nobody"\n%s\n' "$port" "$W/entropy.sock" "$tls" >"$W/front-$mode.toml"
+  # wrk's connections all come from 127.0.0.1: no per-address pollen limit for a throughput run
+  # (pollen has none either).
+  printf 'listen = "127.0.0.1:%s"\nsocket = "%s"\nuser = "nobody"\n[pollen]\nper_address_rate_per_sec = 0.0\n%s\n' "$port" "$W/entropy.sock" "$tls" >"$W/front-$mode.toml"
   QEAAS_LOG=warn taskset -c "$SERVER_CPU" $T/qeaas-httpsd -c "$W/front-$mode.toml" run 2>"$W/front-$mode.log" & PIDS+=($!)
 done
 

@@ -13,6 +13,7 @@ PKGS=(build-essential pkg-config curl ca-certificates git
       jitterentropy-rngd  # its unit is the sandboxing reference for systemd/qeaasd.service
       systemd libseccomp2 # systemd-analyze verify/security on systemd/*.service; the units' syscall filters emulated (scripts/systemd-security.sh)
       pollinate         # Debian's pollen client: qeaas-https tests seed through the HTTPS face
+      nghttp2-client    # h2load: many concurrent HTTP/2 streams on one token (qeaas-https quota test)
       libcoap3-bin      # coap-client-gnutls/-openssl: real DTLS 1.2 PSK clients for qeaas-coapd's tests; coap-server: the firmware client's interop peer
       python3
       python3-venv python3-dev autoconf automake  # aiocoap[tinydtls] in a venv: its DTLSSocket builds tinydtls

@@ -19,6 +19,10 @@ echo "==> OpenSSL 3.5 for the provider tests"; openssl-provider/scripts/build-op
 # riscv32imc and runs it on qemu against the real frontend: that toolchain needs the target.
 (cd firmware-esp32/qemu-dtls && rustup target add riscv32imc-unknown-none-elf >/dev/null)
 echo "==> cargo test"; CI=${CI:-1} cargo test --workspace --locked --no-fail-fast
+# Every fuzz target of fuzz/ for 30 s from its committed corpus (cargo-fuzz, installed once).
+# Cost: a cold ASan release build of the fuzz crate (vendored OpenSSL, wolfSSL: 12.4 CPU-minutes,
+# measured) plus 30 s per target (3 targets).
+echo "==> fuzz (30 s per target)"; scripts/fuzz.sh 30
 # The units in systemd/ (verify, exposure, sysusers/tmpfiles), then every binary cargo test just
 # built under an emulation of its unit's credentials and sandbox (~5 s).
 echo "==> systemd units"; QEAAS_BIN=target/debug scripts/systemd-security.sh --run

@@ -98,6 +98,9 @@ pub struct Counters {
     /// Bytes sent to peers with no state yet: HelloVerifyRequests and HelloRetryRequests.
     /// Never more than `unverified_in`, so the listener amplifies nothing.
     pub unverified_out: u64,
+    /// Answers to unverified peers left unsent because they were larger than the datagram
+    /// that drew them (a forged source would have been sent more than the attacker spent).
+    pub dropped_amplifying: u64,
 }
 
 struct Peer {
@@ -235,14 +238,23 @@ impl Server {
         };
         l.feed(data);
         let verified = l.accept_stateless();
-        let mut sent = 0;
-        for d in l.take_datagrams() {
-            sent += d.len() as u64;
-            out.push(Out::Send(from, d));
-        }
+        let answer = l.take_datagrams();
+        let sent: u64 = answer.iter().map(|d| d.len() as u64).sum();
         self.counters.unverified_in += data.len() as u64;
-        if !matches!(verified, Ok(true)) {
-            self.counters.unverified_out += sent;
+        let unverified = !matches!(verified, Ok(true));
+        if unverified && sent > data.len() as u64 {
+            // The source address is unproven until the cookie returns: an answer larger than
+            // the datagram would let a forged source aim more bytes at a victim than the
+            // attacker sends (a ~98-byte ClientHello without a key share draws a ~150-byte
+            // HelloRetryRequest). Say nothing, as if it were lost: a real client's hello
+            // carries a key share and is larger than our cookie request.
+            self.counters.dropped_amplifying += 1;
+            debug!(%from, got = data.len(), answer = sent, "pre-cookie answer larger than the datagram: not sent");
+        } else {
+            if unverified {
+                self.counters.unverified_out += sent;
+            }
+            out.extend(answer.into_iter().map(|d| Out::Send(from, d)));
         }
         match verified {
             Ok(false) => {}

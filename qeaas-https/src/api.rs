@@ -3,13 +3,14 @@
 //! `*_reply` functions here.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use qeaas_client::proto::Status;
 use qeaas_client::PoolBytes;
 
 use crate::config::Config;
-use crate::limits::{retry_after_secs, Limits, Quota, Refusal, TokenBucket};
+use crate::limits::{retry_after_secs, Limits, Quota, Refusal, Reservation, TokenBucket};
 
 /// Bytes of pool output behind one pollen answer (pollen's `-bytes` default).
 pub const POLLEN_BYTES: u16 = 64;
@@ -17,6 +18,10 @@ pub const POLLEN_BYTES: u16 = 64;
 pub const DEFAULT_BYTES: u16 = 32;
 /// Largest request body read (a pollinate challenge form is 138 bytes).
 pub const MAX_BODY: usize = 4096;
+/// Client addresses whose pollen rate is tracked at once. Past it (after forgetting every
+/// address whose bucket has refilled), new addresses share one bucket, so a sender of many
+/// addresses cannot grow the table nor escape the limit.
+pub const MAX_POLLEN_ADDRESSES: usize = 65_536;
 
 /// pollen's answer to a request without a challenge, kept word for word.
 const POLLEN_USAGE: &str = "Please use the pollinate client.  'sudo apt-get install pollinate' or download from: https://bazaar.launchpad.net/~pollinate/pollinate/trunk/view/head:/pollinate\n";
@@ -36,6 +41,8 @@ pub struct Request<'a> {
     pub accept: Option<&'a [u8]>,
     /// Body (at most [`MAX_BODY`] bytes; the server answers 413 beyond that).
     pub body: &'a [u8],
+    /// The client's address (the TCP peer).
+    pub peer: IpAddr,
 }
 
 /// What the server must fetch to answer.
@@ -46,7 +53,8 @@ pub enum Plan {
         /// The challenge as pollinate sent it (form-decoded).
         challenge: Vec<u8>,
     },
-    /// JSON API: fetch `bytes`, then [`entropy_reply`]; on success charge the client.
+    /// JSON API: fetch `bytes`, then [`entropy_reply`]. The client's quota already holds
+    /// them; if they are not served, give them back with [`Clients::refund`].
     Entropy {
         /// Index of the client.
         client: usize,
@@ -54,6 +62,8 @@ pub enum Plan {
         bytes: u16,
         /// Answer raw bytes instead of JSON.
         raw: bool,
+        /// The bytes taken from the client's quota at admission.
+        reservation: Reservation,
     },
     /// Fetch the daemon's status, then [`health_reply`].
     Health,
@@ -115,6 +125,12 @@ pub struct Clients {
     pollen_enabled: bool,
     /// Shared by every anonymous pollinate client.
     pollen_bucket: Option<TokenBucket>,
+    /// One bucket per client address (IPv4 address, IPv6 /64); `None`: no per-address limit.
+    pollen_per_address: Option<(f64, u32)>,
+    pollen_addresses: HashMap<IpAddr, TokenBucket>,
+    /// When the full address table was last searched for refilled buckets (at most once a
+    /// second: the search walks the whole table).
+    pollen_pruned: Option<Duration>,
 }
 
 impl Clients {
@@ -130,6 +146,12 @@ impl Clients {
                 .pollen
                 .rate_per_sec
                 .map(|r| TokenBucket::new(r, cfg.pollen.burst, now)),
+            pollen_per_address: (cfg.pollen.per_address_rate_per_sec > 0.0).then_some((
+                cfg.pollen.per_address_rate_per_sec,
+                cfg.pollen.per_address_burst,
+            )),
+            pollen_addresses: HashMap::new(),
+            pollen_pruned: None,
         };
         for (i, cl) in cfg.clients.iter().enumerate() {
             let mut h = [0u8; 32];
@@ -155,10 +177,10 @@ impl Clients {
         self.names.get(i).map_or("?", |s| s.as_str())
     }
 
-    /// Records `n` bytes served to client `i`.
-    pub fn charge(&mut self, i: usize, n: u64) {
+    /// Gives back to client `i` the bytes of a [`Plan::Entropy`] that were not served.
+    pub fn refund(&mut self, i: usize, r: Reservation) {
         if let Some(l) = self.limits.get_mut(i) {
-            l.charge(n);
+            l.refund(r);
         }
     }
 
@@ -175,7 +197,7 @@ impl Clients {
     /// request that passes has spent its rate token.
     pub fn plan(&mut self, req: &Request<'_>, now: Duration) -> Plan {
         match req.path {
-            "/" if self.pollen_enabled => self.pollen_admit(pollen_plan(req), now),
+            "/" if self.pollen_enabled => self.pollen_admit(pollen_plan(req), req.peer, now),
             "/health" => match req.method {
                 "GET" | "HEAD" => Plan::Health,
                 _ => Plan::Reply(Reply::error(405, "method not allowed")),
@@ -185,20 +207,68 @@ impl Clients {
         }
     }
 
-    /// Spends a token of the shared pollen bucket for a well-formed exchange.
-    fn pollen_admit(&mut self, plan: Plan, now: Duration) -> Plan {
-        let (Plan::Pollen { .. }, Some(b)) = (&plan, self.pollen_bucket.as_mut()) else {
+    /// Spends a token of the client address's bucket and of the shared one for a
+    /// well-formed exchange; refuses it with 429 and Retry-After when either is empty.
+    fn pollen_admit(&mut self, plan: Plan, peer: IpAddr, now: Duration) -> Plan {
+        if !matches!(plan, Plan::Pollen { .. }) {
             return plan;
+        }
+        let refuse = |wait| {
+            Plan::Reply(Reply::text(429, "too many requests\n").retry(retry_after_secs(wait)))
         };
-        match b.check(now) {
-            Ok(()) => {
-                b.take();
-                plan
-            }
-            Err(wait) => {
-                Plan::Reply(Reply::text(429, "too many requests\n").retry(retry_after_secs(wait)))
+        let addr = self.pollen_address_bucket(peer, now);
+        // Check both before spending either: a refusal costs no token.
+        if let Some(b) = addr.and_then(|k| self.pollen_addresses.get_mut(&k)) {
+            if let Err(wait) = b.check(now) {
+                return refuse(wait);
             }
         }
+        if let Some(b) = self.pollen_bucket.as_mut() {
+            if let Err(wait) = b.check(now) {
+                return refuse(wait);
+            }
+            b.take();
+        }
+        if let Some(b) = addr.and_then(|k| self.pollen_addresses.get_mut(&k)) {
+            b.take();
+        }
+        plan
+    }
+
+    /// The key of `peer`'s pollen bucket (created full if new), or `None` without a
+    /// per-address limit. IPv6 clients are counted per /64, the block one host usually gets.
+    fn pollen_address_bucket(&mut self, peer: IpAddr, now: Duration) -> Option<IpAddr> {
+        let (rate, burst) = self.pollen_per_address?;
+        let key = match peer {
+            IpAddr::V4(a) => IpAddr::V4(a),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let s = a.segments();
+                    IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+                }
+            },
+        };
+        if !self.pollen_addresses.contains_key(&key) {
+            let due = self
+                .pollen_pruned
+                .is_none_or(|t| now.saturating_sub(t) >= Duration::from_secs(1));
+            if self.pollen_addresses.len() >= MAX_POLLEN_ADDRESSES && due {
+                self.pollen_pruned = Some(now);
+                self.pollen_addresses.retain(|_, b| !b.is_full(now));
+            }
+            if self.pollen_addresses.len() >= MAX_POLLEN_ADDRESSES {
+                // Full of busy addresses: the newcomers share one bucket.
+                let shared = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+                self.pollen_addresses
+                    .entry(shared)
+                    .or_insert_with(|| TokenBucket::new(rate, burst, now));
+                return Some(shared);
+            }
+            self.pollen_addresses
+                .insert(key, TokenBucket::new(rate, burst, now));
+        }
+        Some(key)
     }
 
     fn entropy_plan(&mut self, req: &Request<'_>, now: Duration) -> Plan {
@@ -225,10 +295,11 @@ impl Clients {
             return Plan::Reply(Reply::error(500, "internal error"));
         };
         match limits.admit(u64::from(bytes), now) {
-            Ok(()) => Plan::Entropy {
+            Ok(reservation) => Plan::Entropy {
                 client,
                 bytes,
                 raw: wants_raw(req.accept),
+                reservation,
             },
             Err(Refusal::RateLimited { retry_after }) => {
                 Plan::Reply(Reply::error(429, "rate limit").retry(retry_after_secs(retry_after)))
@@ -364,6 +435,8 @@ mod tests {
         Clients::new(&cfg, Duration::ZERO)
     }
 
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
     fn get<'a>(path: &'a str, query: Option<&'a str>, auth: Option<&'a [u8]>) -> Request<'a> {
         Request {
             method: "GET",
@@ -372,6 +445,7 @@ mod tests {
             authorization: auth,
             accept: None,
             body: b"",
+            peer: PEER,
         }
     }
 
@@ -428,6 +502,7 @@ mod tests {
             authorization: None,
             accept: None,
             body: b"challenge=x",
+            peer: PEER,
         };
         let cfg = "listen = \"127.0.0.1:1\"\n[pollen]\nrate_per_sec = 2.0\nburst = 1\n";
         let mut c = Clients::new(&Config::parse(cfg).unwrap(), Duration::ZERO);
@@ -448,6 +523,95 @@ mod tests {
     }
 
     #[test]
+    fn pollen_is_limited_per_address_and_per_ipv6_64() {
+        let cfg = "listen = \"127.0.0.1:1\"\n[pollen]\nper_address_burst = 3\n";
+        let mut c = Clients::new(&Config::parse(cfg).unwrap(), Duration::ZERO);
+        let post = |peer: &str| Request {
+            method: "POST",
+            path: "/",
+            query: None,
+            authorization: None,
+            accept: None,
+            body: b"challenge=x",
+            peer: peer.parse().unwrap(),
+        };
+        let t = Duration::ZERO;
+        for _ in 0..3 {
+            assert!(matches!(c.plan(&post("192.0.2.1"), t), Plan::Pollen { .. }));
+        }
+        match c.plan(&post("192.0.2.1"), t) {
+            Plan::Reply(r) => assert_eq!((r.status, r.retry_after), (429, Some(1))),
+            p => panic!("{p:?}"),
+        }
+        // Another address is unaffected; the same one gets a request back after a second
+        // (the default rate).
+        assert!(matches!(c.plan(&post("192.0.2.2"), t), Plan::Pollen { .. }));
+        assert!(matches!(
+            c.plan(&post("192.0.2.1"), Duration::from_secs(1)),
+            Plan::Pollen { .. }
+        ));
+        // IPv6: one /64 is one client; the IPv4-mapped form is the IPv4 address.
+        for _ in 0..3 {
+            assert!(matches!(
+                c.plan(&post("2001:db8::1"), t),
+                Plan::Pollen { .. }
+            ));
+        }
+        assert_eq!(status(c.plan(&post("2001:db8::ffff"), t)), 429);
+        assert!(matches!(
+            c.plan(&post("2001:db8:0:1::1"), t),
+            Plan::Pollen { .. }
+        ));
+        assert_eq!(status(c.plan(&post("::ffff:192.0.2.1"), t)), 429);
+        // Off when configured so.
+        let off = "listen = \"127.0.0.1:1\"\n[pollen]\nper_address_rate_per_sec = 0.0\n";
+        let mut c = Clients::new(&Config::parse(off).unwrap(), Duration::ZERO);
+        for _ in 0..100 {
+            assert!(matches!(c.plan(&post("192.0.2.1"), t), Plan::Pollen { .. }));
+        }
+    }
+
+    #[test]
+    fn pollen_address_table_is_bounded() {
+        let cfg = "listen = \"127.0.0.1:1\"\n[pollen]\nper_address_burst = 1\n";
+        let mut c = Clients::new(&Config::parse(cfg).unwrap(), Duration::ZERO);
+        let t = Duration::ZERO;
+        let mut req = get("/", Some("challenge=x"), None);
+        req.method = "POST";
+        for i in 0..(MAX_POLLEN_ADDRESSES as u32 + 10) {
+            req.peer = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
+            c.plan(&req, t);
+        }
+        assert!(c.pollen_addresses.len() <= MAX_POLLEN_ADDRESSES + 1);
+        // Newcomers past the bound share one bucket: the second of them is refused.
+        req.peer = "198.51.100.7".parse().unwrap();
+        assert_eq!(status(c.plan(&req, t)), 429);
+        // Once the buckets have refilled, the table makes room again.
+        assert!(matches!(
+            c.plan(&req, Duration::from_secs(5)),
+            Plan::Pollen { .. }
+        ));
+    }
+
+    #[test]
+    fn a_refund_gives_unserved_bytes_back() {
+        let auth = Some(&b"Bearer s3cret"[..]);
+        let mut c = clients(1000.0, 1000, 64);
+        let req = get("/api/v1/entropy", Some("bytes=64"), auth);
+        let Plan::Entropy {
+            client,
+            reservation,
+            ..
+        } = c.plan(&req, Duration::ZERO)
+        else {
+            panic!("not admitted")
+        };
+        assert_eq!(status(c.plan(&req, Duration::ZERO)), 403);
+        c.refund(client, reservation);
+        assert!(matches!(c.plan(&req, Duration::ZERO), Plan::Entropy { .. }));
+    }
+
+    #[test]
     fn entropy_needs_a_known_token() {
         let mut c = clients(100.0, 100, 1 << 20);
         let now = Duration::ZERO;
@@ -460,14 +624,15 @@ mod tests {
         let basic = get("/api/v1/entropy", None, Some(b"Basic s3cret"));
         assert_eq!(status(c.plan(&basic, now)), 401);
         let ok = get("/api/v1/entropy", None, Some(b"Bearer s3cret"));
-        assert_eq!(
+        assert!(matches!(
             c.plan(&ok, now),
             Plan::Entropy {
                 client: 0,
                 bytes: 32,
-                raw: false
+                raw: false,
+                ..
             }
-        );
+        ));
     }
 
     #[test]
@@ -483,14 +648,15 @@ mod tests {
         }
         let mut r = get("/api/v1/entropy", Some("bytes=4096"), auth);
         r.accept = Some(b"application/octet-stream");
-        assert_eq!(
+        assert!(matches!(
             c.plan(&r, Duration::ZERO),
             Plan::Entropy {
                 client: 0,
                 bytes: 4096,
-                raw: true
+                raw: true,
+                ..
             }
-        );
+        ));
     }
 
     #[test]
@@ -499,7 +665,7 @@ mod tests {
         let mut c = clients(1.0, 2, 100);
         let req = get("/api/v1/entropy", Some("bytes=64"), auth);
         assert!(matches!(c.plan(&req, Duration::ZERO), Plan::Entropy { .. }));
-        c.charge(0, 64);
+        // Admission reserved the 64 bytes: the quota is spent before they are served.
         match c.plan(&req, Duration::ZERO) {
             Plan::Reply(r) => {
                 assert_eq!(r.status, 403);
@@ -586,6 +752,7 @@ mod props {
                 authorization: auth.as_deref(),
                 accept: accept.as_deref(),
                 body: &body,
+                peer: IpAddr::from([10, 0, 0, (now_ms % 7) as u8]),
             };
             for _ in 0..3 {
                 match c.plan(&req, Duration::from_millis(now_ms)) {

@@ -52,6 +52,11 @@ pub struct Config {
     /// Longest a prefetched byte is kept before it is zeroized unused, in milliseconds.
     #[serde(default = "default_max_buffer_age_ms")]
     pub max_buffer_age_ms: u32,
+    /// A client connection (HTTP/1.1 keep-alive or HTTP/2) with no request in flight for this
+    /// many seconds is closed. When every connection slot is taken, the one idle longest is
+    /// closed at once for a new client, whatever this says.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u16,
     /// The anonymous pollen endpoint.
     #[serde(default)]
     pub pollen: PollenConfig,
@@ -67,10 +72,16 @@ pub struct PollenConfig {
     /// Serve `POST /`.
     pub enable: bool,
     /// Requests per second for all pollinate clients together (each takes 64 pool bytes);
-    /// unset: unlimited, as Debian's pollen.
+    /// unset: no global limit, as Debian's pollen.
     pub rate_per_sec: Option<f64>,
-    /// Requests allowed in a burst.
+    /// Requests allowed in a burst, all clients together.
     pub burst: u32,
+    /// Requests per second from one client address (an IPv4 address, an IPv6 /64); 0: no
+    /// per-address limit. pollinate asks once per boot, so only a client that hammers the
+    /// endpoint meets it.
+    pub per_address_rate_per_sec: f64,
+    /// Requests one address may make in a burst (machines booting together behind one NAT).
+    pub per_address_burst: u32,
 }
 
 impl Default for PollenConfig {
@@ -79,6 +90,8 @@ impl Default for PollenConfig {
             enable: true,
             rate_per_sec: None,
             burst: 100,
+            per_address_rate_per_sec: 1.0,
+            per_address_burst: 20,
         }
     }
 }
@@ -130,6 +143,9 @@ fn default_prefetch_bytes() -> u16 {
 }
 fn default_max_buffer_age_ms() -> u32 {
     100
+}
+fn default_idle_timeout_secs() -> u16 {
+    30
 }
 fn default_period() -> u64 {
     86_400
@@ -186,6 +202,18 @@ impl Config {
                 "max_buffer_age_ms = {}: must be 1..=60000",
                 self.max_buffer_age_ms
             ));
+        }
+        if self.idle_timeout_secs == 0 {
+            return bad("idle_timeout_secs must be > 0".into());
+        }
+        let p = &self.pollen;
+        if !(p.per_address_rate_per_sec.is_finite() && p.per_address_rate_per_sec >= 0.0)
+            || (p.per_address_rate_per_sec > 0.0 && p.per_address_burst == 0)
+        {
+            return bad(
+                "pollen.per_address_rate_per_sec must be >= 0 (0: off), with per_address_burst > 0"
+                    .into(),
+            );
         }
         if let Some(r) = self.pollen.rate_per_sec {
             if !(r.is_finite() && r > 0.0) || self.pollen.burst == 0 {
@@ -245,6 +273,19 @@ rate_per_sec = 2.5
         assert_eq!(c.clients[0].burst, 10);
         assert_eq!(c.max_bytes, 4096);
         assert_eq!((c.prefetch_bytes, c.max_buffer_age_ms), (4096, 100));
+        assert_eq!(c.idle_timeout_secs, 30);
+        assert_eq!(
+            (
+                c.pollen.per_address_rate_per_sec,
+                c.pollen.per_address_burst
+            ),
+            (1.0, 20)
+        );
+        assert!(Config::parse(&format!("idle_timeout_secs = 0\n{GOOD}")).is_err());
+        let t = GOOD.replace("rate_per_sec = 100.0", "per_address_rate_per_sec = -1.0");
+        assert!(Config::parse(&t).is_err());
+        let t = GOOD.replace("rate_per_sec = 100.0", "per_address_rate_per_sec = 0.0");
+        assert!(Config::parse(&t).is_ok());
         let off = Config::parse(&format!("prefetch_bytes = 0\n{GOOD}")).unwrap();
         assert_eq!(off.prefetch_bytes, 0);
         assert!(Config::parse(&format!("max_buffer_age_ms = 0\n{GOOD}")).is_err());

@@ -60,6 +60,12 @@ impl TokenBucket {
     pub fn take(&mut self) {
         self.tokens -= 1.0;
     }
+
+    /// Whether the bucket has refilled to its burst by `now` (so forgetting it loses nothing).
+    pub fn is_full(&mut self, now: Duration) -> bool {
+        self.refill(now);
+        self.tokens >= self.burst
+    }
 }
 
 /// A fixed-window byte quota: `limit` bytes per `period`, the window starting at the first use.
@@ -99,14 +105,43 @@ impl Quota {
         }
     }
 
-    /// Records `n` bytes served.
-    pub fn charge(&mut self, n: u64) {
+    /// Takes `n` bytes of this window now, before they are fetched: requests admitted together
+    /// (HTTP/2 streams of one token) can never add up past the limit. Give them back with
+    /// [`Quota::refund`] if they are not served.
+    pub fn reserve(&mut self, n: u64, now: Duration) -> Result<Reservation, Duration> {
+        self.check(n, now)?;
         self.used = self.used.saturating_add(n);
+        Ok(Reservation {
+            bytes: n,
+            window_start: self.window_start,
+        })
+    }
+
+    /// Gives back a reservation that was not served. A reservation from an earlier window is
+    /// dropped: that window's count was already reset.
+    pub fn refund(&mut self, r: Reservation) {
+        if r.window_start == self.window_start {
+            self.used = self.used.saturating_sub(r.bytes);
+        }
     }
 
     /// Bytes left in this window.
     pub fn remaining(&self) -> u64 {
         self.limit.saturating_sub(self.used)
+    }
+}
+
+/// Bytes taken from a quota window at admission ([`Quota::reserve`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    bytes: u64,
+    window_start: Duration,
+}
+
+impl Reservation {
+    /// Bytes reserved.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 }
 
@@ -120,23 +155,28 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Admits a request for `n` bytes: checks quota then rate, and spends a rate token only when
-    /// both pass. The quota is charged separately, with [`Limits::charge`], once the bytes were
-    /// actually served (a daemon refusal costs the client no quota).
-    pub fn admit(&mut self, n: u64, now: Duration) -> Result<(), Refusal> {
+    /// Admits a request for `n` bytes: checks quota then rate; only when both pass it spends a
+    /// rate token and reserves the `n` bytes, so concurrent requests are counted as they are
+    /// admitted, not once served. [`Limits::refund`] gives the bytes back when the daemon does
+    /// not deliver them (a refusal costs the client no quota).
+    pub fn admit(&mut self, n: u64, now: Duration) -> Result<Reservation, Refusal> {
         self.quota
             .check(n, now)
             .map_err(|resets_in| Refusal::QuotaExhausted { resets_in })?;
         self.bucket
             .check(now)
             .map_err(|retry_after| Refusal::RateLimited { retry_after })?;
+        let r = self
+            .quota
+            .reserve(n, now)
+            .map_err(|resets_in| Refusal::QuotaExhausted { resets_in })?;
         self.bucket.take();
-        Ok(())
+        Ok(r)
     }
 
-    /// Records `n` bytes served.
-    pub fn charge(&mut self, n: u64) {
-        self.quota.charge(n);
+    /// Gives back bytes admitted but not served.
+    pub fn refund(&mut self, r: Reservation) {
+        self.quota.refund(r);
     }
 }
 
@@ -187,17 +227,33 @@ mod tests {
     #[test]
     fn quota_counts_bytes_per_window() {
         let mut q = Quota::new(100, Duration::from_secs(60), s(0.0));
-        q.check(64, s(1.0)).unwrap();
-        q.charge(64);
+        q.reserve(64, s(1.0)).unwrap();
         q.check(36, s(2.0)).unwrap();
         let resets = q.check(37, s(2.0)).unwrap_err();
         assert_eq!(resets, s(58.0));
-        q.charge(36);
+        q.reserve(36, s(2.0)).unwrap();
         assert_eq!(q.remaining(), 0);
         assert!(q.check(1, s(59.9)).is_err());
         // The next window starts fresh.
         q.check(100, s(60.0)).unwrap();
         assert_eq!(q.remaining(), 100);
+    }
+
+    #[test]
+    fn reservations_never_add_up_past_the_limit_and_refunds_stay_in_their_window() {
+        let mut q = Quota::new(100, Duration::from_secs(60), s(0.0));
+        // Ten requests admitted before any is served: only what fits is reserved.
+        let granted: Vec<_> = (0..10).filter_map(|_| q.reserve(30, s(1.0)).ok()).collect();
+        assert_eq!(granted.len(), 3);
+        assert_eq!(q.remaining(), 10);
+        // One was not served: its bytes come back.
+        q.refund(granted[0]);
+        assert_eq!(q.remaining(), 40);
+        // A refund from a window that has ended gives nothing to the new one.
+        let old = granted[1];
+        q.reserve(40, s(61.0)).unwrap();
+        q.refund(old);
+        assert_eq!(q.remaining(), 60);
     }
 
     #[test]
@@ -211,8 +267,8 @@ mod tests {
             l.admit(11, s(0.0)),
             Err(Refusal::QuotaExhausted { .. })
         ));
-        l.admit(10, s(0.0)).unwrap();
-        l.charge(10);
+        let r = l.admit(10, s(0.0)).unwrap();
+        assert_eq!(r.bytes(), 10);
         assert!(matches!(
             l.admit(1, s(0.0)),
             Err(Refusal::QuotaExhausted { .. })

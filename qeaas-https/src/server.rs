@@ -1,7 +1,9 @@
 //! The I/O shell: TCP (+ TLS) accept loop, hyper for HTTP/1.1 and HTTP/2, and the local-socket
 //! clients that fetch pool bytes. Every decision is made in [`crate::api`].
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -16,16 +18,24 @@ use openssl::ssl::{Ssl, SslAcceptor};
 use qeaas_client::proto::Status;
 use qeaas_client::{AsyncClient, Batch, ClientError, PoolBytes};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use crate::api::{self, Clients, Plan, Reply};
 use crate::config::Config;
+use crate::conns::Conns;
 use crate::prefetch::Prefetch;
 
 /// Idle local-socket connections kept for reuse.
 const POOL_CONNS: usize = 64;
-/// Concurrent client connections; more wait in the listen backlog.
-const MAX_CONNS: usize = 4096;
+/// Concurrent client connections; more wait in the listen backlog (and take the slot of the
+/// connection idle longest).
+pub const MAX_CONNS: usize = 4096;
+/// Open files the server needs: a descriptor per client connection, plus the local-socket
+/// connections, the listener and the log.
+pub const OPEN_FILES: u64 = MAX_CONNS as u64 * 2 + 256;
+/// Time an idle connection told to close (HTTP/2 GOAWAY) has to finish before it is cut off.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Time a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to send a request's headers.
@@ -119,6 +129,10 @@ pub struct State {
     recheck: Duration,
     wants: tokio::sync::mpsc::Sender<Want>,
     queue: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Want>>,
+    /// Open client connections ([`Conns`] decides which to close) and how to tell each to.
+    conns: Mutex<(Conns, HashMap<u64, Arc<Notify>>)>,
+    /// A connection with no request in flight this long is closed.
+    idle_timeout: Duration,
 }
 
 impl State {
@@ -139,6 +153,38 @@ impl State {
             wait_ms: cfg.wait_ms,
             idle: Mutex::new(Vec::new()),
             start: Instant::now(),
+            conns: Mutex::new((Conns::default(), HashMap::new())),
+            idle_timeout: Duration::from_secs(cfg.idle_timeout_secs.into()),
+        }
+    }
+
+    /// Registers a new client connection: its id and what tells it to close.
+    fn conn_open(&self) -> (u64, Arc<Notify>) {
+        let now = self.start.elapsed();
+        let close = Arc::new(Notify::new());
+        if let Ok(mut c) = self.conns.lock() {
+            let id = c.0.open(now);
+            c.1.insert(id, close.clone());
+            return (id, close);
+        }
+        (0, close)
+    }
+
+    fn conn_closed(&self, id: u64) {
+        if let Ok(mut c) = self.conns.lock() {
+            c.0.close(id);
+            c.1.remove(&id);
+        }
+    }
+
+    /// Every slot is taken: tells the connection idle longest to close, so a new client gets
+    /// its slot. Connections all busy with requests are left alone.
+    fn evict_idle(&self) {
+        if let Ok(c) = self.conns.lock() {
+            if let Some(close) = c.0.longest_idle().and_then(|id| c.1.get(&id)) {
+                debug!("all connection slots taken: closing the one idle longest");
+                close.notify_one();
+            }
         }
     }
 
@@ -370,9 +416,34 @@ fn to_response(r: Reply, head_only: bool) -> Response<WipingBody> {
     resp
 }
 
-/// Answers one HTTP request.
+/// Marks a request in flight on a connection until dropped (answered or abandoned).
+struct InFlight {
+    state: Arc<State>,
+    conn: u64,
+}
+
+impl InFlight {
+    fn new(state: Arc<State>, conn: u64) -> InFlight {
+        if let Ok(mut c) = state.conns.lock() {
+            c.0.request_started(conn);
+        }
+        InFlight { state, conn }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let now = self.state.start.elapsed();
+        if let Ok(mut c) = self.state.conns.lock() {
+            c.0.request_ended(self.conn, now);
+        }
+    }
+}
+
+/// Answers one HTTP request from `peer`.
 pub async fn handle(
     state: Arc<State>,
+    peer: IpAddr,
     req: hyper::Request<Incoming>,
 ) -> Result<Response<WipingBody>, Infallible> {
     let (parts, body) = req.into_parts();
@@ -398,6 +469,7 @@ pub async fn handle(
         authorization: parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
         accept: parts.headers.get(ACCEPT).map(|v| v.as_bytes()),
         body: &body,
+        peer,
     };
     let now = state.start.elapsed();
     let plan = match state.clients.lock() {
@@ -410,26 +482,45 @@ pub async fn handle(
             Ok(pool) => api::pollen_reply(&challenge, &pool),
             Err(st) => api::daemon_error_reply(st),
         },
-        Plan::Entropy { client, bytes, raw } => match state.fetch(bytes).await {
+        Plan::Entropy {
+            client,
+            bytes,
+            raw,
+            reservation,
+        } => match state.fetch(bytes).await {
+            // The quota was taken at admission: nothing more to charge.
             Ok(pool) => {
-                if let Ok(mut c) = state.clients.lock() {
-                    c.charge(client, pool.len() as u64);
+                if let Ok(c) = state.clients.lock() {
                     debug!(client = c.name(client), bytes, "served");
                 }
                 api::entropy_reply(&pool, raw)
             }
-            Err(st) => api::daemon_error_reply(st),
+            Err(st) => {
+                if let Ok(mut c) = state.clients.lock() {
+                    c.refund(client, reservation);
+                }
+                api::daemon_error_reply(st)
+            }
         },
         Plan::Health => api::health_reply(state.health().await.as_deref()),
     };
     Ok(to_response(reply, head_only))
 }
 
-async fn serve_conn<S>(state: Arc<State>, io: S)
+async fn serve_conn<S>(state: Arc<State>, peer: IpAddr, io: S, id: u64, close: Arc<Notify>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
+    let svc_state = state.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        let state = svc_state.clone();
+        let in_flight = InFlight::new(state.clone(), id);
+        async move {
+            let r = handle(state, peer, req).await;
+            drop(in_flight);
+            r
+        }
+    });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // A client that trickles its headers is cut off (hyper's header timeout needs a timer).
     builder
@@ -440,9 +531,54 @@ where
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(H2_STREAMS);
-    if let Err(e) = builder.serve_connection(TokioIo::new(io), svc).await {
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    // Checked a few times per timeout, so a connection is closed at most a quarter late.
+    let tick = (state.idle_timeout / 4).max(Duration::from_millis(50));
+    let r = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            // A new client needs this idle connection's slot: closed at once (nothing is in
+            // flight; waiting for a silent peer to answer a GOAWAY would keep the newcomer out).
+            _ = close.notified() => {
+                debug!(%peer, "idle connection closed for a new client");
+                break Ok(());
+            }
+            _ = tokio::time::sleep(tick) => {
+                let idle = state.conns.lock().is_ok_and(|c| {
+                    c.0.idle_for(id, state.idle_timeout, state.start.elapsed())
+                });
+                if idle {
+                    debug!(%peer, "idle connection closed");
+                    // HTTP/2: GOAWAY; HTTP/1.1: closes once idle. A peer that does not finish
+                    // within the grace period is cut off.
+                    conn.as_mut().graceful_shutdown();
+                    break tokio::time::timeout(CLOSE_GRACE, conn.as_mut())
+                        .await
+                        .unwrap_or(Ok(()));
+                }
+            }
+        }
+    };
+    if let Err(e) = r {
         debug!("connection: {e}");
     }
+}
+
+/// Raises the soft limit on open files towards [`OPEN_FILES`] (at most the hard limit): a
+/// default soft limit of 1024 would refuse clients long before [`MAX_CONNS`]. Returns the limit
+/// in force. Under systemd the unit's `LimitNOFILE=` sets it, and this changes nothing.
+pub fn raise_open_files() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    let want = l.maximum.map_or(OPEN_FILES, |m| m.min(OPEN_FILES));
+    if l.current.is_some_and(|c| c < want) {
+        l.current = Some(want);
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            warn!("cannot raise the open-files limit to {want}: {e}");
+        }
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
 /// Accepts connections until the process is stopped.
@@ -460,6 +596,9 @@ pub async fn run(
     let tls = tls.map(Arc::new);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNS));
     loop {
+        if slots.available_permits() == 0 {
+            state.evict_idle();
+        }
         let permit = match slots.clone().acquire_owned().await {
             Ok(p) => p,
             Err(_) => return Ok(()),
@@ -476,10 +615,12 @@ pub async fn run(
         let _ = tcp.set_nodelay(true);
         let state = state.clone();
         let tls = tls.clone();
+        let (id, close) = state.conn_open();
         tokio::spawn(async move {
             let _permit = permit;
+            let peer_ip = peer.ip();
             match tls {
-                None => serve_conn(state, tcp).await,
+                None => serve_conn(state.clone(), peer_ip, tcp, id, close).await,
                 Some(acc) => {
                     let stream = Ssl::new(acc.context())
                         .and_then(|ssl| tokio_openssl::SslStream::new(ssl, tcp));
@@ -487,6 +628,7 @@ pub async fn run(
                         Ok(s) => s,
                         Err(e) => {
                             warn!("TLS setup: {e}");
+                            state.conn_closed(id);
                             return;
                         }
                     };
@@ -494,12 +636,13 @@ pub async fn run(
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, Pin::new(&mut stream).accept())
                             .await;
                     match hs {
-                        Ok(Ok(())) => serve_conn(state, stream).await,
+                        Ok(Ok(())) => serve_conn(state.clone(), peer_ip, stream, id, close).await,
                         Ok(Err(e)) => debug!(%peer, "TLS handshake: {e}"),
                         Err(_) => debug!(%peer, "TLS handshake timed out"),
                     }
                 }
             }
+            state.conn_closed(id);
         });
     }
 }

@@ -79,10 +79,12 @@ fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let listener = std::net::TcpListener::bind(cfg.listen)?;
             // Before any thread exists: capability sets are per thread.
             let uid = qeaas_client::privdrop::drop_to_user(cfg.user.as_deref())?.uid;
+            let open_files = server::raise_open_files();
             tracing::info!(
                 listen = %cfg.listen,
                 tls = acceptor.is_some(),
                 uid,
+                open_files,
                 "qeaas-httpsd serving"
             );
             let state = Arc::new(server::State::new(&cfg));
