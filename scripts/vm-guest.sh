@@ -148,7 +148,7 @@ phase_boot() {
   s=$(show sysinit.target ActiveEnterTimestampMonotonic)
   check "ready before sysinit.target" "qeaasd ready at $(awk -v q="$q" 'BEGIN{printf "%.2f", q/1e6}') s, sysinit.target at $(awk -v s="$s" 'BEGIN{printf "%.2f", s/1e6}') s" \
     sh -c "[ '$q' -gt 0 ] && [ '$q' -le '$s' ]"
-  echo "BOOT_TO_READY $(awk -v q="$q" 'BEGIN{printf "%.2f", q/1e6}')"
+  printf "BOOT_TO_READY\t%s\n" "$(awk -v q="$q" 'BEGIN{printf "%.2f", q/1e6}')"
   systemd-analyze critical-chain qeaasd.service sysinit.target 2>/dev/null | sed 's/^/    /' || true
   journalctl -b -o short-monotonic -u qeaasd --no-pager | grep -E 'first seeding|Started|opened' | head -5 | sed 's/^/    /'
   # Credited the kernel from the virtio hwrng: metrics, then the ioctl itself (strace).
@@ -172,7 +172,7 @@ phase_boot() {
   rm -f "$trace"
   local u
   for u in qeaasd qeaas-coapd qeaas-httpsd; do
-    echo "SECURITY $u $(systemd-analyze security --no-pager "$u.service" 2>/dev/null | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')"
+    printf "SECURITY\t%s\t%s\n" "$u" "$(systemd-analyze security --no-pager "$u.service" 2>/dev/null | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')"
   done
 }
 
@@ -302,7 +302,7 @@ phase_upgrade() {
     { t[NR] = $1 }
     END { for (i = 2; i <= NR; i++) if (t[i] > a && t[i - 1] < b && t[i] - t[i - 1] > g) g = t[i] - t[i - 1]
           printf "%.1f", g }')
-  echo "UPGRADE_GAP $gap $interval $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')"
+  printf "UPGRADE_GAP\t%s\n" "longest gap $gap s, interval $interval s, apt $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
   check "kernel feeding gap across the upgrade" "longest gap ${gap} s (interval ${interval} s; apt took $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s)" \
     sh -c "$(declare -f gt); gt '$gap' 0 && ! gt '$gap' '$interval'"
 }
