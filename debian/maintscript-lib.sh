@@ -78,7 +78,7 @@ qeaas_udev_apply() {
     udevadm control --reload || true
     udevadm trigger --action=change --subsystem-match=qrandom || true
     udevadm trigger --action=change --subsystem-match=tty --sysname-match='ttyACM*' || true
-    udevadm trigger --action=change --subsystem-match=misc --sysname-match=hwrng || true
+    udevadm trigger --action=change --subsystem-match=misc --sysname-match=hw_random || true
     udevadm trigger --action=change --subsystem-match=usb --attr-match=idVendor=0aba || true
     udevadm settle --timeout=10 || true
 }

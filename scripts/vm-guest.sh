@@ -148,7 +148,7 @@ phase_boot() {
   s=$(show sysinit.target ActiveEnterTimestampMonotonic)
   check "ready before sysinit.target" "qeaasd ready at $(awk -v q="$q" 'BEGIN{printf "%.2f", q/1e6}') s, sysinit.target at $(awk -v s="$s" 'BEGIN{printf "%.2f", s/1e6}') s" \
     sh -c "[ '$q' -gt 0 ] && [ '$q' -le '$s' ]"
-  echo "BOOT_TO_READY $(awk -v q="$q" 'BEGIN{printf "%.2f", q/1e6}')"
+  printf "BOOT_TO_READY\t%s\n" "$(awk -v q="$q" 'BEGIN{printf "%.2f", q/1e6}')"
   systemd-analyze critical-chain qeaasd.service sysinit.target 2>/dev/null | sed 's/^/    /' || true
   journalctl -b -o short-monotonic -u qeaasd --no-pager | grep -E 'first seeding|Started|opened' | head -5 | sed 's/^/    /'
   # Credited the kernel from the virtio hwrng: metrics, then the ioctl itself (strace).
@@ -172,7 +172,7 @@ phase_boot() {
   rm -f "$trace"
   local u
   for u in qeaasd qeaas-coapd qeaas-httpsd; do
-    echo "SECURITY $u $(systemd-analyze security --no-pager "$u.service" 2>/dev/null | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')"
+    printf "SECURITY\t%s\t%s\n" "$u" "$(systemd-analyze security --no-pager "$u.service" 2>/dev/null | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')"
   done
 }
 
@@ -253,8 +253,13 @@ phase_faces() {
   wait_for 20 systemctl is-active --quiet qeaas-httpsd
   check "qeaas-httpsd under its unit" "user $(ps -o user= -p "$(show qeaas-httpsd MainPID)" 2>/dev/null), CapEff $(awk '/CapEff/ {print $2}' "/proc/$(show qeaas-httpsd MainPID)/status" 2>/dev/null)" \
     systemctl is-active --quiet qeaas-httpsd
-  check "pollinate in the guest" "$(pollinate --testing --strict -s https://localhost:8443/ -c "--cacert /etc/qeaas/https/ca.crt" 2>&1 | tail -1 | cut -c1-60)" \
-    pollinate --testing --strict -s https://localhost:8443/ -c "--cacert /etc/qeaas/https/ca.crt"
+  # --testing writes the seed to stdout (binary): kept out of the CHECK lines.
+  if pollinate --testing --strict -s https://localhost:8443/ -c "--cacert /etc/qeaas/https/ca.crt" \
+    >/root/pollinate.out 2>/root/pollinate.err; then
+    result "pollinate in the guest" pass "strict, $(stat -c %s /root/pollinate.out) bytes of seed output"
+  else
+    result "pollinate in the guest" fail "$(tail -1 /root/pollinate.err | tr -d '\t' | cut -c1-80)"
+  fi
 }
 
 # The host's clients need the PSK and the CA: printed for the host to pick up.
@@ -302,7 +307,7 @@ phase_upgrade() {
     { t[NR] = $1 }
     END { for (i = 2; i <= NR; i++) if (t[i] > a && t[i - 1] < b && t[i] - t[i - 1] > g) g = t[i] - t[i - 1]
           printf "%.1f", g }')
-  echo "UPGRADE_GAP $gap $interval $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')"
+  printf "UPGRADE_GAP\t%s\n" "longest gap $gap s, interval $interval s, apt $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
   check "kernel feeding gap across the upgrade" "longest gap ${gap} s (interval ${interval} s; apt took $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s)" \
     sh -c "$(declare -f gt); gt '$gap' 0 && ! gt '$gap' '$interval'"
 }

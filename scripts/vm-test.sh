@@ -164,7 +164,7 @@ guest() {
     case "$tag" in
     CHECK) record "$a" "$b" "$c" ;;
     BOOT_TO_READY) echo "$2 $a" >>"$LOGS/ready.txt"; echo "    boot to ready: $a s" ;;
-    SECURITY) echo "$tag $a" >>"$LOGS/security-$2.txt" ;;
+    SECURITY) echo "$tag $a $b" >>"$LOGS/security-$2.txt" ;;
     *) printf '    %s\n' "$tag${a:+ $a}${b:+ $b}${c:+ $c}" ;;
     esac
   done
@@ -176,7 +176,7 @@ security_claims() {
   for u in qeaasd qeaas-coapd qeaas-httpsd; do
     claim=$(systemd-analyze security --offline=true --no-pager "systemd/$u.service" 2>/dev/null |
       sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')
-    got=$(sed -n "s/^SECURITY $u \([0-9.]*\)/\1/p" "$LOGS/security-$round.txt" 2>/dev/null)
+    got=$(sed -n "s/^SECURITY $u \([0-9.]*\)/\1/p" "$LOGS/security-$round.txt" 2>/dev/null || true)
     if [ -n "$got" ] && [ "$got" = "$claim" ]; then
       record "$round: systemd-analyze security $u" pass "guest $got, systemd-security.sh (offline) $claim"
     else
