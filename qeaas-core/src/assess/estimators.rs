@@ -84,7 +84,15 @@ pub fn markov(s: &[u8]) -> f64 {
             c10 += u64::from(w[1] == 0);
         }
     }
-    let c1 = (len as u64 - 1) - c0;
+    let zeros = c0 + u64::from(s[len - 1] == 0);
+    markov_per_bit(len as u64, zeros, c0, c00, c10)
+}
+
+/// The Markov estimate per bit (SP 800-90B 6.3.3) from the counts of a sequence of `bits` bits:
+/// its `zeros`, and over its `bits - 1` transitions, `c0` from a 0 (`c00` of them to a 0) and
+/// `c10` from a 1 to a 0. The offline estimator and the online monitor both end here.
+pub(crate) fn markov_per_bit(bits: u64, zeros: u64, c0: u64, c00: u64, c10: u64) -> f64 {
+    let c1 = (bits - 1) - c0;
     let (p00, p01) = if c0 > 0 {
         let p = c00 as f64 / c0 as f64;
         (p, 1.0 - p)
@@ -97,8 +105,7 @@ pub fn markov(s: &[u8]) -> f64 {
     } else {
         (0.0, 0.0)
     };
-    let c0_all = c0 + u64::from(s[len - 1] == 0);
-    let p0 = c0_all as f64 / len as f64;
+    let p0 = zeros as f64 / bits as f64;
     let p1 = 1.0 - p0;
     let l = libm::log2;
     let mut h = 128.0f64;

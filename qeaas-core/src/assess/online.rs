@@ -88,41 +88,7 @@ fn mcv_h(mode: u64, n: u64) -> f64 {
 
 /// The Markov estimate per bit from transition counts, as [`super::estimators::markov`].
 fn markov_h(c: &Counts, bits: u64) -> f64 {
-    let c1 = (bits - 1) - c.c0;
-    let (p00, p01) = if c.c0 > 0 {
-        let p = c.c00 as f64 / c.c0 as f64;
-        (p, 1.0 - p)
-    } else {
-        (0.0, 0.0)
-    };
-    let (p10, p11) = if c1 > 0 {
-        let p = c.c10 as f64 / c1 as f64;
-        (p, 1.0 - p)
-    } else {
-        (0.0, 0.0)
-    };
-    let p0 = (bits - c.ones) as f64 / bits as f64;
-    let p1 = 1.0 - p0;
-    let l = libm::log2;
-    let candidates = [
-        (p00 > 0.0, -l(p0) - 127.0 * l(p00)),
-        (
-            p01 > 0.0 && p10 > 0.0,
-            -l(p0) - 64.0 * l(p01) - 63.0 * l(p10),
-        ),
-        (p01 > 0.0 && p11 > 0.0, -l(p0) - l(p01) - 126.0 * l(p11)),
-        (p10 > 0.0 && p00 > 0.0, -l(p1) - l(p10) - 126.0 * l(p00)),
-        (
-            p10 > 0.0 && p01 > 0.0,
-            -l(p1) - 64.0 * l(p10) - 63.0 * l(p01),
-        ),
-        (p11 > 0.0, -l(p1) - 127.0 * l(p11)),
-    ];
-    let h = candidates
-        .iter()
-        .filter(|c| c.0)
-        .fold(128.0f64, |m, c| m.min(c.1));
-    (h / 128.0).min(1.0)
+    super::estimators::markov_per_bit(bits, bits - c.ones, c.c0, c.c00, c.c10)
 }
 
 impl OnlineEstimate {
