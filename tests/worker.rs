@@ -67,6 +67,21 @@ fn worker_pid(socket: &Path) -> Option<u32> {
     )
 }
 
+/// Waits up to 20 s for a worker to serve `socket`, and returns its pid; panics with the log.
+fn wait_for_worker(socket: &Path, log: &Path) -> u32 {
+    let mut worker = None;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            worker = worker_pid(socket);
+            worker.is_some()
+        }),
+        "no worker served {}:\n{}",
+        socket.display(),
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    worker.unwrap()
+}
+
 fn status_line(pid: u32, key: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -156,16 +171,7 @@ fn a_killed_worker_is_reported_by_the_supervisor() {
         ],
     );
     let socket = dir.path().join("entropy.sock");
-    let mut worker = None;
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            worker = worker_pid(&socket);
-            worker.is_some()
-        }),
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    let worker = worker.unwrap();
+    let worker = wait_for_worker(&socket, &log);
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(worker as i32).unwrap(),
         rustix::process::Signal::KILL,
@@ -203,16 +209,7 @@ fn started_as_root_with_a_user_the_worker_is_that_user_with_nothing() {
     );
     let (d, log) = start(dir.path(), &text, &[], &[]);
     let socket = dir.path().join("entropy.sock");
-    let mut worker = None;
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            worker = worker_pid(&socket);
-            worker.is_some()
-        }),
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    let worker = worker.unwrap();
+    let worker = wait_for_worker(&socket, &log);
     assert_eq!(
         status_line(worker, "Uid:")
             .split_whitespace()
@@ -295,18 +292,12 @@ fn a_root_worker_needs_allow_root_worker() {
     );
     let (_d, log) = start(dir.path(), &text, &["--allow-root-worker"], &[]);
     let socket = dir.path().join("entropy.sock");
-    let mut worker = None;
-    assert!(wait_until(Duration::from_secs(20), || {
-        worker = worker_pid(&socket);
-        worker.is_some()
-    }));
+    let worker = wait_for_worker(&socket, &log);
     assert_eq!(
-        status_line(worker.unwrap(), "Uid:")
-            .split_whitespace()
-            .nth(1),
+        status_line(worker, "Uid:").split_whitespace().nth(1),
         Some("0")
     );
-    assert!(status_line(worker.unwrap(), "CapEff:").ends_with("0000000000000000"));
+    assert!(status_line(worker, "CapEff:").ends_with("0000000000000000"));
     assert!(std::fs::read_to_string(&log)
         .unwrap()
         .contains("worker runs as root (--allow-root-worker)"));
