@@ -4,45 +4,15 @@
 //! against a scripted daemon on a socket pair.
 //!
 //! One test per binary: the counter is global.
-#![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use qeaas_client::{Batch, Client, PoolBytes};
-
-const MARK: &[u8; 16] = b"QEAAS-POOL-MARK!";
-
-struct Watch;
-static ARMED: AtomicBool = AtomicBool::new(false);
-static MARKED_FREES: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call to `System`; `dealloc` only reads the block it is about to free.
-unsafe impl GlobalAlloc for Watch {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        if ARMED.load(Ordering::Relaxed) && l.size() >= MARK.len() {
-            // SAFETY: `p` is a live block of `l.size()` bytes until freed below.
-            let b = unsafe { std::slice::from_raw_parts(p, l.size()) };
-            if b.windows(MARK.len()).any(|w| w == MARK) {
-                MARKED_FREES.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.dealloc(p, l) }
-    }
-}
+use qeaas_wipe_watch::{marked, Watch, ARMED, MARK, MARKED_FREES};
 
 #[global_allocator]
 static A: Watch = Watch;
-
-fn marked(n: usize) -> Vec<u8> {
-    MARK.iter().copied().cycle().take(n).collect()
-}
 
 #[test]
 fn client_side_copies_of_served_bytes_are_wiped() {

@@ -4,48 +4,16 @@
 //! plaintext packet, the duplicate cache and the block-wise store all hold such bytes.
 //!
 //! One test per binary: the counter is global.
-#![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use qeaas_coap::coap::{Action, Endpoint};
-
-const MARK: &[u8; 16] = b"QEAAS-POOL-MARK!";
-
-struct Watch;
-static ARMED: AtomicBool = AtomicBool::new(false);
-static MARKED_FREES: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call to `System`; `dealloc` only reads the block it is about to free.
-unsafe impl GlobalAlloc for Watch {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        if ARMED.load(Ordering::Relaxed) && l.size() >= MARK.len() {
-            // SAFETY: `p` is a live block of `l.size()` bytes until freed below. Only
-            // initialised blocks hold the marker; a scan of uninitialised spare capacity reads
-            // whatever the allocator left, which is fine for bytes (no invalid values).
-            let b = unsafe { std::slice::from_raw_parts(p, l.size()) };
-            if b.windows(MARK.len()).any(|w| w == MARK) {
-                MARKED_FREES.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.dealloc(p, l) }
-    }
-}
+use qeaas_wipe_watch::{marked as served, Watch, ARMED, MARK, MARKED_FREES};
 
 #[global_allocator]
 static A: Watch = Watch;
-
-fn served(n: usize) -> Vec<u8> {
-    MARK.iter().copied().cycle().take(n).collect()
-}
 
 fn get(mid: u16, n: usize) -> Vec<u8> {
     let mut p = Packet::new();
