@@ -786,16 +786,7 @@ fn runs_as_a_system_user_with_only_ambient_cap_sys_admin_like_the_unit() {
                 .unwrap();
             t
         },
-        &[
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all,+sys_admin",
-            "--ambient-caps=-all,+sys_admin",
-            "--bounding-set=-all,+sys_admin",
-            "--",
-        ],
+        AS_NOBODY_WITH_CAP_SYS_ADMIN,
     );
     assert!(
         wait_until(Duration::from_secs(20), || d

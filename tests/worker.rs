@@ -155,21 +155,7 @@ fn a_killed_worker_is_reported_by_the_supervisor() {
         port,
         &format!("[kernel]\ninterval_secs = 1\nfeed_uncredited = true\n{src}"),
     );
-    let (mut d, log) = start(
-        dir.path(),
-        &text,
-        &[],
-        &[
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all,+sys_admin",
-            "--ambient-caps=-all,+sys_admin",
-            "--bounding-set=-all,+sys_admin",
-            "--",
-        ],
-    );
+    let (mut d, log) = start(dir.path(), &text, &[], AS_NOBODY_WITH_CAP_SYS_ADMIN);
     let socket = dir.path().join("entropy.sock");
     let worker = wait_for_worker(&socket, &log);
     rustix::process::kill_process(

@@ -264,3 +264,16 @@ pub fn ask(s: &mut UnixStream, r: Request) -> Result<Vec<u8>, Status> {
         Err(st)
     }
 }
+
+/// A wrapper that runs a command as uid and gid 65534 with CAP_SYS_ADMIN as its only (ambient)
+/// capability: qeaasd as its unit starts it, without systemd.
+pub const AS_NOBODY_WITH_CAP_SYS_ADMIN: &[&str] = &[
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=-all,+sys_admin",
+    "--ambient-caps=-all,+sys_admin",
+    "--bounding-set=-all,+sys_admin",
+    "--",
+];
