@@ -288,3 +288,37 @@ fn a_root_worker_needs_allow_root_worker() {
         .unwrap()
         .contains("worker runs as root (--allow-root-worker)"));
 }
+
+/// A worker that dropped to its user must still die with its supervisor: the credential change
+/// clears the parent-death signal, and an orphaned worker would go on serving the socket (and
+/// holding its paths and port) with no supervisor, as `scripts/demo.sh` once left behind.
+#[test]
+fn a_worker_that_switched_user_dies_with_its_supervisor() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, src) = source(dir.path());
+    let port = free_port();
+    let text = format!(
+        "user = \"nobody\"\n{}",
+        config(
+            dir.path(),
+            port,
+            &format!("[kernel]\nfeed_uncredited = true\n{src}")
+        )
+    );
+    let (mut d, log) = start(dir.path(), &text, &[], &[]);
+    let worker = wait_for_worker(&dir.path().join("entropy.sock"), &log);
+    d.0.kill().unwrap();
+    d.0.wait().unwrap();
+    let gone = || {
+        !Path::new(&format!("/proc/{worker}")).exists()
+            || status_line(worker, "State:").contains("zombie")
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), gone),
+        "the worker (pid {worker}) outlived its supervisor by 10 s:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
