@@ -254,6 +254,25 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
         );
     }
     become_worker_user(&cfg, sel)?;
+    // The parent-death signal set above cannot reach a worker that switched user: the
+    // supervisor keeps no CAP_KILL, and the credential change cleared it anyway. So a thread
+    // waits for the supervisor's end of our stdin to close (POLLHUP, no data read, no wakeup
+    // while it lives) and ends the worker: it must never serve without its supervisor.
+    std::thread::Builder::new()
+        .name("supervisor-watch".into())
+        .spawn(|| {
+            let stdin = std::io::stdin();
+            let mut fds = [rustix::event::PollFd::new(
+                &stdin,
+                rustix::event::PollFlags::empty(),
+            )];
+            while rustix::event::poll(&mut fds, None).map_or(true, |_| fds[0].revents().is_empty())
+            {
+            }
+            error!("supervisor gone: the worker stops");
+            std::process::exit(crate::exit::SOFTWARE);
+        })
+        .map_err(os("start the supervisor watch"))?;
     privsep::drop_capabilities(&[]).map_err(os("drop capabilities"))?;
     info!("worker runs with no capabilities");
 
