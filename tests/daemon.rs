@@ -864,3 +864,42 @@ fn upstream_entropy_backs_requests_only_with_explicit_credit_and_never_the_kerne
             .contains("network entropy: never credited to the kernel"));
     }
 }
+
+/// What systemd's stop does (KillMode=control-group): SIGTERM to the supervisor and the worker at
+/// once. A restart (a package upgrade) must not leave the kernel unfed for longer than one
+/// interval, so a stopping daemon feeds once more before it exits: the new one feeds at its start,
+/// and the gap is the restart, not the restart plus what was left of the interval.
+#[test]
+fn a_stopping_daemon_feeds_the_kernel_once_more_so_a_restart_leaves_no_gap() {
+    if !require(is_root(), "root") || !require(have("strace"), "strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, src) = fifo_source(dir.path(), &[]);
+    let port = free_port();
+    let text = config(
+        dir.path(),
+        port,
+        &format!("[kernel]\ninterval_secs = 60\nfeed_uncredited = true\n{src}"),
+    );
+    let mut t = Traced::start(dir.path(), port, &text);
+    let adds = || t.metric("qeaas_kernel_ioctls_total{ioctl=\"RNDADDENTROPY\"}");
+    assert!(
+        wait_until(Duration::from_secs(30), || adds() >= Some(1.0)),
+        "never fed; log:\n{}",
+        t.log_text()
+    );
+    // Mid-interval: the next periodic feed is a minute away.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = adds().unwrap();
+    let log = t.log.clone();
+    let trace = t.stop_group();
+    let after = traced_adds(&trace).len() as f64;
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    assert_eq!(
+        after,
+        before + 1.0,
+        "{before} feeds while running, {after} in the trace: no feed at stop\n{log}"
+    );
+    assert!(log.contains("final feed"), "{log}");
+}
