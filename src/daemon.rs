@@ -124,6 +124,7 @@ pub fn run_supervisor(config: &Path, sel: &Selection) -> Result<i32, StartError>
         worker = child.id(),
         "supervisor keeps CAP_SYS_ADMIN only; worker started"
     );
+    forward_stop_signals(child.id()).map_err(os("set up signal forwarding"))?;
     let from = child.stdout.take().expect("piped");
     let to = child.stdin.take().expect("piped");
     let pid = child.id();
@@ -134,6 +135,39 @@ pub fn run_supervisor(config: &Path, sel: &Selection) -> Result<i32, StartError>
     let status = child.wait().map_err(os("wait for worker"))?;
     let code = worker_exit(pid, status);
     Ok(code)
+}
+
+/// systemd's stop sends SIGTERM to the supervisor and the worker at once (KillMode=control-group),
+/// and a shell's `kill` to the supervisor alone. Either way the supervisor must outlive the worker:
+/// the worker's final feed (see [`crate::kernel`]) goes through it. So it blocks SIGTERM and
+/// SIGINT (after starting the worker, which must not inherit the mask), and one thread waits for
+/// them and passes SIGTERM on; the supervisor then ends when the worker does. A worker that
+/// switched user from root cannot be signalled (the supervisor keeps no CAP_KILL): then the
+/// supervisor exits, and the worker stops without its final feed when its pipe closes.
+fn forward_stop_signals(worker: u32) -> std::io::Result<()> {
+    use nix::sys::signal::{kill, SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block().map_err(std::io::Error::from)?;
+    std::thread::Builder::new()
+        .name("stop-signals".into())
+        .spawn(move || loop {
+            let Ok(sig) = set.wait() else { continue };
+            let pid = nix::unistd::Pid::from_raw(worker as i32);
+            match kill(pid, Signal::SIGTERM) {
+                Ok(()) => info!(worker, "{sig}: stopping the worker"),
+                Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => {
+                    warn!(
+                        worker,
+                        "{sig}: cannot signal the worker ({e}); it stops when this process ends"
+                    );
+                    std::process::exit(exit::OK);
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// Says how the worker ended (systemd's journal and an operator need to know why the service
@@ -293,6 +327,9 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
     }
     // Cleared when the feeder stops for good (its pool turned out uncreditable).
     let feeding = Arc::new(std::sync::atomic::AtomicBool::new(feeding));
+    // Set at stop: the feeder feeds once more and ends (see crate::kernel).
+    let stop_feeding = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut feeder_thread = None;
     if feeding.load(Ordering::SeqCst) {
         // The feeder's share of the ready bytes, which no client can take.
         engine.reserve_for_kernel(cfg.kernel.feed_bytes);
@@ -303,13 +340,16 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
             cfg.kernel.clone(),
             Arc::clone(&feeding),
         );
-        std::thread::Builder::new()
-            .name("kernel-feed".into())
-            .spawn(move || {
-                feeder(&engine, &kstats, &link, &kcfg);
-                flag.store(false, Ordering::SeqCst);
-            })
-            .map_err(os("start kernel feeder"))?;
+        let stop = Arc::clone(&stop_feeding);
+        feeder_thread = Some(
+            std::thread::Builder::new()
+                .name("kernel-feed".into())
+                .spawn(move || {
+                    feeder(&engine, &kstats, &link, &kcfg, &stop);
+                    flag.store(false, Ordering::SeqCst);
+                })
+                .map_err(os("start kernel feeder"))?,
+        );
     }
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -317,7 +357,9 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
         .build()
         .map_err(os("tokio runtime"))?;
     let to_remove = [Some(cfg.socket.path.clone()), cfg.socket.egd_path.clone()];
+    let serving = Arc::clone(&engine);
     rt.block_on(async move {
+        let engine = serving;
         if let Some(l) = bound.socket {
             let l = tokio::net::UnixListener::from_std(l).expect("nonblocking listener");
             tokio::spawn(socket::serve(l, Arc::clone(&server)));
@@ -381,8 +423,18 @@ pub fn run_worker(config: &Path, sel: &Selection) -> Result<i32, StartError> {
                 let _ = link.lock().map(|mut l| l.watchdog());
             }
         }
-        engine.stop();
     });
+    if let Some(t) = feeder_thread {
+        stop_feeding.store(true, Ordering::SeqCst);
+        t.thread().unpark();
+        // The final feed is one take and one round trip to the supervisor; a stop does not wait
+        // longer than that should take.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    engine.stop();
     for p in to_remove.iter().flatten() {
         let _ = std::fs::remove_file(p);
     }
@@ -413,6 +465,7 @@ fn feeder(
     kstats: &SharedKernelStats,
     link: &Mutex<SupervisorLink>,
     kcfg: &crate::config::KernelConfig,
+    stop: &std::sync::atomic::AtomicBool,
 ) {
     let random = match std::fs::File::open(&kcfg.device) {
         Ok(f) => f,
@@ -431,7 +484,16 @@ fn feeder(
             f(&mut k);
         }
     };
+    // Sleeps end early at stop (the worker unparks this thread).
+    let nap = |d: Duration| {
+        if !stop.load(Ordering::SeqCst) {
+            std::thread::park_timeout(d);
+        }
+    };
     loop {
+        if stop.load(Ordering::SeqCst) {
+            sched.stop();
+        }
         let now = Instant::now();
         let entcnt = match sys::rnd_get_entcnt(std::os::fd::AsFd::as_fd(&random)) {
             Ok(n) => n,
@@ -444,7 +506,8 @@ fn feeder(
         // A hint for the schedule only (the initial phase is for credited feeds); the credit
         // itself comes with the bytes below.
         match sched.poll(now, entcnt, engine.kernel_creditable()) {
-            Action::WaitUntil(t) => std::thread::sleep((t - now).min(Duration::from_secs(1))),
+            Action::Done => return,
+            Action::WaitUntil(t) => nap((t - now).min(Duration::from_secs(1))),
             Action::Feed {
                 bytes,
                 reseed,
@@ -462,7 +525,7 @@ fn feeder(
                         update(&mut |k| k.starved += 1);
                         // Not enough entropy yet: look again shortly, never spin.
                         sched.retry_later(now, Duration::from_millis(500));
-                        std::thread::sleep(Duration::from_millis(500));
+                        nap(Duration::from_millis(500));
                         continue;
                     }
                 };
@@ -492,6 +555,9 @@ fn feeder(
                 drop(l);
                 if initial {
                     info!(entcnt, credit, "initial seeding of the kernel");
+                } else if stop.load(Ordering::SeqCst) {
+                    info!(credit, "final feed before stopping");
+                    sched.fed(now);
                 } else {
                     sched.fed(now);
                 }

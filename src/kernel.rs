@@ -5,6 +5,10 @@
 //! * Then, on a timer matched to the kernel's own 60 s reseed, add `feed_bytes` (32..=64) with
 //!   RNDADDENTROPY and call RNDRESEEDCRNG so the CRNG uses them at once.
 //!
+//! * When the daemon stops, feed once more (the final feed): a restart (a package upgrade) then
+//!   leaves the kernel unfed only for the restart itself, since the new process feeds at its
+//!   start, and not for the restart plus whatever was left of the interval.
+//!
 //! No busy loops and no reliance on POLLOUT or `write_wakeup_threshold`, which 5.18+ ignore.
 //! [`FeedSchedule`] is the sans-IO decision; the worker's feeder thread asks the privileged
 //! supervisor (see [`crate::privsep`]) to perform the ioctls.
@@ -26,6 +30,8 @@ pub enum Action {
         /// Part of the initial seeding (count below 256).
         initial: bool,
     },
+    /// Stopped: the final feed is done, or could not be backed.
+    Done,
 }
 
 /// The feeding schedule.
@@ -35,6 +41,14 @@ pub struct FeedSchedule {
     feed_bytes: usize,
     reseed: bool,
     next: Option<Instant>,
+    stop: Stop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Running,
+    FinalFeed,
+    Done,
 }
 
 /// Kernel entropy count at which the CRNG is initialised.
@@ -48,6 +62,14 @@ impl FeedSchedule {
             feed_bytes,
             reseed,
             next: None,
+            stop: Stop::Running,
+        }
+    }
+
+    /// The daemon is stopping: the next poll asks for the final feed, then for nothing more.
+    pub fn stop(&mut self) {
+        if self.stop == Stop::Running {
+            self.stop = Stop::FinalFeed;
         }
     }
 
@@ -55,6 +77,17 @@ impl FeedSchedule {
     /// we add will carry credit: uncredited data cannot raise the count, so it never triggers the
     /// initial phase (which would otherwise repeat forever).
     pub fn poll(&self, now: Instant, entcnt: u32, creditable: bool) -> Action {
+        match self.stop {
+            Stop::Done => return Action::Done,
+            Stop::FinalFeed => {
+                return Action::Feed {
+                    bytes: self.feed_bytes,
+                    reseed: self.reseed,
+                    initial: false,
+                }
+            }
+            Stop::Running => {}
+        }
         if creditable && entcnt < READY_BITS {
             return Action::Feed {
                 bytes: 32,
@@ -72,14 +105,21 @@ impl FeedSchedule {
         }
     }
 
-    /// Records a periodic feed done at `now`.
+    /// Records a feed (periodic or final) done at `now`.
     pub fn fed(&mut self, now: Instant) {
         self.next = Some(now + self.interval);
+        if self.stop == Stop::FinalFeed {
+            self.stop = Stop::Done;
+        }
     }
 
-    /// Records a failed attempt: try again after a short back-off, not in a tight loop.
+    /// Records a failed attempt: try again after a short back-off, not in a tight loop. A final
+    /// feed is not retried: a stopping daemon does not wait for entropy.
     pub fn retry_later(&mut self, now: Instant, after: Duration) {
         self.next = Some(now + after);
+        if self.stop == Stop::FinalFeed {
+            self.stop = Stop::Done;
+        }
     }
 }
 
@@ -164,8 +204,47 @@ mod tests {
                     feeds += 1;
                     s.fed(now);
                 }
+                Action::Done => unreachable!("never stopped"),
             }
         }
         assert_eq!(feeds, 60);
+    }
+
+    #[test]
+    fn a_stop_mid_interval_feeds_once_more_then_nothing() {
+        let t0 = Instant::now();
+        let mut s = FeedSchedule::new(Duration::from_secs(60), 48, true);
+        s.fed(t0);
+        let mid = t0 + Duration::from_secs(20);
+        assert_eq!(
+            s.poll(mid, 256, true),
+            Action::WaitUntil(t0 + Duration::from_secs(60))
+        );
+        s.stop();
+        let last = Action::Feed {
+            bytes: 48,
+            reseed: true,
+            initial: false,
+        };
+        // Not the initial phase's 32 bytes either: the count does not matter any more.
+        assert_eq!(s.poll(mid, 0, true), last);
+        s.fed(mid);
+        assert_eq!(s.poll(mid, 256, true), Action::Done);
+        // A second stop does not bring the final feed back.
+        s.stop();
+        assert_eq!(
+            s.poll(t0 + Duration::from_secs(600), 256, true),
+            Action::Done
+        );
+    }
+
+    #[test]
+    fn a_final_feed_the_pool_cannot_back_is_not_waited_for() {
+        let t0 = Instant::now();
+        let mut s = FeedSchedule::new(Duration::from_secs(60), 48, true);
+        s.stop();
+        assert!(matches!(s.poll(t0, 256, true), Action::Feed { .. }));
+        s.retry_later(t0, Duration::from_millis(500));
+        assert_eq!(s.poll(t0 + Duration::from_secs(1), 256, true), Action::Done);
     }
 }
