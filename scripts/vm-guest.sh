@@ -65,15 +65,16 @@ gadget_create() {
 }
 gadget_plug() { ls /sys/class/udc | head -1 >"$GADGET/UDC"; }
 gadget_unplug() { echo "" >"$GADGET/UDC"; }
-# qeaas-sim writes into the gadget's side of the line, /dev/ttyGS0 (raw, so no byte is altered).
+# qeaas-sim writes into the gadget's side of the line, /dev/ttyGS0 (raw, so no byte is altered),
+# as a transient unit so that it outlives this ssh session. Not nohup: when stdout is a terminal,
+# nohup sends it to ./nohup.out instead, and the gadget never sees a byte.
 feed_start() {
   stty -F /dev/ttyGS0 raw -echo || return 1
-  nohup qeaas-sim --stdout 100000000000 </dev/null >/dev/ttyGS0 2>/dev/null &
-  echo $! >/run/vm-feed.pid
+  systemctl reset-failed vm-feed 2>/dev/null
+  systemd-run -q --unit vm-feed --collect sh -c 'exec qeaas-sim --stdout 100000000000 </dev/null >/dev/ttyGS0 2>/dev/null'
 }
 feed_stop() {
-  [ -f /run/vm-feed.pid ] && kill "$(cat /run/vm-feed.pid)" 2>/dev/null
-  rm -f /run/vm-feed.pid
+  systemctl stop vm-feed 2>/dev/null
   return 0
 }
 

@@ -86,8 +86,13 @@ struct SerialSource {
 impl NoiseSource for SerialSource {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.port.read(buf) {
-            // A pty whose master closed, or a USB device that went away, reads EIO.
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => Ok(0),
+            // A pty whose master closed, or a USB device that went away, reads EIO; serialport
+            // reports the hang-up it polls first (POLLHUP) as BrokenPipe. Either is an unplug.
+            Err(e)
+                if e.raw_os_error() == Some(libc::EIO) || e.kind() == io::ErrorKind::BrokenPipe =>
+            {
+                Ok(0)
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(io::ErrorKind::TimedOut.into()),
             r => r,
         }
