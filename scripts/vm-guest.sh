@@ -303,14 +303,21 @@ phase_upgrade() {
   local interval
   interval=$(sed -n 's/^interval_secs = \([0-9]*\)/\1/p' /etc/qeaas/qeaasd.toml | head -1)
   wait_for 60 sh -c "$(declare -f feeds); feeds | awk -v t=$t1 '\$1 > t' | grep -q ."
-  local gap
+  # The restart itself: the old process's last feed (its final feed, at SIGTERM) to the new
+  # process's first. And the longest gap between any two feeds across the upgrade.
+  local started gap restart
+  started=$(awk -v us="$(show qeaasd ExecMainStartTimestampMonotonic)" 'BEGIN { printf "%.6f", us / 1e6 }')
+  restart=$(feeds | awk -v s="$started" '$1 < s { last = $1 } $1 >= s && !first { first = $1 }
+    END { if (last && first) printf "%.1f", first - last }')
   gap=$(feeds | awk -v a="$t0" -v b="$t1" '
     { t[NR] = $1 }
     END { for (i = 2; i <= NR; i++) if (t[i] > a && t[i - 1] < b && t[i] - t[i - 1] > g) g = t[i] - t[i - 1]
           printf "%.1f", g }')
-  printf "UPGRADE_GAP\t%s\n" "longest gap $gap s, interval $interval s, apt $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
-  check "kernel feeding gap across the upgrade" "longest gap ${gap} s (interval ${interval} s; apt took $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s)" \
-    sh -c "$(declare -f gt); gt '$gap' 0 && ! gt '$gap' '$interval'"
+  local apt_s
+  apt_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')
+  printf "UPGRADE_GAP\t%s\n" "restart gap $restart s, longest gap $gap s, interval $interval s, apt $apt_s s"
+  check "kernel feeding gap across the upgrade" "old process's final feed to the new one's first: ${restart:-?} s; longest gap between feeds ${gap} s (interval ${interval} s; apt took $apt_s s); $(journalctl -b -u qeaasd -o cat --no-pager | grep -c 'final feed before stopping') final feeds" \
+    sh -c "$(declare -f gt); gt '$gap' 0 && ! gt '$gap' '$interval' && [ -n '$restart' ] && gt '$interval' '$restart'"
 }
 
 phase_purge() {
