@@ -176,6 +176,11 @@ pub struct EntropyClient<R> {
 }
 
 impl<R: RandomSource> EntropyClient<R> {
+    /// A random value from the client's source, for the scheduler's jitter.
+    pub(crate) fn random_u32(&mut self) -> u32 {
+        self.rng.next_u32()
+    }
+
     /// A client; the first message id is random (RFC 7252 4.4).
     pub fn new(cfg: ClientConfig, mut rng: R) -> Self {
         let next_mid = rng.next_u32() as u16;

@@ -230,11 +230,13 @@ impl<R: RandomSource> Node<R> {
                 let _ = self.pool.add_entropy(Origin::Server, &body, bits);
                 body.fill(0);
                 self.fetches_ok += 1;
-                self.sched.on_success(now);
+                let r = self.client.random_u32();
+                self.sched.on_success(now, r);
             }
             Some(Outcome::Failed(e)) => {
                 self.fetches_failed += 1;
-                self.sched.on_failure(now, e);
+                let r = self.client.random_u32();
+                self.sched.on_failure(now, e, r);
             }
             None => {}
         }

@@ -19,7 +19,7 @@
 //! only a seed that differs per device (the shell draws it from its hardware RNG).
 
 use qeaas_device::node::Status;
-use qeaas_device::scheduler::{FallbackReason, LinkState};
+use qeaas_device::scheduler::{backoff_ms, jittered, FallbackReason, LinkState};
 use qeaas_device::Instant;
 
 use crate::State;
@@ -111,7 +111,7 @@ impl Reconnect {
             };
             if failed {
                 self.failures = self.failures.saturating_add(1);
-                let wait = self.jittered(self.backoff_ms());
+                let wait = jittered(self.backoff_ms(), self.next_random());
                 self.retry_at = Some(now.plus_ms(wait));
             }
         }
@@ -146,18 +146,17 @@ impl Reconnect {
     }
 
     /// Uniform in `[b/2, 3b/2)`: the mean stays `b`.
-    fn jittered(&mut self, b: u64) -> u64 {
+    fn next_random(&mut self) -> u32 {
         let mut x = self.jitter;
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
         self.jitter = x;
-        b / 2 + u64::from(x) % b.max(1)
+        x
     }
 
     fn backoff_ms(&self) -> u64 {
-        let doublings = self.failures.saturating_sub(1).min(20);
-        self.min_ms.saturating_mul(1 << doublings).min(self.max_ms)
+        backoff_ms(self.min_ms, self.max_ms, self.failures)
     }
 }
 

@@ -63,11 +63,12 @@ fn unreachable_server_falls_back_to_trng_only_and_keeps_serving() {
     n.fill(&mut out).unwrap();
     assert_ne!(out, [0u8; 32]);
     assert_eq!(n.status().pool.server.bits_credited, 0);
-    // The next attempt waits for the backoff (5 s), even though the pool is low.
-    assert_eq!(n.poll_timeout(), Instant(67_000));
-    n.poll(Instant(66_999));
+    // The next attempt waits for the backoff, even though the pool is low: 5 s jittered over
+    // [2.5 s, 7.5 s), so 2.5 s with this script's random value 0.
+    assert_eq!(n.poll_timeout(), Instant(64_500));
+    n.poll(Instant(64_499));
     assert!(n.poll_transmit().is_none());
-    n.poll(Instant(67_000));
+    n.poll(Instant(64_500));
     assert!(n.poll_transmit().is_some());
 }
 
@@ -107,11 +108,12 @@ fn low_pool_fetches_after_the_spacing_full_pool_waits_for_the_interval() {
     // 256 bits held: less than one full block, so the next fetch is due after 1 s of spacing.
     assert!(n.needs_refill());
     assert_eq!(n.poll_timeout(), Instant(1_000));
-    // Fill the pool to its cap from the TRNG: now only the 60 s refresh is due.
+    // Fill the pool to its cap from the TRNG: now only the refresh is due, 60 s jittered over
+    // [45 s, 75 s), so 45 s with this script's random value 0.
     assert_eq!(n.add_trng(&[3; 128], 1024), Ok(64));
     assert!(!n.needs_refill());
-    assert_eq!(n.poll_timeout(), Instant(60_000));
-    n.poll(Instant(59_999));
+    assert_eq!(n.poll_timeout(), Instant(45_000));
+    n.poll(Instant(44_999));
     assert!(n.poll_transmit().is_none());
     // Drawing a block makes a fetch due again.
     n.fill(&mut [0u8; 32]).unwrap();
