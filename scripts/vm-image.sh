@@ -3,14 +3,15 @@
 # archive, linux-image-amd64 and systemd, the clients the checks drive, nothing of ours.
 #
 # scripts/vm-image.sh [CACHE_DIR]   prints the directory holding rootfs.img, vmlinuz, initrd.img
-#                                   and the root ssh key (id_ed25519)
+#                                   and the root ssh key (id_ed25519); CACHE_DIR defaults to
+#                                   $QEAAS_VM_CACHE, then /var/cache/qeaas-vm
 #
 # The image is cached under CACHE_DIR (default /var/cache/qeaas-vm) in a directory named after a
 # hash of this file: change the recipe and a new image is built; the same recipe is reused. Old
 # images are removed when a new one is complete. Root only (debootstrap, chroot, device nodes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CACHE=${1:-/var/cache/qeaas-vm}
+CACHE=${1:-${QEAAS_VM_CACHE:-/var/cache/qeaas-vm}}
 SUITE=bookworm
 MIRROR=${QEAAS_VM_MIRROR:-http://deb.debian.org/debian}
 # In the image from the start: a booted Debian with systemd and udev, ssh for the checks, the
