@@ -882,7 +882,7 @@ fn a_stopping_daemon_feeds_the_kernel_once_more_so_a_restart_leaves_no_gap() {
         port,
         &format!("[kernel]\ninterval_secs = 60\nfeed_uncredited = true\n{src}"),
     );
-    let mut t = Traced::start(dir.path(), port, &text);
+    let t = Traced::start(dir.path(), port, &text);
     let adds = || t.metric("qeaas_kernel_ioctls_total{ioctl=\"RNDADDENTROPY\"}");
     assert!(
         wait_until(Duration::from_secs(30), || adds() >= Some(1.0)),
