@@ -19,40 +19,42 @@ free_gb=$(df -Pk . | awk 'NR==2 { print int($4 / 1048576) }')
 if [ "$free_gb" -lt 25 ]; then
   echo "warning: $free_gb GB free here; a cold run of this script needs about 20 GB" >&2
 fi
-echo "==> cargo fmt --check"; cargo fmt --all -- --check
-echo "==> cargo clippy -D warnings"; cargo clippy --workspace --all-targets --locked -- -D warnings
+# Each stage's start, with the minutes since this script began: where CI's time goes.
+stage() { printf '==> [%s, +%d min] %s\n' "$(date +%T)" $((SECONDS / 60)) "$*"; }
+stage "cargo fmt --check"; cargo fmt --all -- --check
+stage "cargo clippy -D warnings"; cargo clippy --workspace --all-targets --locked -- -D warnings
 # OpenSSL 3.5 for the provider's second ABI suite (openssl-provider/tests/openssl35.rs), from the
 # sources in the locked openssl-src package: ~5 min once, then a no-op.
-echo "==> OpenSSL 3.5 for the provider tests"; openssl-provider/scripts/build-openssl.sh
+stage "OpenSSL 3.5 for the provider tests"; openssl-provider/scripts/build-openssl.sh
 # qeaas-coap/tests/device_qemu.rs builds firmware-esp32/qemu-dtls (its own pinned toolchain) for
 # riscv32imc and runs it on qemu against the real frontend: that toolchain needs the target.
 (cd firmware-esp32/qemu-dtls && rustup target add riscv32imc-unknown-none-elf >/dev/null)
-echo "==> cargo test"; CI=${CI:-1} cargo test --workspace --locked --no-fail-fast
+stage "cargo test"; CI=${CI:-1} cargo test --workspace --locked --no-fail-fast
 # Every fuzz target of fuzz/ for 30 s from its committed corpus (cargo-fuzz, installed once).
 # Cost: a cold ASan release build of the fuzz crate (vendored OpenSSL, wolfSSL: 12.4 CPU-minutes,
 # measured) plus 30 s per target (3 targets).
-echo "==> fuzz (30 s per target)"; scripts/fuzz.sh 30
+stage "fuzz (30 s per target)"; scripts/fuzz.sh 30
 # The units in systemd/ (verify, exposure, sysusers/tmpfiles), then every binary cargo test just
 # built under an emulation of its unit's credentials and sandbox (~5 s).
-echo "==> systemd units"; QEAAS_BIN=target/debug scripts/systemd-security.sh --run
+stage "systemd units"; QEAAS_BIN=target/debug scripts/systemd-security.sh --run
 # The Debian packages (the release build scripts/demo.sh then reuses), lintian, and the packages
 # installed, booted, hot-plugged, upgraded and purged in a Debian 12 guest (qemu, TCG).
-echo "==> Debian packages"; scripts/build-debs.sh
+stage "Debian packages"; scripts/build-debs.sh
 # The packages installed, booted, hot-plugged, upgraded, rebooted and purged in a Debian 12
 # guest under TCG: 625 s on 2 cores (66 checks, 2026-12-07), plus the guest image once
 # (debootstrap, cached in /var/cache/qeaas-vm). QEAAS_VM_TEST=0 skips it.
 if [ "${QEAAS_VM_TEST:-1}" = 1 ]; then
-  echo "==> Debian packages in a booted guest"; scripts/vm-test.sh
+  stage "Debian packages in a booted guest"; scripts/vm-test.sh
 else
-  echo "==> Debian packages in a booted guest: skipped (QEAAS_VM_TEST=0)"
+  stage "Debian packages in a booted guest: skipped (QEAAS_VM_TEST=0)"
 fi
 # The ESP32-C3 firmware must build for riscv32imc and give a flashable image (esptool: a pip
 # install, where espflash would need a 10-minute cargo install); its core runs on qemu riscv32.
-echo "==> firmware: ESP32-C3 without credentials (TRNG only)"
+stage "firmware: ESP32-C3 without credentials (TRNG only)"
 (cd firmware-esp32/esp32c3 && cargo build --release --locked)
 # Then with a throwaway CA and dummy network settings, so the DTLS path is compiled and linked
 # (nothing is contacted: there is no board here).
-echo "==> firmware: ESP32-C3 image with a throwaway CA"
+stage "firmware: ESP32-C3 image with a throwaway CA"
 creds=$(mktemp -d)
 cargo run --locked -q -p qeaas-coap --bin qeaas-coapd -- gen-credentials --out "$creds/c" >/dev/null
 grep -v -- ----- "$creds/c/ca.pem" | base64 -d >"$creds/ca.der"
@@ -62,4 +64,5 @@ QEAAS_IMAGE_TOOL=esptool QEAAS_WIFI_SSID=ci-dummy QEAAS_SERVER=192.0.2.1:5684 \
 riscv64-unknown-elf-nm firmware-esp32/esp32c3/target/riscv32imc-unknown-none-elf/release/qeaas-esp32c3 |
   grep -w wolfSSL_connect >/dev/null || { echo "DTLS client not linked into the image" >&2; exit 1; }
 rm -rf "$creds"
-echo "==> firmware: core on qemu-system-riscv32"; scripts/firmware-qemu-smoke.sh
+stage "firmware: core on qemu-system-riscv32"; scripts/firmware-qemu-smoke.sh
+stage "all tests passed"
