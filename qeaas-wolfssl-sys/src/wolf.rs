@@ -38,6 +38,31 @@ mod sys {
 
     pub type PskServerCb =
         extern "C" fn(*mut WOLFSSL, *const c_char, *mut c_uchar, c_uint) -> c_uint;
+    #[repr(C)]
+    pub struct WOLFSSL_SESSION {
+        _p: [u8; 0],
+    }
+    /// `SessionTicketEncCb`: `(ssl, key_name[16], iv[16], mac[32], enc, ticket, in_len,
+    /// out_len, user_ctx)`.
+    pub type TicketEncCb = extern "C" fn(
+        *mut WOLFSSL,
+        *mut c_uchar,
+        *mut c_uchar,
+        *mut c_uchar,
+        c_int,
+        *mut c_uchar,
+        c_int,
+        *mut c_int,
+        *mut c_void,
+    ) -> c_int;
+    pub const WOLFSSL_TICKET_RET_FATAL: c_int = -1;
+    pub const WOLFSSL_TICKET_RET_OK: c_int = 0;
+    pub const WOLFSSL_TICKET_RET_REJECT: c_int = 1;
+    pub const WOLFSSL_TICKET_NAME_SZ: usize = 16;
+    pub const WOLFSSL_TICKET_IV_SZ: usize = 16;
+    pub const WOLFSSL_TICKET_MAC_SZ: usize = 32;
+    /// wolfSSL's `SECRET_LEN`: the resumption master secret in a ticket.
+    pub const SECRET_LEN: usize = 48;
 
     pub const WOLFSSL_FAILURE: c_int = 0;
     /// Fail a certificate handshake without a client certificate; PSK handshakes pass.
@@ -92,6 +117,49 @@ mod sys {
         // verified, else 0.
         pub fn qeaas_wolfssl_psk_negotiated(ssl: *const WOLFSSL) -> c_int;
         pub fn wolfSSL_set_verify(ssl: *mut WOLFSSL, mode: c_int, cb: *const c_void);
+        // Session tickets (HAVE_SESSION_TICKET, host only).
+        pub fn wolfSSL_CTX_set_TicketEncCb(ctx: *mut WOLFSSL_CTX, cb: TicketEncCb) -> c_int;
+        pub fn wolfSSL_CTX_set_TicketHint(ctx: *mut WOLFSSL_CTX, hint: c_int) -> c_int;
+        pub fn wolfSSL_CTX_set_timeout(ctx: *mut WOLFSSL_CTX, to: c_uint) -> c_int;
+        pub fn wolfSSL_CTX_NoTicketTLSv12(ctx: *mut WOLFSSL_CTX) -> c_int;
+        pub fn wolfSSL_session_reused(ssl: *mut WOLFSSL) -> c_int;
+        pub fn wolfSSL_get1_session(ssl: *mut WOLFSSL) -> *mut WOLFSSL_SESSION;
+        pub fn wolfSSL_set_session(ssl: *mut WOLFSSL, session: *mut WOLFSSL_SESSION) -> c_int;
+        pub fn wolfSSL_SESSION_free(session: *mut WOLFSSL_SESSION);
+        pub fn wolfSSL_get_SessionTicket(
+            ssl: *mut WOLFSSL,
+            buf: *mut c_uchar,
+            sz: *mut c_uint,
+        ) -> c_int;
+        pub fn wc_ChaCha20Poly1305_Encrypt(
+            key: *const c_uchar,
+            iv: *const c_uchar,
+            aad: *const c_uchar,
+            aad_len: c_uint,
+            input: *const c_uchar,
+            input_len: c_uint,
+            output: *mut c_uchar,
+            tag: *mut c_uchar,
+        ) -> c_int;
+        pub fn wc_ChaCha20Poly1305_Decrypt(
+            key: *const c_uchar,
+            iv: *const c_uchar,
+            aad: *const c_uchar,
+            aad_len: c_uint,
+            input: *const c_uchar,
+            input_len: c_uint,
+            tag: *const c_uchar,
+            output: *mut c_uchar,
+        ) -> c_int;
+        // Ours (c/negotiated.c): the ticket plaintext's size and where its resumption
+        // secret sits; the secret of a session resumed from a ticket (else 0).
+        pub fn qeaas_wolfssl_ticket_internal_len() -> c_uint;
+        pub fn qeaas_wolfssl_ticket_secret_offset() -> c_uint;
+        pub fn qeaas_wolfssl_resumed_secret(
+            ssl: *const WOLFSSL,
+            out: *mut c_uchar,
+            len: c_uint,
+        ) -> c_int;
         // KEEP_PEER_CERT: a copy of the peer's certificate, freed with wolfSSL_X509_free.
         pub fn wolfSSL_get_peer_certificate(ssl: *mut WOLFSSL) -> *mut WOLFSSL_X509;
         pub fn wolfSSL_X509_free(x509: *mut WOLFSSL_X509);
@@ -241,12 +309,114 @@ fn init() {
     });
 }
 
+/// The key that seals and opens DTLS 1.3 session tickets, derived from a secret the server
+/// keeps (qeaas-coapd's `ticket_key_file`), so that a server restarted with the same secret
+/// resumes sessions it issued tickets for, and one with another secret cannot open them.
+///
+/// HKDF-SHA256 (RFC 5869) of the secret with a fixed salt gives a 16-byte key name, sent in
+/// clear in every ticket so a ticket under another key is recognised as unknown (a full
+/// handshake follows), and a 32-byte ChaCha20-Poly1305 key that seals wolfSSL's ticket
+/// plaintext with the key name, IV and length as associated data: a modified or forged ticket
+/// fails to open.
+pub struct TicketKey {
+    name: [u8; sys::WOLFSSL_TICKET_NAME_SZ],
+    key: zeroize::Zeroizing<[u8; 32]>,
+    lifetime_secs: u32,
+}
+
+impl std::fmt::Debug for TicketKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TicketKey")
+            .field("name", &self.name)
+            .field("lifetime_secs", &self.lifetime_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shortest secret [`TicketKey::derive`] takes: 256 bits.
+pub const TICKET_SECRET_MIN: usize = 32;
+/// Longest ticket lifetime: TLS 1.3 allows 7 days (RFC 8446 4.6.1).
+pub const TICKET_LIFETIME_MAX_SECS: u32 = 7 * 24 * 3600;
+const TICKET_SALT: &[u8] = b"qeaas DTLS 1.3 session tickets v1";
+
+fn hkdf_sha256(secret: &[u8], info: &[u8], out: &mut [u8]) {
+    use hmac::{Mac, SimpleHmac};
+    type H = SimpleHmac<sha2::Sha256>;
+    // Extract, then Expand with at most one block: every output here is <= 32 bytes.
+    let mut m = <H as Mac>::new_from_slice(TICKET_SALT).expect("HMAC takes any key length");
+    m.update(secret);
+    let prk: zeroize::Zeroizing<[u8; 32]> =
+        zeroize::Zeroizing::new(m.finalize().into_bytes().into());
+    let mut m = <H as Mac>::new_from_slice(&prk[..]).expect("HMAC takes any key length");
+    m.update(info);
+    m.update(&[1]);
+    let t: zeroize::Zeroizing<[u8; 32]> = zeroize::Zeroizing::new(m.finalize().into_bytes().into());
+    out.copy_from_slice(&t[..out.len()]);
+}
+
+impl TicketKey {
+    /// The ticket key from `secret` (at least [`TICKET_SECRET_MIN`] bytes); tickets live
+    /// `lifetime_secs` (1 to [`TICKET_LIFETIME_MAX_SECS`]).
+    pub fn derive(secret: &[u8], lifetime_secs: u32) -> Result<TicketKey, Error> {
+        if secret.len() < TICKET_SECRET_MIN {
+            return Err(Error {
+                what: "ticket key",
+                code: 0,
+                text: format!("secret shorter than {TICKET_SECRET_MIN} bytes"),
+            });
+        }
+        if !(1..=TICKET_LIFETIME_MAX_SECS).contains(&lifetime_secs) {
+            return Err(Error {
+                what: "ticket key",
+                code: 0,
+                text: format!("lifetime must be 1 to {TICKET_LIFETIME_MAX_SECS} s"),
+            });
+        }
+        let mut name = [0u8; sys::WOLFSSL_TICKET_NAME_SZ];
+        hkdf_sha256(secret, b"ticket key name", &mut name);
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        hkdf_sha256(secret, b"ticket ChaCha20-Poly1305 key", &mut key[..]);
+        Ok(TicketKey {
+            name,
+            key,
+            lifetime_secs,
+        })
+    }
+
+    /// The key name tickets carry in clear (not secret): tells keys apart in logs.
+    pub fn name(&self) -> [u8; 16] {
+        self.name
+    }
+
+    /// How long a ticket resumes.
+    pub fn lifetime_secs(&self) -> u32 {
+        self.lifetime_secs
+    }
+}
+
+/// Client: a session saved with its ticket, to resume with [`Session::resume`].
+pub struct Resumption(NonNull<sys::WOLFSSL_SESSION>);
+
+impl std::fmt::Debug for Resumption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resumption { .. }")
+    }
+}
+
+impl Drop for Resumption {
+    fn drop(&mut self) {
+        // SAFETY: from wolfSSL_get1_session, which took a reference we release once here.
+        unsafe { sys::wolfSSL_SESSION_free(self.0.as_ptr()) };
+    }
+}
+
 /// A configured wolfSSL context (`WOLFSSL_CTX`): versions, credentials, groups.
 pub struct Context {
     ctx: Rc<CtxHandle>,
     role: Role,
     psk: Arc<Psk>,
     client_auth: ClientAuth,
+    tickets: Option<Arc<TicketKey>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -295,7 +465,44 @@ impl Context {
             role,
             psk: Arc::new(Psk::default()),
             client_auth: ClientAuth::Off,
+            tickets: None,
         })
+    }
+
+    /// Server: issues DTLS 1.3 session tickets sealed with `key` and resumes sessions from
+    /// the tickets it opens. Without this call no ticket is issued. DTLS 1.2 tickets stay off
+    /// (only 1.3 resumption is bound and tested). Sets the context's session timeout and the
+    /// lifetime hint clients get to the key's lifetime, so wolfSSL also refuses older tickets.
+    pub fn enable_session_tickets(&mut self, key: TicketKey) -> Result<(), Error> {
+        if self.role != Role::Server {
+            return Err(Error {
+                what: "session tickets",
+                code: 0,
+                text: "only a server issues tickets".into(),
+            });
+        }
+        let life = key.lifetime_secs;
+        // SAFETY: valid context; the callback reads its session's `Io`, which holds the key.
+        unsafe {
+            check(
+                "ticket callback",
+                sys::wolfSSL_CTX_set_TicketEncCb(self.ctx.as_ptr(), ticket_cb),
+            )?;
+            check(
+                "ticket hint",
+                sys::wolfSSL_CTX_set_TicketHint(self.ctx.as_ptr(), life as c_int),
+            )?;
+            check(
+                "session timeout",
+                sys::wolfSSL_CTX_set_timeout(self.ctx.as_ptr(), life as c_uint),
+            )?;
+            check(
+                "no DTLS 1.2 tickets",
+                sys::wolfSSL_CTX_NoTicketTLSv12(self.ctx.as_ptr()),
+            )?;
+        }
+        self.tickets = Some(Arc::new(key));
+        Ok(())
     }
 
     /// Accepts the PSK identities in `table` (identity to key) and no other.
@@ -524,6 +731,8 @@ struct Io {
     /// is replaced by the one wolfSSL verified, or cleared, once the ClientHello is processed
     /// ([`Session::accept_stateless`]); wolfSSL does not keep it after the handshake.
     psk_accepted: std::cell::RefCell<Option<Vec<u8>>>,
+    /// Server with [`Context::enable_session_tickets`]: the key sealing tickets.
+    tickets: Option<Arc<TicketKey>>,
 }
 
 /// Upper bound on queued datagrams per session: a flood is dropped, never buffered.
@@ -628,6 +837,108 @@ extern "C" fn psk_client_cb(
     k.len() as c_uint
 }
 
+/// wolfSSL's ticket callback: seals (`enc` 1) or opens (`enc` 0) wolfSSL's ticket plaintext
+/// in place with the session's [`TicketKey`]. Associated data: key name, IV and length.
+/// The Poly1305 tag fills the first half of wolfSSL's 32-byte MAC field, zeros the rest.
+#[allow(clippy::too_many_arguments)]
+extern "C" fn ticket_cb(
+    ssl: *mut sys::WOLFSSL,
+    key_name: *mut u8,
+    iv: *mut u8,
+    mac: *mut u8,
+    enc: c_int,
+    ticket: *mut u8,
+    in_len: c_int,
+    out_len: *mut c_int,
+    _ctx: *mut c_void,
+) -> c_int {
+    if key_name.is_null() || iv.is_null() || mac.is_null() || ticket.is_null() || in_len <= 0 {
+        return sys::WOLFSSL_TICKET_RET_FATAL;
+    }
+    let Some(io) = io_of(ssl) else {
+        return sys::WOLFSSL_TICKET_RET_FATAL;
+    };
+    let Some(k) = io.tickets.as_deref() else {
+        return sys::WOLFSSL_TICKET_RET_REJECT;
+    };
+    // SAFETY: wolfSSL passes its ExternalTicket fields: key_name (16), iv (16), mac (32)
+    // bytes, and `ticket` writable for `*out_len` (sealing: the maximum) or `in_len` bytes.
+    let (name, iv, mac) = unsafe {
+        (
+            &mut *(key_name as *mut [u8; sys::WOLFSSL_TICKET_NAME_SZ]),
+            &mut *(iv as *mut [u8; sys::WOLFSSL_TICKET_IV_SZ]),
+            &mut *(mac as *mut [u8; sys::WOLFSSL_TICKET_MAC_SZ]),
+        )
+    };
+    let len = in_len as usize;
+    // SAFETY: as above; `len` bytes are the plaintext (sealing) or ciphertext (opening).
+    let buf = unsafe { std::slice::from_raw_parts_mut(ticket, len) };
+    if enc == 1 {
+        name.copy_from_slice(&k.name);
+        if getrandom::fill(iv).is_err() {
+            return sys::WOLFSSL_TICKET_RET_FATAL;
+        }
+        let aad = ticket_aad(name, iv, len);
+        let plain = zeroize::Zeroizing::new(buf.to_vec());
+        mac.fill(0);
+        // SAFETY: key 32, nonce 12 (first bytes of the IV), tag 16 bytes; input and output
+        // are distinct buffers of `len` bytes.
+        let r = unsafe {
+            sys::wc_ChaCha20Poly1305_Encrypt(
+                k.key.as_ptr(),
+                iv.as_ptr(),
+                aad.as_ptr(),
+                aad.len() as c_uint,
+                plain.as_ptr(),
+                len as c_uint,
+                buf.as_mut_ptr(),
+                mac.as_mut_ptr(),
+            )
+        };
+        if r != 0 {
+            return sys::WOLFSSL_TICKET_RET_FATAL;
+        }
+        // SAFETY: out_len is wolfSSL's valid pointer.
+        unsafe { *out_len = in_len };
+        sys::WOLFSSL_TICKET_RET_OK
+    } else {
+        // Another key's ticket (rotated or another server): unknown, a full handshake follows.
+        if *name != k.name || mac[16..].iter().any(|&b| b != 0) {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        }
+        let aad = ticket_aad(name, iv, len);
+        let mut plain = zeroize::Zeroizing::new(vec![0u8; len]);
+        // SAFETY: as above, opening into a buffer of our own.
+        let r = unsafe {
+            sys::wc_ChaCha20Poly1305_Decrypt(
+                k.key.as_ptr(),
+                iv.as_ptr(),
+                aad.as_ptr(),
+                aad.len() as c_uint,
+                buf.as_ptr(),
+                len as c_uint,
+                mac.as_ptr(),
+                plain.as_mut_ptr(),
+            )
+        };
+        if r != 0 {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        }
+        buf.copy_from_slice(&plain);
+        // SAFETY: as above.
+        unsafe { *out_len = in_len };
+        sys::WOLFSSL_TICKET_RET_OK
+    }
+}
+
+fn ticket_aad(name: &[u8], iv: &[u8], len: usize) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(name.len() + iv.len() + 2);
+    aad.extend_from_slice(name);
+    aad.extend_from_slice(iv);
+    aad.extend_from_slice(&(len as u16).to_be_bytes());
+    aad
+}
+
 /// The names in a verified peer certificate, as wolfSSL decoded them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PeerNames {
@@ -719,6 +1030,7 @@ impl Session {
             outbox: Vec::new(),
             psk: ctx.psk.clone(),
             psk_accepted: std::cell::RefCell::new(None),
+            tickets: ctx.tickets.clone(),
         }));
         let mut s = Session {
             ssl,
@@ -1042,6 +1354,42 @@ impl Session {
             PeerNames { cn, alt }
         };
         Some(names)
+    }
+
+    /// Whether this handshake resumed a session from a ticket (client or server).
+    pub fn resumed(&self) -> bool {
+        // SAFETY: valid session; read only.
+        unsafe { sys::wolfSSL_session_reused(self.ssl.as_ptr()) == 1 }
+    }
+
+    /// Client, once the server's NewSessionTicket was read (it arrives after the handshake:
+    /// call [`Session::read`] first): this session and its ticket, to resume a later session
+    /// with. `None` when no ticket came.
+    pub fn resumption(&self) -> Option<Resumption> {
+        if self.role != Role::Client || self.ticket_len() == 0 {
+            return None;
+        }
+        // SAFETY: valid session; returns a new reference (freed by Resumption's Drop) or NULL.
+        NonNull::new(unsafe { sys::wolfSSL_get1_session(self.ssl.as_ptr()) }).map(Resumption)
+    }
+
+    /// Client: the size of the ticket this session holds (0 without one).
+    pub fn ticket_len(&self) -> usize {
+        let mut len: c_uint = 0;
+        // SAFETY: valid session; NULL buffer asks for the length only.
+        unsafe {
+            sys::wolfSSL_get_SessionTicket(self.ssl.as_ptr(), std::ptr::null_mut(), &mut len)
+        };
+        len as usize
+    }
+
+    /// Client, before the handshake: offer `r`'s ticket (a server that cannot open it answers
+    /// with a full handshake).
+    pub fn resume(&mut self, r: &Resumption) -> Result<(), Error> {
+        // SAFETY: valid session and session object; wolfSSL copies what it needs.
+        check("resume", unsafe {
+            sys::wolfSSL_set_session(self.ssl.as_ptr(), r.0.as_ptr())
+        })
     }
 
     fn last_error(&self, what: &'static str, ret: c_int) -> Error {

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use qeaas_wolfssl_sys::{Context, Format, Group, MlDsa44, Progress, Role, Session, Version};
+use qeaas_wolfssl_sys::{
+    Context, Format, Group, MlDsa44, Progress, Resumption, Role, Session, TicketKey, Version,
+};
 
 const ID: &[u8] = b"device-1";
 const KEY: &[u8] = b"0123456789abcdef";
@@ -39,28 +41,47 @@ fn client(v: Version, id: &[u8], key: &[u8], share: Option<Group>) -> Session {
 /// Runs the server as qeaas-coapd does: a stateless listener until a ClientHello carries a
 /// valid cookie, then that same session continues the handshake. Returns (server, client,
 /// datagrams the server sent before the cookie was proven).
-fn handshake(sctx: &Context, mut cli: Session) -> Result<(Session, Session, usize), String> {
+fn handshake(sctx: &Context, cli: Session) -> Result<(Session, Session, usize), String> {
+    handshake_counted(sctx, cli).map(|(s, c, n)| (s, c, n.pre_cookie))
+}
+
+/// What a handshake cost: bytes and datagrams each side sent (the server's counted from the
+/// cookie on), and the server's bytes before the cookie.
+#[derive(Debug, Default)]
+struct Cost {
+    pre_cookie: usize,
+    server_bytes: usize,
+    server_datagrams: usize,
+    client_bytes: usize,
+    client_datagrams: usize,
+}
+
+fn handshake_counted(sctx: &Context, mut cli: Session) -> Result<(Session, Session, Cost), String> {
+    let mut cost = Cost::default();
     let mut listener = Session::new(sctx, addr(1)).unwrap();
     listener.set_cookie_secret(SECRET).unwrap();
     assert_eq!(
         cli.handshake().map_err(|e| e.to_string())?,
         Progress::WantRead
     );
-    let mut pre_cookie = 0;
     // Stateless phase.
     for _ in 0..10 {
         for d in cli.take_datagrams() {
+            cost.client_bytes += d.len();
+            cost.client_datagrams += 1;
             listener.feed(&d);
         }
         let verified = listener.accept_stateless().map_err(|e| e.to_string())?;
         let out = listener.take_datagrams();
         if verified {
             for d in out {
+                cost.server_bytes += d.len();
+                cost.server_datagrams += 1;
                 cli.feed(&d);
             }
             break;
         }
-        pre_cookie += out.iter().map(Vec::len).sum::<usize>();
+        cost.pre_cookie += out.iter().map(Vec::len).sum::<usize>();
         for d in out {
             cli.feed(&d);
         }
@@ -70,14 +91,18 @@ fn handshake(sctx: &Context, mut cli: Session) -> Result<(Session, Session, usiz
     for _ in 0..20 {
         let s = srv.handshake().map_err(|e| format!("server: {e}"))?;
         for d in srv.take_datagrams() {
+            cost.server_bytes += d.len();
+            cost.server_datagrams += 1;
             cli.feed(&d);
         }
         let c = cli.handshake().map_err(|e| format!("client: {e}"))?;
         for d in cli.take_datagrams() {
+            cost.client_bytes += d.len();
+            cost.client_datagrams += 1;
             srv.feed(&d);
         }
         if s == Progress::Done && c == Progress::Done {
-            return Ok((srv, cli, pre_cookie));
+            return Ok((srv, cli, cost));
         }
     }
     Err("handshake did not finish".into())
@@ -371,4 +396,122 @@ fn dtls13_known_psk_identity_with_a_wrong_key_is_never_that_identity() {
             }
         }
     }
+}
+
+const TICKETS_A: &[u8] = b"ticket key file A for these tests, 32+ bytes";
+const TICKETS_B: &[u8] = b"ticket key file B for these tests, 32+ bytes";
+const DAY: u32 = 24 * 3600;
+
+/// A server as qeaas-coapd builds it with `ticket_key_file`: ML-DSA-44 certificate, the PSK
+/// table, optionally client certificates, tickets sealed with a key from `secret`.
+struct TicketServer {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Vec<u8>,
+}
+
+impl TicketServer {
+    fn new(client_ca: Vec<u8>) -> TicketServer {
+        let mut k = MlDsa44::generate().unwrap();
+        let cert = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut k, "server", 1).unwrap();
+        TicketServer {
+            cert,
+            key: k.private_der().unwrap(),
+            client_ca,
+        }
+    }
+
+    /// A fresh context: what a restarted server builds from its configuration.
+    fn start(&self, secret: Option<&[u8]>, require: Option<bool>) -> Context {
+        let mut c = server_ctx(Version::Any, &[Group::MlKem512, Group::X25519]);
+        c.use_certificate_chain(&self.cert, Format::Der).unwrap();
+        c.use_private_key(&self.key, Format::Der).unwrap();
+        if let Some(r) = require {
+            c.verify_clients(&self.client_ca, Format::Der, r).unwrap();
+        }
+        if let Some(s) = secret {
+            c.enable_session_tickets(TicketKey::derive(s, DAY).unwrap())
+                .unwrap();
+        }
+        c
+    }
+
+    /// A client that verifies this server's certificate, optionally with its own.
+    fn client(&self, mine: Option<(&[u8], &[u8])>) -> Context {
+        let mut c = Context::new(Role::Client, Version::Dtls13).unwrap();
+        c.verify_peer(&self.cert, Format::Der).unwrap();
+        c.set_groups(&[Group::MlKem512]).unwrap();
+        if let Some((cert, key)) = mine {
+            c.use_client_certificate(cert, Format::Der, key, Format::Der)
+                .unwrap();
+        }
+        c
+    }
+}
+
+fn session(cctx: &Context, resume: Option<&Resumption>) -> Session {
+    let mut s = Session::new(cctx, addr(1)).unwrap();
+    s.use_key_share(Group::MlKem512).unwrap();
+    if let Some(r) = resume {
+        s.resume(r).unwrap();
+    }
+    s
+}
+
+/// A full handshake, then one request and answer (the client reads the ticket that follows
+/// the handshake), and the ticket it got.
+fn full_then_ticket(sctx: &Context, cli: Session) -> (Session, Option<Resumption>, Cost) {
+    let (mut s, mut c, cost) = handshake_counted(sctx, cli).unwrap();
+    assert!(!s.resumed() && !c.resumed());
+    echo(&mut s, &mut c);
+    // The client's ACK of the ticket, for completeness.
+    for d in c.take_datagrams() {
+        s.feed(&d);
+    }
+    (s, c.resumption(), cost)
+}
+
+/// Issue 13 item 3: a DTLS 1.3 client with a ticket from a server resumes after that server
+/// restarts with the same ticket key file (its context dropped and rebuilt): no certificate,
+/// no signature, far fewer bytes; against a server with another key file, or without one, the
+/// same ticket falls back to a full handshake. A server without a key file issues no ticket.
+#[test]
+fn dtls13_a_ticket_resumes_after_a_restart_with_the_same_key_file_only() {
+    let srv = TicketServer::new(Vec::new());
+    let cctx = srv.client(None);
+
+    let before = srv.start(Some(TICKETS_A), None);
+    let (_, ticket, full) = full_then_ticket(&before, session(&cctx, None));
+    let ticket = ticket.expect("a ticket from a server with a ticket key");
+    drop(before);
+
+    // "Restart": a new context from the same key file.
+    let after = srv.start(Some(TICKETS_A), None);
+    let (mut s, mut c, resumed) = handshake_counted(&after, session(&cctx, Some(&ticket))).unwrap();
+    assert!(c.resumed(), "the client resumed");
+    assert!(s.resumed(), "the server resumed");
+    assert_eq!(s.version().as_deref(), Some("DTLSv1.3"));
+    echo(&mut s, &mut c);
+    eprintln!("full handshake: {full:?}");
+    eprintln!("resumed after restart: {resumed:?}");
+    // The ML-DSA-44 certificate (3.9 kB) and CertificateVerify (2.4 kB) are not sent again.
+    assert!(full.server_bytes > 6000, "{full:?}");
+    assert!(resumed.server_bytes < 2500, "{resumed:?}");
+
+    // Another key file, or none: the ticket is unknown, a full handshake (and verification).
+    for other in [Some(TICKETS_B), None] {
+        let sctx = srv.start(other, None);
+        let (mut s, mut c, cost) = handshake_counted(&sctx, session(&cctx, Some(&ticket))).unwrap();
+        assert!(
+            !c.resumed() && !s.resumed(),
+            "{other:?}: resumed with a foreign ticket"
+        );
+        assert!(cost.server_bytes > 6000, "{cost:?}");
+        echo(&mut s, &mut c);
+    }
+    let (_, none, _) = full_then_ticket(&srv.start(None, None), session(&cctx, None));
+    assert!(
+        none.is_none(),
+        "a server without a ticket key issued a ticket"
+    );
 }
