@@ -56,7 +56,16 @@ struct Cost {
     client_datagrams: usize,
 }
 
-fn handshake_counted(sctx: &Context, mut cli: Session) -> Result<(Session, Session, Cost), String> {
+fn handshake_counted(sctx: &Context, cli: Session) -> Result<(Session, Session, Cost), String> {
+    handshake_tampered(sctx, cli, |_| {})
+}
+
+/// As [`handshake_counted`], with every client datagram passed through `tamper` first.
+fn handshake_tampered(
+    sctx: &Context,
+    mut cli: Session,
+    mut tamper: impl FnMut(&mut Vec<u8>),
+) -> Result<(Session, Session, Cost), String> {
     let mut cost = Cost::default();
     let mut listener = Session::new(sctx, addr(1)).unwrap();
     listener.set_cookie_secret(SECRET).unwrap();
@@ -66,7 +75,8 @@ fn handshake_counted(sctx: &Context, mut cli: Session) -> Result<(Session, Sessi
     );
     // Stateless phase.
     for _ in 0..10 {
-        for d in cli.take_datagrams() {
+        for mut d in cli.take_datagrams() {
+            tamper(&mut d);
             cost.client_bytes += d.len();
             cost.client_datagrams += 1;
             listener.feed(&d);
@@ -96,7 +106,8 @@ fn handshake_counted(sctx: &Context, mut cli: Session) -> Result<(Session, Sessi
             cli.feed(&d);
         }
         let c = cli.handshake().map_err(|e| format!("client: {e}"))?;
-        for d in cli.take_datagrams() {
+        for mut d in cli.take_datagrams() {
+            tamper(&mut d);
             cost.client_bytes += d.len();
             cost.client_datagrams += 1;
             srv.feed(&d);
@@ -514,4 +525,174 @@ fn dtls13_a_ticket_resumes_after_a_restart_with_the_same_key_file_only() {
         none.is_none(),
         "a server without a ticket key issued a ticket"
     );
+}
+
+/// Attack: a resumed session must be the client its ticket was issued to, so that quotas
+/// (per PSK identity or certificate name) and `[client_certs] require` hold for resumed
+/// sessions too. A resumption carries no PSK identity of the client's and no certificate:
+/// - a ticket from device-1's session, offered by a client configured as device-2, must be
+///   named device-1 if it resumes (not device-2, not the ticket's bytes);
+/// - a ticket from a certificate session must resume with that certificate's name;
+/// - under `require`, a ticket from a session without a certificate or PSK must not resume;
+/// - after device-1's key changed (or device-1 was removed), its tickets must not resume.
+#[test]
+fn dtls13_a_resumed_session_is_the_identity_its_ticket_was_issued_to() {
+    let mut ckey = MlDsa44::generate().unwrap();
+    let ccert = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut ckey, "client-a", 2).unwrap();
+    let ckey = ckey.private_der().unwrap();
+    let srv = TicketServer::new(ccert.clone());
+    let two = |c: &mut Context, one_key: &[u8]| {
+        c.set_psk_server(HashMap::from([
+            (ID.to_vec(), one_key.to_vec()),
+            (b"device-2".to_vec(), b"fedcba9876543210".to_vec()),
+        ]));
+    };
+    let psk_client = |id: &[u8], key: &[u8]| {
+        let mut c = Context::new(Role::Client, Version::Dtls13).unwrap();
+        c.set_psk_client(id, key);
+        c.set_groups(&[Group::MlKem512]).unwrap();
+        c
+    };
+
+    // PSK: device-1 gets a ticket; a client configured as device-2 offers it.
+    for require in [None, Some(false), Some(true)] {
+        let mut sctx = srv.start(Some(TICKETS_A), require);
+        two(&mut sctx, KEY);
+        let (s, ticket, _) = full_then_ticket(&sctx, session(&psk_client(ID, KEY), None));
+        assert_eq!(s.psk_identity().as_deref(), Some("device-1"));
+        let ticket = ticket.expect("a ticket");
+        let mut sctx = srv.start(Some(TICKETS_A), require);
+        two(&mut sctx, KEY);
+        let other = psk_client(b"device-2", b"fedcba9876543210");
+        let (s, _, _) = handshake(&sctx, session(&other, Some(&ticket))).unwrap();
+        eprintln!(
+            "require={require:?}: resumed={} named {:?}",
+            s.resumed(),
+            s.psk_identity()
+        );
+        if s.resumed() {
+            assert_eq!(
+                s.psk_identity().as_deref(),
+                Some("device-1"),
+                "a resumed session is not its ticket's identity"
+            );
+        } else {
+            assert_eq!(s.psk_identity().as_deref(), Some("device-2"));
+        }
+
+        // device-1's key changed since (or device-1 removed): its ticket is dead.
+        for table in [Some(b"another key 16 b".as_slice()), None] {
+            let mut sctx = srv.start(Some(TICKETS_A), require);
+            match table {
+                Some(k) => two(&mut sctx, k),
+                None => sctx.set_psk_server(HashMap::new()),
+            }
+            if let Ok((s, _, _)) = handshake(&sctx, session(&psk_client(ID, KEY), Some(&ticket))) {
+                assert!(
+                    !s.resumed(),
+                    "require={require:?}: a ticket of device-1 resumed after its key changed \
+                     (named {:?})",
+                    s.psk_identity()
+                );
+            }
+        }
+    }
+
+    // Certificates: client-a gets a ticket; the resumed session must be client-a.
+    for require in [false, true] {
+        let sctx = srv.start(Some(TICKETS_A), Some(require));
+        let cctx = srv.client(Some((&ccert, &ckey)));
+        let (s, ticket, _) = full_then_ticket(&sctx, session(&cctx, None));
+        assert_eq!(
+            s.peer_certificate_names().and_then(|n| n.cn).as_deref(),
+            Some("client-a")
+        );
+        let ticket = ticket.expect("a ticket");
+        let sctx = srv.start(Some(TICKETS_A), Some(require));
+        let (s, _, _) = handshake(&sctx, session(&cctx, Some(&ticket))).unwrap();
+        assert!(
+            s.resumed(),
+            "require={require}: a certificate session did not resume"
+        );
+        assert_eq!(
+            s.peer_certificate_names().and_then(|n| n.cn).as_deref(),
+            Some("client-a"),
+            "require={require}: a resumed certificate session lost its name"
+        );
+        assert_eq!(s.psk_identity(), None, "require={require}");
+    }
+
+    // A session with neither (allowed when certificates are optional), then `require`.
+    let open = srv.start(Some(TICKETS_A), Some(false));
+    let anon = srv.client(None);
+    let (s, ticket, _) = full_then_ticket(&open, session(&anon, None));
+    assert_eq!(s.peer_certificate_names(), None);
+    let ticket = ticket.expect("a ticket");
+    let strict = srv.start(Some(TICKETS_A), Some(true));
+    if let Ok((s, _, _)) = handshake(&strict, session(&anon, Some(&ticket))) {
+        panic!(
+            "under require, an anonymous ticket got a session (resumed={}, names={:?}, psk={:?})",
+            s.resumed(),
+            s.peer_certificate_names(),
+            s.psk_identity()
+        );
+    }
+}
+
+/// Attack: a client modifies its ticket (one bit of the sealed part) or forges one under the
+/// right key name. ChaCha20-Poly1305 over the ticket with its key name, IV and length as
+/// associated data: it never opens, so there is no resumption, only a full handshake (or a
+/// failed one). A check: this held from the first ticket commit on.
+#[test]
+fn dtls13_a_modified_or_forged_ticket_never_resumes() {
+    let srv = TicketServer::new(Vec::new());
+    let cctx = srv.client(None);
+    let (_, ticket, _) = full_then_ticket(&srv.start(Some(TICKETS_A), None), session(&cctx, None));
+    let ticket = ticket.expect("a ticket");
+    let name = TicketKey::derive(TICKETS_A, DAY).unwrap().name();
+    // Offsets past the key name: IV, length, sealed body, tag.
+    for at in [20usize, 33, 40, 80, 120] {
+        let sctx = srv.start(Some(TICKETS_A), None);
+        let mut hit = false;
+        let r = handshake_tampered(&sctx, session(&cctx, Some(&ticket)), |d| {
+            if let Some(p) = d.windows(16).position(|w| w == name) {
+                if p + at < d.len() {
+                    d[p + at] ^= 0x01;
+                    hit = true;
+                }
+            }
+        });
+        assert!(hit, "the ticket was not found in the ClientHello");
+        if let Ok((s, c, _)) = r {
+            assert!(
+                !s.resumed() && !c.resumed(),
+                "a modified ticket (byte {at}) resumed"
+            );
+        }
+    }
+}
+
+/// Tickets live as long as the key's lifetime (1 day in qeaas-coapd): wolfSSL checks the age
+/// sealed into the ticket against the context's session timeout, which
+/// `enable_session_tickets` sets to that lifetime. The ticket is issued under a day's lifetime
+/// (so the client keeps and offers it), then the server restarts with a 1 s lifetime and gets
+/// it 2 s later. A check: this held from the first ticket commit on.
+#[test]
+fn dtls13_an_expired_ticket_does_not_resume() {
+    let srv = TicketServer::new(Vec::new());
+    let cctx = srv.client(None);
+    let start = |life: u32| {
+        let mut c = srv.start(None, None);
+        c.enable_session_tickets(TicketKey::derive(TICKETS_A, life).unwrap())
+            .unwrap();
+        c
+    };
+    let (_, ticket, _) = full_then_ticket(&start(DAY), session(&cctx, None));
+    let ticket = ticket.expect("a ticket");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (s, c, _) = handshake(&start(1), session(&cctx, Some(&ticket))).unwrap();
+    assert!(!s.resumed() && !c.resumed(), "an expired ticket resumed");
+    // The control: the same age within a day's lifetime resumes.
+    let (s, _, _) = handshake(&start(DAY), session(&cctx, Some(&ticket))).unwrap();
+    assert!(s.resumed());
 }
