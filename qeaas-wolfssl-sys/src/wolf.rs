@@ -417,6 +417,9 @@ pub struct Context {
     psk: Arc<Psk>,
     client_auth: ClientAuth,
     tickets: Option<Arc<TicketKey>>,
+    /// SHA-256 of the client CA given to [`Context::verify_clients`]: a ticket of a
+    /// certificate session resumes only under the same CA.
+    client_ca: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Context {
@@ -466,6 +469,7 @@ impl Context {
             psk: Arc::new(Psk::default()),
             client_auth: ClientAuth::Off,
             tickets: None,
+            client_ca: None,
         })
     }
 
@@ -616,6 +620,7 @@ impl Context {
             )?;
             sys::wolfSSL_CTX_set_verify(self.ctx.as_ptr(), mode, std::ptr::null());
         }
+        self.client_ca = Some(sha256(ca));
         self.client_auth = if require {
             ClientAuth::Required
         } else {
@@ -733,6 +738,140 @@ struct Io {
     psk_accepted: std::cell::RefCell<Option<Vec<u8>>>,
     /// Server with [`Context::enable_session_tickets`]: the key sealing tickets.
     tickets: Option<Arc<TicketKey>>,
+    client_auth: ClientAuth,
+    client_ca: Option<[u8; 32]>,
+    /// Tickets opened while processing the current ClientHello, by resumption secret: the
+    /// client may offer several, and wolfSSL says only which secret it resumed with.
+    tickets_opened: std::cell::RefCell<Vec<(zeroize::Zeroizing<Vec<u8>>, Bound)>>,
+    /// The identity bound into the ticket this session resumed from.
+    resumed_as: std::cell::RefCell<Option<Bound>>,
+}
+
+/// Who a session was, sealed into its tickets after wolfSSL's own fields, so a resumed
+/// session is named as the one that got the ticket: a resumption carries neither the client's
+/// PSK identity (its PSK identity is the ticket) nor a certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Bound {
+    /// Neither a PSK nor a certificate (named by its address): never resumes under `require`.
+    Anonymous,
+    /// A PSK identity and the SHA-256 of its key then: resumes only while that key is held.
+    Psk(Vec<u8>, [u8; 32]),
+    /// A verified certificate's names and the SHA-256 of the client CA that verified it.
+    Cert(PeerNames, [u8; 32]),
+    /// Too long to seal: such a ticket never resumes.
+    Unbindable,
+}
+
+/// Version of our record in the ticket; a ticket with another never resumes.
+const BOUND_V1: u8 = 1;
+/// At most this much of our record after wolfSSL's plaintext (its padding is 512 bytes).
+const BOUND_MAX: usize = 480;
+/// At most this many tickets opened per ClientHello are remembered.
+const OPENED_MAX: usize = 4;
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}
+
+impl Bound {
+    fn encode(&self) -> Vec<u8> {
+        fn short(v: &mut Vec<u8>, b: &[u8]) -> bool {
+            match u8::try_from(b.len()) {
+                Ok(n) => {
+                    v.push(n);
+                    v.extend_from_slice(b);
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        let mut v = vec![BOUND_V1];
+        let ok = match self {
+            Bound::Anonymous => {
+                v.push(0);
+                true
+            }
+            Bound::Psk(id, h) => {
+                v.push(1);
+                v.extend_from_slice(h);
+                short(&mut v, id)
+            }
+            Bound::Cert(names, ca) => {
+                v.push(2);
+                v.extend_from_slice(ca);
+                let cn = match &names.cn {
+                    Some(cn) => {
+                        v.push(1);
+                        short(&mut v, cn.as_bytes())
+                    }
+                    None => {
+                        v.push(0);
+                        true
+                    }
+                };
+                cn && u8::try_from(names.alt.len()).is_ok_and(|n| {
+                    v.push(n);
+                    names.alt.iter().all(|a| short(&mut v, a.as_bytes()))
+                })
+            }
+            Bound::Unbindable => false,
+        };
+        if ok && v.len() <= BOUND_MAX {
+            v
+        } else {
+            vec![BOUND_V1, 3]
+        }
+    }
+
+    fn decode(b: &[u8]) -> Option<Bound> {
+        struct R<'a>(&'a [u8]);
+        impl<'a> R<'a> {
+            fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+                let (h, t) = self.0.split_at_checked(n)?;
+                self.0 = t;
+                Some(h)
+            }
+            fn byte(&mut self) -> Option<u8> {
+                self.take(1).map(|b| b[0])
+            }
+            fn short(&mut self) -> Option<&'a [u8]> {
+                let n = self.byte()?;
+                self.take(n as usize)
+            }
+            fn hash(&mut self) -> Option<[u8; 32]> {
+                self.take(32)?.try_into().ok()
+            }
+            fn text(&mut self) -> Option<String> {
+                String::from_utf8(self.short()?.to_vec()).ok()
+            }
+        }
+        let mut r = R(b);
+        if r.byte()? != BOUND_V1 {
+            return None;
+        }
+        let bound = match r.byte()? {
+            0 => Bound::Anonymous,
+            1 => {
+                let h = r.hash()?;
+                Bound::Psk(r.short()?.to_vec(), h)
+            }
+            2 => {
+                let ca = r.hash()?;
+                let cn = match r.byte()? {
+                    0 => None,
+                    1 => Some(r.text()?),
+                    _ => return None,
+                };
+                let n = r.byte()?;
+                let alt = (0..n).map(|_| r.text()).collect::<Option<Vec<_>>>()?;
+                Bound::Cert(PeerNames { cn, alt }, ca)
+            }
+            _ => return None,
+        };
+        // Nothing may follow (the length is sealed, but a record means exactly one thing).
+        r.0.is_empty().then_some(bound)
+    }
 }
 
 /// Upper bound on queued datagrams per session: a flood is dropped, never buffered.
@@ -870,10 +1009,19 @@ extern "C" fn ticket_cb(
             &mut *(mac as *mut [u8; sys::WOLFSSL_TICKET_MAC_SZ]),
         )
     };
-    let len = in_len as usize;
-    // SAFETY: as above; `len` bytes are the plaintext (sealing) or ciphertext (opening).
-    let buf = unsafe { std::slice::from_raw_parts_mut(ticket, len) };
+    // SAFETY: no arguments; constants of this build.
+    let internal = unsafe { sys::qeaas_wolfssl_ticket_internal_len() } as usize;
     if enc == 1 {
+        // SAFETY: out_len is wolfSSL's valid pointer; it holds the room `ticket` has.
+        let room = unsafe { *out_len }.max(0) as usize;
+        let bound = session_bound(ssl, io).encode();
+        let len = in_len as usize + bound.len();
+        if in_len as usize != internal || len > room {
+            return sys::WOLFSSL_TICKET_RET_FATAL;
+        }
+        // SAFETY: `ticket` is writable for `room` >= len bytes.
+        let buf = unsafe { std::slice::from_raw_parts_mut(ticket, len) };
+        buf[internal..].copy_from_slice(&bound);
         name.copy_from_slice(&k.name);
         if getrandom::fill(iv).is_err() {
             return sys::WOLFSSL_TICKET_RET_FATAL;
@@ -899,9 +1047,12 @@ extern "C" fn ticket_cb(
             return sys::WOLFSSL_TICKET_RET_FATAL;
         }
         // SAFETY: out_len is wolfSSL's valid pointer.
-        unsafe { *out_len = in_len };
+        unsafe { *out_len = len as c_int };
         sys::WOLFSSL_TICKET_RET_OK
     } else {
+        let len = in_len as usize;
+        // SAFETY: `ticket` holds `len` sealed bytes, writable in place.
+        let buf = unsafe { std::slice::from_raw_parts_mut(ticket, len) };
         // Another key's ticket (rotated or another server): unknown, a full handshake follows.
         if *name != k.name || mac[16..].iter().any(|&b| b != 0) {
             return sys::WOLFSSL_TICKET_RET_REJECT;
@@ -924,10 +1075,68 @@ extern "C" fn ticket_cb(
         if r != 0 {
             return sys::WOLFSSL_TICKET_RET_REJECT;
         }
-        buf.copy_from_slice(&plain);
-        // SAFETY: as above.
-        unsafe { *out_len = in_len };
+        if len < internal {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        }
+        // DTLS 1.3 tickets only (wolfSSL's first two bytes: the version, DTLS 1.3 = FE FC).
+        if plain[..2] != [0xfe, 0xfc] {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        }
+        let Some(bound) = Bound::decode(&plain[internal..]) else {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        };
+        if !still_holds(io, &bound) {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        }
+        // SAFETY: constant of this build, inside the plaintext (checked by the C compiler's
+        // offsetof; the secret is SECRET_LEN bytes).
+        let at = unsafe { sys::qeaas_wolfssl_ticket_secret_offset() } as usize;
+        let Some(secret) = plain.get(at..at + sys::SECRET_LEN) else {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        };
+        let mut opened = io.tickets_opened.borrow_mut();
+        if opened.len() >= OPENED_MAX {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        }
+        opened.push((zeroize::Zeroizing::new(secret.to_vec()), bound));
+        buf[..internal].copy_from_slice(&plain[..internal]);
+        // SAFETY: as above; wolfSSL reads only its own plaintext.
+        unsafe { *out_len = internal as c_int };
         sys::WOLFSSL_TICKET_RET_OK
+    }
+}
+
+/// Who the session issuing a ticket is, by the same rules as [`Session::psk_identity`] and
+/// [`Session::peer_certificate_names`]: a resumed session passes its ticket's identity on.
+fn session_bound(ssl: *mut sys::WOLFSSL, io: &Io) -> Bound {
+    if let Some(b) = io.resumed_as.borrow().as_ref() {
+        return b.clone();
+    }
+    // SAFETY: valid session inside its own callback; read only.
+    if unsafe { sys::qeaas_wolfssl_psk_negotiated(ssl) } == 1 {
+        let id = io.psk_accepted.borrow();
+        return match id.as_ref().and_then(|id| Some((id, io.psk.table.get(id)?))) {
+            Some((id, key)) => Bound::Psk(id.clone(), sha256(key)),
+            None => Bound::Unbindable,
+        };
+    }
+    if io.client_auth != ClientAuth::Off {
+        if let (Some(names), Some(ca)) = (peer_names(ssl), io.client_ca) {
+            return Bound::Cert(names, ca);
+        }
+    }
+    Bound::Anonymous
+}
+
+/// Whether a ticket's identity is still one this server (as configured now, perhaps after a
+/// restart) would accept: the PSK identity with the same key; a certificate name under the
+/// same client CA; no identity only where client certificates are not required.
+fn still_holds(io: &Io, bound: &Bound) -> bool {
+    match bound {
+        Bound::Anonymous => io.client_auth != ClientAuth::Required,
+        Bound::Psk(id, h) => io.psk.table.get(id).is_some_and(|k| sha256(k) == *h),
+        Bound::Cert(_, ca) => io.client_auth != ClientAuth::Off && io.client_ca == Some(*ca),
+        Bound::Unbindable => false,
     }
 }
 
@@ -937,6 +1146,28 @@ fn ticket_aad(name: &[u8], iv: &[u8], len: usize) -> Vec<u8> {
     aad.extend_from_slice(iv);
     aad.extend_from_slice(&(len as u16).to_be_bytes());
     aad
+}
+
+/// The names in the peer's certificate, if it sent one (verified, when the context verifies).
+fn peer_names(ssl: *mut sys::WOLFSSL) -> Option<PeerNames> {
+    // SAFETY: valid session; returns a copy we own, or NULL.
+    let x = NonNull::new(unsafe { sys::wolfSSL_get_peer_certificate(ssl) })?;
+    // SAFETY: `x` is valid until freed below; the strings it returns belong to it and
+    // are copied by cstr_opt before the free.
+    let names = unsafe {
+        let cn = cstr_opt(sys::wolfSSL_X509_get_subjectCN(x.as_ptr()));
+        let mut alt = Vec::new();
+        // Bounded: a certificate has few names, and each call advances wolfSSL's cursor.
+        while alt.len() < 64 {
+            match cstr_opt(sys::wolfSSL_X509_get_next_altname(x.as_ptr())) {
+                Some(n) => alt.push(n),
+                None => break,
+            }
+        }
+        sys::wolfSSL_X509_free(x.as_ptr());
+        PeerNames { cn, alt }
+    };
+    Some(names)
 }
 
 /// The names in a verified peer certificate, as wolfSSL decoded them.
@@ -1031,6 +1262,10 @@ impl Session {
             psk: ctx.psk.clone(),
             psk_accepted: std::cell::RefCell::new(None),
             tickets: ctx.tickets.clone(),
+            client_auth: ctx.client_auth,
+            client_ca: ctx.client_ca,
+            tickets_opened: std::cell::RefCell::new(Vec::new()),
+            resumed_as: std::cell::RefCell::new(None),
         }));
         let mut s = Session {
             ssl,
@@ -1133,16 +1368,55 @@ impl Session {
         // The listener serves many addresses: an identity it recorded belongs only to the
         // ClientHello that verifies its cookie in this call (DTLS 1.3 checks the PSK here).
         *self.io().psk_accepted.borrow_mut() = None;
+        self.io().tickets_opened.borrow_mut().clear();
+        *self.io().resumed_as.borrow_mut() = None;
         // SAFETY: valid session; callbacks only touch `self.io`.
         let r = unsafe { sys::wolfDTLS_accept_stateless(self.ssl.as_ptr()) };
         match r {
             sys::WOLFSSL_SUCCESS => {
+                self.settle_resumption()?;
                 self.settle_psk_identity();
                 self.adjust_client_auth();
                 Ok(true)
             }
             sys::WOLFSSL_FAILURE => Ok(false),
             _ => Err(self.last_error("stateless accept", r)),
+        }
+    }
+
+    /// Server, once the ClientHello with a valid cookie is processed: when wolfSSL resumes
+    /// from a ticket, the identity sealed into the ticket it chose (found by its resumption
+    /// secret among those our callback opened for this ClientHello) names the session. A
+    /// resumption from a ticket we did not open fails the handshake rather than name no one.
+    fn settle_resumption(&mut self) -> Result<(), Error> {
+        let mut secret = zeroize::Zeroizing::new([0u8; sys::SECRET_LEN]);
+        // SAFETY: valid session; `secret` is writable for its length.
+        let n = unsafe {
+            sys::qeaas_wolfssl_resumed_secret(
+                self.ssl.as_ptr(),
+                secret.as_mut_ptr(),
+                secret.len() as c_uint,
+            )
+        };
+        let io = self.io();
+        let opened = std::mem::take(&mut *io.tickets_opened.borrow_mut());
+        if n != sys::SECRET_LEN as c_int {
+            return Ok(());
+        }
+        let found = opened
+            .into_iter()
+            .find(|(s, _)| s.as_slice() == secret.as_slice())
+            .map(|(_, b)| b);
+        match found {
+            Some(b) => {
+                *io.resumed_as.borrow_mut() = Some(b);
+                Ok(())
+            }
+            None => Err(Error {
+                what: "resumption",
+                code: 0,
+                text: "resumed from a ticket with no identity of ours".into(),
+            }),
         }
     }
 
@@ -1287,6 +1561,12 @@ impl Session {
         if self.role != Role::Server || !self.is_established() {
             return None;
         }
+        if let Some(b) = self.io().resumed_as.borrow().as_ref() {
+            return match b {
+                Bound::Psk(id, _) => Some(String::from_utf8_lossy(id).into_owned()),
+                _ => None,
+            };
+        }
         let used = match self.version().as_deref() {
             Some("DTLSv1.3") => self.psk_negotiated(),
             Some("DTLSv1.2") => self.cipher().is_some_and(|c| c.contains("PSK")),
@@ -1317,6 +1597,11 @@ impl Session {
         if self.role != Role::Server || self.version().as_deref() != Some("DTLSv1.3") {
             return;
         }
+        // A resumption's "PSK identity" is its ticket: the ticket's identity names it.
+        if self.io().resumed_as.borrow().is_some() {
+            *self.io().psk_accepted.borrow_mut() = None;
+            return;
+        }
         let chosen = if self.psk_negotiated() {
             // SAFETY: valid session; NULL or a NUL-terminated string it owns, copied here.
             let p = unsafe { sys::wolfSSL_get_psk_identity(self.ssl.as_ptr()) };
@@ -1336,28 +1621,23 @@ impl Session {
         if self.client_auth == ClientAuth::Off || self.role != Role::Server {
             return None;
         }
-        // SAFETY: valid session; returns a copy we own, or NULL.
-        let x = NonNull::new(unsafe { sys::wolfSSL_get_peer_certificate(self.ssl.as_ptr()) })?;
-        // SAFETY: `x` is valid until freed below; the strings it returns belong to it and
-        // are copied by cstr_opt before the free.
-        let names = unsafe {
-            let cn = cstr_opt(sys::wolfSSL_X509_get_subjectCN(x.as_ptr()));
-            let mut alt = Vec::new();
-            // Bounded: a certificate has few names, and each call advances wolfSSL's cursor.
-            while alt.len() < 64 {
-                match cstr_opt(sys::wolfSSL_X509_get_next_altname(x.as_ptr())) {
-                    Some(n) => alt.push(n),
-                    None => break,
-                }
-            }
-            sys::wolfSSL_X509_free(x.as_ptr());
-            PeerNames { cn, alt }
-        };
-        Some(names)
+        if let Some(b) = self.io().resumed_as.borrow().as_ref() {
+            return match b {
+                Bound::Cert(names, _) => Some(names.clone()),
+                _ => None,
+            };
+        }
+        peer_names(self.ssl.as_ptr())
     }
 
-    /// Whether this handshake resumed a session from a ticket (client or server).
+    /// Whether this handshake resumed a session from a ticket. Server: exactly when it
+    /// resumed from a ticket our callback opened and whose identity now names the session
+    /// (wolfSSL's own flag also turned true after a handshake with an external PSK, when the
+    /// client offered a ticket beside it). Client: wolfSSL's flag.
     pub fn resumed(&self) -> bool {
+        if self.role == Role::Server {
+            return self.io().resumed_as.borrow().is_some();
+        }
         // SAFETY: valid session; read only.
         unsafe { sys::wolfSSL_session_reused(self.ssl.as_ptr()) == 1 }
     }

@@ -563,6 +563,13 @@ fn dtls13_a_resumed_session_is_the_identity_its_ticket_was_issued_to() {
         let ticket = ticket.expect("a ticket");
         let mut sctx = srv.start(Some(TICKETS_A), require);
         two(&mut sctx, KEY);
+        // device-1 itself: its own PSK or its ticket, named device-1 either way.
+        let (s, _, _) = handshake(&sctx, session(&psk_client(ID, KEY), Some(&ticket))).unwrap();
+        eprintln!(
+            "require={require:?}: device-1 again, resumed={}",
+            s.resumed()
+        );
+        assert_eq!(s.psk_identity().as_deref(), Some("device-1"));
         let other = psk_client(b"device-2", b"fedcba9876543210");
         let (s, _, _) = handshake(&sctx, session(&other, Some(&ticket))).unwrap();
         eprintln!(
