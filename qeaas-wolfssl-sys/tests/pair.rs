@@ -703,3 +703,33 @@ fn dtls13_an_expired_ticket_does_not_resume() {
     let (s, _, _) = handshake(&start(DAY), session(&cctx, Some(&ticket))).unwrap();
     assert!(s.resumed());
 }
+
+/// Attack: a client that keeps resuming never authenticates again. wolfSSL gives every
+/// resumed session a new ticket whose age starts over, so a chain of resumptions, each within
+/// the lifetime, would keep a session of a certificate (or PSK key) alive for ever after it
+/// was last shown. The lifetime must count from the full handshake: here 3 s, a first
+/// resumption at 2 s (allowed, and it yields a second ticket), a second one at 4 s (refused).
+#[test]
+fn dtls13_a_chain_of_resumptions_ends_with_the_first_tickets_lifetime() {
+    let srv = TicketServer::new(Vec::new());
+    let cctx = srv.client(None);
+    let start = || {
+        let mut c = srv.start(None, None);
+        c.enable_session_tickets(TicketKey::derive(TICKETS_A, 3).unwrap())
+            .unwrap();
+        c
+    };
+    let (_, first, _) = full_then_ticket(&start(), session(&cctx, None));
+    let first = first.expect("a ticket");
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let (mut s, mut c, _) = handshake(&start(), session(&cctx, Some(&first))).unwrap();
+    assert!(s.resumed(), "the first resumption, within the lifetime");
+    echo(&mut s, &mut c);
+    let second = c.resumption().expect("a ticket from the resumed session");
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let (s, c, _) = handshake(&start(), session(&cctx, Some(&second))).unwrap();
+    assert!(
+        !s.resumed() && !c.resumed(),
+        "a ticket of a resumed session outlived the full handshake's lifetime"
+    );
+}
