@@ -475,8 +475,10 @@ impl Context {
 
     /// Server: issues DTLS 1.3 session tickets sealed with `key` and resumes sessions from
     /// the tickets it opens. Without this call no ticket is issued. DTLS 1.2 tickets stay off
-    /// (only 1.3 resumption is bound and tested). Sets the context's session timeout and the
-    /// lifetime hint clients get to the key's lifetime, so wolfSSL also refuses older tickets.
+    /// (only 1.3 resumption is bound and tested). A ticket resumes within the key's lifetime
+    /// counted from the client's last full handshake (tickets of resumed sessions carry that
+    /// time on). The context's session timeout and the lifetime hint clients get are set to
+    /// it too, so wolfSSL also refuses tickets older than that themselves.
     pub fn enable_session_tickets(&mut self, key: TicketKey) -> Result<(), Error> {
         if self.role != Role::Server {
             return Err(Error {
@@ -742,9 +744,21 @@ struct Io {
     client_ca: Option<[u8; 32]>,
     /// Tickets opened while processing the current ClientHello, by resumption secret: the
     /// client may offer several, and wolfSSL says only which secret it resumed with.
-    tickets_opened: std::cell::RefCell<Vec<(zeroize::Zeroizing<Vec<u8>>, Bound)>>,
+    tickets_opened: std::cell::RefCell<Vec<Opened>>,
     /// The identity bound into the ticket this session resumed from.
     resumed_as: std::cell::RefCell<Option<Bound>>,
+    /// When the client last authenticated in full (Unix seconds), carried from ticket to
+    /// ticket so that resuming again and again does not extend the lifetime.
+    resumed_auth_at: std::cell::Cell<u64>,
+}
+
+/// A ticket our callback opened for the ClientHello being processed.
+struct Opened {
+    /// Its resumption master secret: how the ticket wolfSSL resumed with is found.
+    secret: zeroize::Zeroizing<Vec<u8>>,
+    bound: Bound,
+    /// The time of the client's full handshake (Unix seconds).
+    auth_at: u64,
 }
 
 /// Who a session was, sealed into its tickets after wolfSSL's own fields, so a resumed
@@ -775,7 +789,9 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 impl Bound {
-    fn encode(&self) -> Vec<u8> {
+    /// Our record: version, the time of the full handshake (Unix seconds, big-endian), then
+    /// the identity.
+    fn encode(&self, auth_at: u64) -> Vec<u8> {
         fn short(v: &mut Vec<u8>, b: &[u8]) -> bool {
             match u8::try_from(b.len()) {
                 Ok(n) => {
@@ -787,6 +803,7 @@ impl Bound {
             }
         }
         let mut v = vec![BOUND_V1];
+        v.extend_from_slice(&auth_at.to_be_bytes());
         let ok = match self {
             Bound::Anonymous => {
                 v.push(0);
@@ -820,11 +837,14 @@ impl Bound {
         if ok && v.len() <= BOUND_MAX {
             v
         } else {
-            vec![BOUND_V1, 3]
+            let mut v = vec![BOUND_V1];
+            v.extend_from_slice(&auth_at.to_be_bytes());
+            v.push(3);
+            v
         }
     }
 
-    fn decode(b: &[u8]) -> Option<Bound> {
+    fn decode(b: &[u8]) -> Option<(Bound, u64)> {
         struct R<'a>(&'a [u8]);
         impl<'a> R<'a> {
             fn take(&mut self, n: usize) -> Option<&'a [u8]> {
@@ -850,6 +870,7 @@ impl Bound {
         if r.byte()? != BOUND_V1 {
             return None;
         }
+        let auth_at = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
         let bound = match r.byte()? {
             0 => Bound::Anonymous,
             1 => {
@@ -870,7 +891,7 @@ impl Bound {
             _ => return None,
         };
         // Nothing may follow (the length is sealed, but a record means exactly one thing).
-        r.0.is_empty().then_some(bound)
+        r.0.is_empty().then_some((bound, auth_at))
     }
 }
 
@@ -1014,7 +1035,8 @@ extern "C" fn ticket_cb(
     if enc == 1 {
         // SAFETY: out_len is wolfSSL's valid pointer; it holds the room `ticket` has.
         let room = unsafe { *out_len }.max(0) as usize;
-        let bound = session_bound(ssl, io).encode();
+        let (bound, auth_at) = session_bound(ssl, io);
+        let bound = bound.encode(auth_at);
         let len = in_len as usize + bound.len();
         if in_len as usize != internal || len > room {
             return sys::WOLFSSL_TICKET_RET_FATAL;
@@ -1082,9 +1104,16 @@ extern "C" fn ticket_cb(
         if plain[..2] != [0xfe, 0xfc] {
             return sys::WOLFSSL_TICKET_RET_REJECT;
         }
-        let Some(bound) = Bound::decode(&plain[internal..]) else {
+        let Some((bound, auth_at)) = Bound::decode(&plain[internal..]) else {
             return sys::WOLFSSL_TICKET_RET_REJECT;
         };
+        // The lifetime counts from the full handshake, not from this ticket (wolfSSL checks
+        // that): a chain of resumptions ends with it. A time ahead of ours (beyond a minute of
+        // clock steps) is not one we sealed.
+        let now = unix_secs();
+        if auth_at > now + 60 || now.saturating_sub(auth_at) > u64::from(k.lifetime_secs) {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        }
         if !still_holds(io, &bound) {
             return sys::WOLFSSL_TICKET_RET_REJECT;
         }
@@ -1098,7 +1127,11 @@ extern "C" fn ticket_cb(
         if opened.len() >= OPENED_MAX {
             return sys::WOLFSSL_TICKET_RET_REJECT;
         }
-        opened.push((zeroize::Zeroizing::new(secret.to_vec()), bound));
+        opened.push(Opened {
+            secret: zeroize::Zeroizing::new(secret.to_vec()),
+            bound,
+            auth_at,
+        });
         buf[..internal].copy_from_slice(&plain[..internal]);
         // SAFETY: as above; wolfSSL reads only its own plaintext.
         unsafe { *out_len = internal as c_int };
@@ -1108,10 +1141,21 @@ extern "C" fn ticket_cb(
 
 /// Who the session issuing a ticket is, by the same rules as [`Session::psk_identity`] and
 /// [`Session::peer_certificate_names`]: a resumed session passes its ticket's identity on.
-fn session_bound(ssl: *mut sys::WOLFSSL, io: &Io) -> Bound {
+fn session_bound(ssl: *mut sys::WOLFSSL, io: &Io) -> (Bound, u64) {
     if let Some(b) = io.resumed_as.borrow().as_ref() {
-        return b.clone();
+        return (b.clone(), io.resumed_auth_at.get());
     }
+    (fresh_bound(ssl, io), unix_secs())
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Who a session that authenticated in full is.
+fn fresh_bound(ssl: *mut sys::WOLFSSL, io: &Io) -> Bound {
     // SAFETY: valid session inside its own callback; read only.
     if unsafe { sys::qeaas_wolfssl_psk_negotiated(ssl) } == 1 {
         let id = io.psk_accepted.borrow();
@@ -1266,6 +1310,7 @@ impl Session {
             client_ca: ctx.client_ca,
             tickets_opened: std::cell::RefCell::new(Vec::new()),
             resumed_as: std::cell::RefCell::new(None),
+            resumed_auth_at: std::cell::Cell::new(0),
         }));
         let mut s = Session {
             ssl,
@@ -1405,11 +1450,11 @@ impl Session {
         }
         let found = opened
             .into_iter()
-            .find(|(s, _)| s.as_slice() == secret.as_slice())
-            .map(|(_, b)| b);
+            .find(|o| o.secret.as_slice() == secret.as_slice());
         match found {
-            Some(b) => {
-                *io.resumed_as.borrow_mut() = Some(b);
+            Some(o) => {
+                *io.resumed_as.borrow_mut() = Some(o.bound);
+                io.resumed_auth_at.set(o.auth_at);
                 Ok(())
             }
             None => Err(Error {
