@@ -19,6 +19,10 @@
 //! ca = "/etc/qeaas/coap/ca.pem"  # they must chain to this CA (PEM or DER)
 //! require = true             # refuse certificate handshakes without one (PSK ones pass)
 //!
+//! [dtls]                     # DTLS 1.3 session resumption (optional; off without a file)
+//! ticket_key_file = "/var/lib/qeaas-coap/ticket.key"  # created (0600, 32 random bytes) if missing
+//! ticket_lifetime_secs = 86400  # 1..=604800
+//!
 //! # Quotas (optional). Without [quota] nothing is limited. An identity is a PSK identity, or
 //! # the CN (else a subjectAltName) of a verified client certificate; a client that
 //! # authenticated only the server is "addr:" and its IP.
@@ -98,6 +102,9 @@ fn d_block_store_bytes() -> usize {
 fn d_block_secs() -> u64 {
     30
 }
+fn d_ticket_lifetime_secs() -> u32 {
+    24 * 3600
+}
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -152,6 +159,35 @@ pub struct Config {
     pub certificate: Option<Certificate>,
     /// Client certificates: asked for, verified against a CA, and naming the client.
     pub client_certs: Option<ClientCerts>,
+    /// DTLS options beyond the credentials: session tickets.
+    #[serde(default)]
+    pub dtls: Dtls,
+}
+
+/// `[dtls]`: DTLS 1.3 session resumption. With `ticket_key_file`, clients get a session ticket
+/// after a full handshake and resume with it (no certificate, no signature, far fewer bytes),
+/// also after a restart, since the ticket key comes from the file. Without it no ticket is
+/// issued: the file is a long-lived secret worth every client's credentials at once (whoever
+/// reads it can make a ticket for any identity), so keeping one is the operator's choice.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dtls {
+    /// At least 32 bytes of secret, private to the frontend's user (no group or other access);
+    /// created with mode 0600 and 32 random bytes when missing. Replacing it (or its
+    /// content) ends every ticket issued before.
+    pub ticket_key_file: Option<PathBuf>,
+    /// Seconds a ticket resumes (TLS 1.3 allows up to 7 days).
+    #[serde(default = "d_ticket_lifetime_secs")]
+    pub ticket_lifetime_secs: u32,
+}
+
+impl Default for Dtls {
+    fn default() -> Self {
+        Dtls {
+            ticket_key_file: None,
+            ticket_lifetime_secs: d_ticket_lifetime_secs(),
+        }
+    }
 }
 
 /// `[client_certs]`: mutual authentication by certificate. The CA file is read before the
@@ -274,6 +310,11 @@ impl Config {
         }
         if !(1..=300).contains(&c.block_secs) {
             return bad("block_secs must be 1..=300".into());
+        }
+        if !(1..=qeaas_wolfssl_sys::wolf::TICKET_LIFETIME_MAX_SECS)
+            .contains(&c.dtls.ticket_lifetime_secs)
+        {
+            return bad("[dtls] ticket_lifetime_secs must be 1..=604800".into());
         }
         if c.client_certs.is_some() && c.certificate.is_none() {
             return bad(
@@ -494,5 +535,34 @@ mod shipped {
         assert!(c.client_certs.unwrap().require);
         let bogus = on.replace("require = true", "require = true\nbogus = 1");
         assert!(super::Config::parse(&bogus).is_err());
+    }
+
+    /// The commented-out [dtls] example parses once uncommented, and stays strict; without
+    /// it there is no ticket key file (no tickets) and the lifetime is a day.
+    #[test]
+    fn shipped_ticket_example_parses_when_uncommented() {
+        let t = include_str!("../../config/coapd.toml");
+        let c = super::Config::parse(t).unwrap();
+        assert_eq!(c.dtls.ticket_key_file, None);
+        assert_eq!(c.dtls.ticket_lifetime_secs, 86400);
+        let block = "[dtls]\n# ticket_key_file = \"/var/lib/qeaas-coap/ticket.key\"\n# ticket_lifetime_secs = 86400";
+        let commented = format!("# {block}");
+        assert!(t.contains(&commented));
+        let on = t.replace(&commented, &block.replace("# ", ""));
+        let c = super::Config::parse(&on).unwrap();
+        assert_eq!(
+            c.dtls.ticket_key_file.as_deref(),
+            Some(std::path::Path::new("/var/lib/qeaas-coap/ticket.key"))
+        );
+        for bad in [
+            on.replace("[dtls]\n", "[dtls]\nbogus = 1\n"),
+            on.replace("ticket_lifetime_secs = 86400", "ticket_lifetime_secs = 0"),
+            on.replace(
+                "ticket_lifetime_secs = 86400",
+                "ticket_lifetime_secs = 604801",
+            ),
+        ] {
+            assert!(super::Config::parse(&bad).is_err(), "accepted:\n{bad}");
+        }
     }
 }

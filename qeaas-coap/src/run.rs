@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qeaas_client::{AsyncClient, Batch, PoolBytes};
-use qeaas_wolfssl_sys::{Context, Format, Role, Version};
+use qeaas_wolfssl_sys::{Context, Format, Role, TicketKey, Version};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Mutex};
 use tracing::{debug, info, warn};
@@ -59,6 +59,17 @@ pub fn server_context(cfg: &Config) -> Result<Context, RunError> {
         let ca = std::fs::read(&c.ca).map_err(|e| RunError::Io("client CA", e))?;
         ctx.verify_clients(&ca, format_of(&ca), c.require)?;
     }
+    if let Some(path) = &cfg.dtls.ticket_key_file {
+        let secret = ticket_secret(path).map_err(|e| RunError::Io("[dtls] ticket_key_file", e))?;
+        let key = TicketKey::derive(&secret, cfg.dtls.ticket_lifetime_secs)?;
+        info!(
+            file = %path.display(),
+            lifetime_secs = key.lifetime_secs(),
+            key_name = hex(&key.name()),
+            "DTLS 1.3 session tickets on"
+        );
+        ctx.enable_session_tickets(key)?;
+    }
     ctx.set_groups(&[MlKem512, MlKem768, X25519MlKem768, X25519, P256])?;
     Ok(ctx)
 }
@@ -70,6 +81,57 @@ fn format_of(data: &[u8]) -> Format {
     } else {
         Format::Der
     }
+}
+
+/// The secret session tickets are sealed with (`[dtls] ticket_key_file`), read before the
+/// privileges are dropped. A missing file is created exclusively, mode 0600, with 32 random
+/// bytes (not pool bytes: like the cookie key, it is not entropy served to anyone). An existing
+/// one must be a regular file of 32..=4096 bytes that neither group nor others can access.
+pub fn ticket_secret(path: &Path) -> io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    const MIN: usize = qeaas_wolfssl_sys::wolf::TICKET_SECRET_MIN;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut f) => {
+            let secret = zeroize::Zeroizing::new(random_secret()?);
+            f.write_all(&secret)?;
+            f.sync_all()?;
+            info!(file = %path.display(), "created a new ticket key file");
+            return Ok(secret);
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(io::Error::other(format!(
+            "mode {:o}: group or others can access it (chmod 600)",
+            mode & 0o777
+        )));
+    }
+    let mut secret = zeroize::Zeroizing::new(Vec::new());
+    f.take(4097).read_to_end(&mut secret)?;
+    if !(MIN..=4096).contains(&secret.len()) {
+        return Err(io::Error::other(format!(
+            "{} bytes: a ticket key file holds {MIN}..=4096",
+            secret.len()
+        )));
+    }
+    Ok(secret)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn random_secret() -> io::Result<Vec<u8>> {
@@ -285,5 +347,43 @@ pub async fn serve(cfg: Config, sock: std::net::UdpSocket, ctx: Context) -> Resu
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::ticket_secret;
+
+    /// A missing ticket key file is created 0600 with 32 random bytes and read back the same
+    /// on the next start; one others can read, a short one, or a directory is refused.
+    #[test]
+    fn ticket_key_file_is_created_private_and_refused_when_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ticket.key");
+        let first = ticket_secret(&p).unwrap();
+        assert_eq!(first.len(), 32);
+        let meta = std::fs::metadata(&p).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            *ticket_secret(&p).unwrap(),
+            *first,
+            "a restart reads the same secret"
+        );
+        let other = dir.path().join("other.key");
+        assert_ne!(*ticket_secret(&other).unwrap(), *first);
+
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = ticket_secret(&p).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        let short = dir.path().join("short.key");
+        std::fs::write(&short, [7u8; 31]).unwrap();
+        std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(ticket_secret(&short).is_err());
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(ticket_secret(&sub).is_err());
     }
 }

@@ -335,6 +335,7 @@ impl Server {
                             group = p.session.group().unwrap_or_default(),
                             auth = id.kind(),
                             identity = p.identity,
+                            resumed = p.session.resumed(),
                             "handshake done"
                         );
                     }

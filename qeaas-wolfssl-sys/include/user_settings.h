@@ -76,6 +76,14 @@
 /* Keep the peer's verified certificate after the handshake: qeaas-coapd names a client by the
  * CN (or a subjectAltName) of its certificate. */
 #define KEEP_PEER_CERT
+/* DTLS 1.3 resumption with session tickets (qeaas-coapd's `ticket_key_file`). Tickets are
+ * sealed only by our callback (wolf.rs), keyed from the operator's secret file, so that they
+ * survive a restart and die with that file. No built-in per-process key: a server without the
+ * file sets no callback and issues no ticket. The padding is room for the client identity we
+ * bind into each ticket after wolfSSL's own fields. */
+#define HAVE_SESSION_TICKET
+#define WOLFSSL_NO_DEF_TICKET_ENC_CB
+#define WOLFSSL_TICKET_EXTRA_PADDING_SZ 512
 #endif
 
 #if defined(QEAAS_WOLFSSL_DEVICE)

@@ -22,5 +22,6 @@ pub mod x509;
 
 #[cfg(feature = "std")]
 pub use wolf::{
-    ClientAuth, Context, Error, Format, Group, MlDsa44, PeerNames, Progress, Role, Session, Version,
+    ClientAuth, Context, Error, Format, Group, MlDsa44, PeerNames, Progress, Resumption, Role,
+    Session, TicketKey, Version,
 };

@@ -38,6 +38,31 @@ mod sys {
 
     pub type PskServerCb =
         extern "C" fn(*mut WOLFSSL, *const c_char, *mut c_uchar, c_uint) -> c_uint;
+    #[repr(C)]
+    pub struct WOLFSSL_SESSION {
+        _p: [u8; 0],
+    }
+    /// `SessionTicketEncCb`: `(ssl, key_name[16], iv[16], mac[32], enc, ticket, in_len,
+    /// out_len, user_ctx)`.
+    pub type TicketEncCb = extern "C" fn(
+        *mut WOLFSSL,
+        *mut c_uchar,
+        *mut c_uchar,
+        *mut c_uchar,
+        c_int,
+        *mut c_uchar,
+        c_int,
+        *mut c_int,
+        *mut c_void,
+    ) -> c_int;
+    pub const WOLFSSL_TICKET_RET_FATAL: c_int = -1;
+    pub const WOLFSSL_TICKET_RET_OK: c_int = 0;
+    pub const WOLFSSL_TICKET_RET_REJECT: c_int = 1;
+    pub const WOLFSSL_TICKET_NAME_SZ: usize = 16;
+    pub const WOLFSSL_TICKET_IV_SZ: usize = 16;
+    pub const WOLFSSL_TICKET_MAC_SZ: usize = 32;
+    /// wolfSSL's `SECRET_LEN`: the resumption master secret in a ticket.
+    pub const SECRET_LEN: usize = 48;
 
     pub const WOLFSSL_FAILURE: c_int = 0;
     /// Fail a certificate handshake without a client certificate; PSK handshakes pass.
@@ -92,6 +117,49 @@ mod sys {
         // verified, else 0.
         pub fn qeaas_wolfssl_psk_negotiated(ssl: *const WOLFSSL) -> c_int;
         pub fn wolfSSL_set_verify(ssl: *mut WOLFSSL, mode: c_int, cb: *const c_void);
+        // Session tickets (HAVE_SESSION_TICKET, host only).
+        pub fn wolfSSL_CTX_set_TicketEncCb(ctx: *mut WOLFSSL_CTX, cb: TicketEncCb) -> c_int;
+        pub fn wolfSSL_CTX_set_TicketHint(ctx: *mut WOLFSSL_CTX, hint: c_int) -> c_int;
+        pub fn wolfSSL_CTX_set_timeout(ctx: *mut WOLFSSL_CTX, to: c_uint) -> c_int;
+        pub fn wolfSSL_CTX_NoTicketTLSv12(ctx: *mut WOLFSSL_CTX) -> c_int;
+        pub fn wolfSSL_session_reused(ssl: *mut WOLFSSL) -> c_int;
+        pub fn wolfSSL_get1_session(ssl: *mut WOLFSSL) -> *mut WOLFSSL_SESSION;
+        pub fn wolfSSL_set_session(ssl: *mut WOLFSSL, session: *mut WOLFSSL_SESSION) -> c_int;
+        pub fn wolfSSL_SESSION_free(session: *mut WOLFSSL_SESSION);
+        pub fn wolfSSL_get_SessionTicket(
+            ssl: *mut WOLFSSL,
+            buf: *mut c_uchar,
+            sz: *mut c_uint,
+        ) -> c_int;
+        pub fn wc_ChaCha20Poly1305_Encrypt(
+            key: *const c_uchar,
+            iv: *const c_uchar,
+            aad: *const c_uchar,
+            aad_len: c_uint,
+            input: *const c_uchar,
+            input_len: c_uint,
+            output: *mut c_uchar,
+            tag: *mut c_uchar,
+        ) -> c_int;
+        pub fn wc_ChaCha20Poly1305_Decrypt(
+            key: *const c_uchar,
+            iv: *const c_uchar,
+            aad: *const c_uchar,
+            aad_len: c_uint,
+            input: *const c_uchar,
+            input_len: c_uint,
+            tag: *const c_uchar,
+            output: *mut c_uchar,
+        ) -> c_int;
+        // Ours (c/negotiated.c): the ticket plaintext's size and where its resumption
+        // secret sits; the secret of a session resumed from a ticket (else 0).
+        pub fn qeaas_wolfssl_ticket_internal_len() -> c_uint;
+        pub fn qeaas_wolfssl_ticket_secret_offset() -> c_uint;
+        pub fn qeaas_wolfssl_resumed_secret(
+            ssl: *const WOLFSSL,
+            out: *mut c_uchar,
+            len: c_uint,
+        ) -> c_int;
         // KEEP_PEER_CERT: a copy of the peer's certificate, freed with wolfSSL_X509_free.
         pub fn wolfSSL_get_peer_certificate(ssl: *mut WOLFSSL) -> *mut WOLFSSL_X509;
         pub fn wolfSSL_X509_free(x509: *mut WOLFSSL_X509);
@@ -241,12 +309,117 @@ fn init() {
     });
 }
 
+/// The key that seals and opens DTLS 1.3 session tickets, derived from a secret the server
+/// keeps (qeaas-coapd's `ticket_key_file`), so that a server restarted with the same secret
+/// resumes sessions it issued tickets for, and one with another secret cannot open them.
+///
+/// HKDF-SHA256 (RFC 5869) of the secret with a fixed salt gives a 16-byte key name, sent in
+/// clear in every ticket so a ticket under another key is recognised as unknown (a full
+/// handshake follows), and a 32-byte ChaCha20-Poly1305 key that seals wolfSSL's ticket
+/// plaintext with the key name, IV and length as associated data: a modified or forged ticket
+/// fails to open.
+pub struct TicketKey {
+    name: [u8; sys::WOLFSSL_TICKET_NAME_SZ],
+    key: zeroize::Zeroizing<[u8; 32]>,
+    lifetime_secs: u32,
+}
+
+impl std::fmt::Debug for TicketKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TicketKey")
+            .field("name", &self.name)
+            .field("lifetime_secs", &self.lifetime_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shortest secret [`TicketKey::derive`] takes: 256 bits.
+pub const TICKET_SECRET_MIN: usize = 32;
+/// Longest ticket lifetime: TLS 1.3 allows 7 days (RFC 8446 4.6.1).
+pub const TICKET_LIFETIME_MAX_SECS: u32 = 7 * 24 * 3600;
+const TICKET_SALT: &[u8] = b"qeaas DTLS 1.3 session tickets v1";
+
+fn hkdf_sha256(secret: &[u8], info: &[u8], out: &mut [u8]) {
+    use hmac::{Mac, SimpleHmac};
+    type H = SimpleHmac<sha2::Sha256>;
+    // Extract, then Expand with at most one block: every output here is <= 32 bytes.
+    let mut m = <H as Mac>::new_from_slice(TICKET_SALT).expect("HMAC takes any key length");
+    m.update(secret);
+    let prk: zeroize::Zeroizing<[u8; 32]> =
+        zeroize::Zeroizing::new(m.finalize().into_bytes().into());
+    let mut m = <H as Mac>::new_from_slice(&prk[..]).expect("HMAC takes any key length");
+    m.update(info);
+    m.update(&[1]);
+    let t: zeroize::Zeroizing<[u8; 32]> = zeroize::Zeroizing::new(m.finalize().into_bytes().into());
+    out.copy_from_slice(&t[..out.len()]);
+}
+
+impl TicketKey {
+    /// The ticket key from `secret` (at least [`TICKET_SECRET_MIN`] bytes); tickets live
+    /// `lifetime_secs` (1 to [`TICKET_LIFETIME_MAX_SECS`]).
+    pub fn derive(secret: &[u8], lifetime_secs: u32) -> Result<TicketKey, Error> {
+        if secret.len() < TICKET_SECRET_MIN {
+            return Err(Error {
+                what: "ticket key",
+                code: 0,
+                text: format!("secret shorter than {TICKET_SECRET_MIN} bytes"),
+            });
+        }
+        if !(1..=TICKET_LIFETIME_MAX_SECS).contains(&lifetime_secs) {
+            return Err(Error {
+                what: "ticket key",
+                code: 0,
+                text: format!("lifetime must be 1 to {TICKET_LIFETIME_MAX_SECS} s"),
+            });
+        }
+        let mut name = [0u8; sys::WOLFSSL_TICKET_NAME_SZ];
+        hkdf_sha256(secret, b"ticket key name", &mut name);
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        hkdf_sha256(secret, b"ticket ChaCha20-Poly1305 key", &mut key[..]);
+        Ok(TicketKey {
+            name,
+            key,
+            lifetime_secs,
+        })
+    }
+
+    /// The key name tickets carry in clear (not secret): tells keys apart in logs.
+    pub fn name(&self) -> [u8; 16] {
+        self.name
+    }
+
+    /// How long a ticket resumes.
+    pub fn lifetime_secs(&self) -> u32 {
+        self.lifetime_secs
+    }
+}
+
+/// Client: a session saved with its ticket, to resume with [`Session::resume`].
+pub struct Resumption(NonNull<sys::WOLFSSL_SESSION>);
+
+impl std::fmt::Debug for Resumption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resumption { .. }")
+    }
+}
+
+impl Drop for Resumption {
+    fn drop(&mut self) {
+        // SAFETY: from wolfSSL_get1_session, which took a reference we release once here.
+        unsafe { sys::wolfSSL_SESSION_free(self.0.as_ptr()) };
+    }
+}
+
 /// A configured wolfSSL context (`WOLFSSL_CTX`): versions, credentials, groups.
 pub struct Context {
     ctx: Rc<CtxHandle>,
     role: Role,
     psk: Arc<Psk>,
     client_auth: ClientAuth,
+    tickets: Option<Arc<TicketKey>>,
+    /// SHA-256 of the client CA given to [`Context::verify_clients`]: a ticket of a
+    /// certificate session resumes only under the same CA.
+    client_ca: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Context {
@@ -295,7 +468,47 @@ impl Context {
             role,
             psk: Arc::new(Psk::default()),
             client_auth: ClientAuth::Off,
+            tickets: None,
+            client_ca: None,
         })
+    }
+
+    /// Server: issues DTLS 1.3 session tickets sealed with `key` and resumes sessions from
+    /// the tickets it opens. Without this call no ticket is issued. DTLS 1.2 tickets stay off
+    /// (only 1.3 resumption is bound and tested). A ticket resumes within the key's lifetime
+    /// counted from the client's last full handshake (tickets of resumed sessions carry that
+    /// time on). The context's session timeout and the lifetime hint clients get are set to
+    /// it too, so wolfSSL also refuses tickets older than that themselves.
+    pub fn enable_session_tickets(&mut self, key: TicketKey) -> Result<(), Error> {
+        if self.role != Role::Server {
+            return Err(Error {
+                what: "session tickets",
+                code: 0,
+                text: "only a server issues tickets".into(),
+            });
+        }
+        let life = key.lifetime_secs;
+        // SAFETY: valid context; the callback reads its session's `Io`, which holds the key.
+        unsafe {
+            check(
+                "ticket callback",
+                sys::wolfSSL_CTX_set_TicketEncCb(self.ctx.as_ptr(), ticket_cb),
+            )?;
+            check(
+                "ticket hint",
+                sys::wolfSSL_CTX_set_TicketHint(self.ctx.as_ptr(), life as c_int),
+            )?;
+            check(
+                "session timeout",
+                sys::wolfSSL_CTX_set_timeout(self.ctx.as_ptr(), life as c_uint),
+            )?;
+            check(
+                "no DTLS 1.2 tickets",
+                sys::wolfSSL_CTX_NoTicketTLSv12(self.ctx.as_ptr()),
+            )?;
+        }
+        self.tickets = Some(Arc::new(key));
+        Ok(())
     }
 
     /// Accepts the PSK identities in `table` (identity to key) and no other.
@@ -409,6 +622,7 @@ impl Context {
             )?;
             sys::wolfSSL_CTX_set_verify(self.ctx.as_ptr(), mode, std::ptr::null());
         }
+        self.client_ca = Some(sha256(ca));
         self.client_auth = if require {
             ClientAuth::Required
         } else {
@@ -524,6 +738,161 @@ struct Io {
     /// is replaced by the one wolfSSL verified, or cleared, once the ClientHello is processed
     /// ([`Session::accept_stateless`]); wolfSSL does not keep it after the handshake.
     psk_accepted: std::cell::RefCell<Option<Vec<u8>>>,
+    /// Server with [`Context::enable_session_tickets`]: the key sealing tickets.
+    tickets: Option<Arc<TicketKey>>,
+    client_auth: ClientAuth,
+    client_ca: Option<[u8; 32]>,
+    /// Tickets opened while processing the current ClientHello, by resumption secret: the
+    /// client may offer several, and wolfSSL says only which secret it resumed with.
+    tickets_opened: std::cell::RefCell<Vec<Opened>>,
+    /// The identity bound into the ticket this session resumed from.
+    resumed_as: std::cell::RefCell<Option<Bound>>,
+    /// When the client last authenticated in full (Unix seconds), carried from ticket to
+    /// ticket so that resuming again and again does not extend the lifetime.
+    resumed_auth_at: std::cell::Cell<u64>,
+}
+
+/// A ticket our callback opened for the ClientHello being processed.
+struct Opened {
+    /// Its resumption master secret: how the ticket wolfSSL resumed with is found.
+    secret: zeroize::Zeroizing<Vec<u8>>,
+    bound: Bound,
+    /// The time of the client's full handshake (Unix seconds).
+    auth_at: u64,
+}
+
+/// Who a session was, sealed into its tickets after wolfSSL's own fields, so a resumed
+/// session is named as the one that got the ticket: a resumption carries neither the client's
+/// PSK identity (its PSK identity is the ticket) nor a certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Bound {
+    /// Neither a PSK nor a certificate (named by its address): never resumes under `require`.
+    Anonymous,
+    /// A PSK identity and the SHA-256 of its key then: resumes only while that key is held.
+    Psk(Vec<u8>, [u8; 32]),
+    /// A verified certificate's names and the SHA-256 of the client CA that verified it.
+    Cert(PeerNames, [u8; 32]),
+    /// Too long to seal: such a ticket never resumes.
+    Unbindable,
+}
+
+/// Version of our record in the ticket; a ticket with another never resumes.
+const BOUND_V1: u8 = 1;
+/// At most this much of our record after wolfSSL's plaintext (its padding is 512 bytes).
+const BOUND_MAX: usize = 480;
+/// At most this many tickets opened per ClientHello are remembered.
+const OPENED_MAX: usize = 4;
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}
+
+impl Bound {
+    /// Our record: version, the time of the full handshake (Unix seconds, big-endian), then
+    /// the identity.
+    fn encode(&self, auth_at: u64) -> Vec<u8> {
+        fn short(v: &mut Vec<u8>, b: &[u8]) -> bool {
+            match u8::try_from(b.len()) {
+                Ok(n) => {
+                    v.push(n);
+                    v.extend_from_slice(b);
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        let mut v = vec![BOUND_V1];
+        v.extend_from_slice(&auth_at.to_be_bytes());
+        let ok = match self {
+            Bound::Anonymous => {
+                v.push(0);
+                true
+            }
+            Bound::Psk(id, h) => {
+                v.push(1);
+                v.extend_from_slice(h);
+                short(&mut v, id)
+            }
+            Bound::Cert(names, ca) => {
+                v.push(2);
+                v.extend_from_slice(ca);
+                let cn = match &names.cn {
+                    Some(cn) => {
+                        v.push(1);
+                        short(&mut v, cn.as_bytes())
+                    }
+                    None => {
+                        v.push(0);
+                        true
+                    }
+                };
+                cn && u8::try_from(names.alt.len()).is_ok_and(|n| {
+                    v.push(n);
+                    names.alt.iter().all(|a| short(&mut v, a.as_bytes()))
+                })
+            }
+            Bound::Unbindable => false,
+        };
+        if ok && v.len() <= BOUND_MAX {
+            v
+        } else {
+            let mut v = vec![BOUND_V1];
+            v.extend_from_slice(&auth_at.to_be_bytes());
+            v.push(3);
+            v
+        }
+    }
+
+    fn decode(b: &[u8]) -> Option<(Bound, u64)> {
+        struct R<'a>(&'a [u8]);
+        impl<'a> R<'a> {
+            fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+                let (h, t) = self.0.split_at_checked(n)?;
+                self.0 = t;
+                Some(h)
+            }
+            fn byte(&mut self) -> Option<u8> {
+                self.take(1).map(|b| b[0])
+            }
+            fn short(&mut self) -> Option<&'a [u8]> {
+                let n = self.byte()?;
+                self.take(n as usize)
+            }
+            fn hash(&mut self) -> Option<[u8; 32]> {
+                self.take(32)?.try_into().ok()
+            }
+            fn text(&mut self) -> Option<String> {
+                String::from_utf8(self.short()?.to_vec()).ok()
+            }
+        }
+        let mut r = R(b);
+        if r.byte()? != BOUND_V1 {
+            return None;
+        }
+        let auth_at = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
+        let bound = match r.byte()? {
+            0 => Bound::Anonymous,
+            1 => {
+                let h = r.hash()?;
+                Bound::Psk(r.short()?.to_vec(), h)
+            }
+            2 => {
+                let ca = r.hash()?;
+                let cn = match r.byte()? {
+                    0 => None,
+                    1 => Some(r.text()?),
+                    _ => return None,
+                };
+                let n = r.byte()?;
+                let alt = (0..n).map(|_| r.text()).collect::<Option<Vec<_>>>()?;
+                Bound::Cert(PeerNames { cn, alt }, ca)
+            }
+            _ => return None,
+        };
+        // Nothing may follow (the length is sealed, but a record means exactly one thing).
+        r.0.is_empty().then_some((bound, auth_at))
+    }
 }
 
 /// Upper bound on queued datagrams per session: a flood is dropped, never buffered.
@@ -628,6 +997,223 @@ extern "C" fn psk_client_cb(
     k.len() as c_uint
 }
 
+/// wolfSSL's ticket callback: seals (`enc` 1) or opens (`enc` 0) wolfSSL's ticket plaintext
+/// in place with the session's [`TicketKey`]. Associated data: key name, IV and length.
+/// The Poly1305 tag fills the first half of wolfSSL's 32-byte MAC field, zeros the rest.
+#[allow(clippy::too_many_arguments)]
+extern "C" fn ticket_cb(
+    ssl: *mut sys::WOLFSSL,
+    key_name: *mut u8,
+    iv: *mut u8,
+    mac: *mut u8,
+    enc: c_int,
+    ticket: *mut u8,
+    in_len: c_int,
+    out_len: *mut c_int,
+    _ctx: *mut c_void,
+) -> c_int {
+    if key_name.is_null() || iv.is_null() || mac.is_null() || ticket.is_null() || in_len <= 0 {
+        return sys::WOLFSSL_TICKET_RET_FATAL;
+    }
+    let Some(io) = io_of(ssl) else {
+        return sys::WOLFSSL_TICKET_RET_FATAL;
+    };
+    let Some(k) = io.tickets.as_deref() else {
+        return sys::WOLFSSL_TICKET_RET_REJECT;
+    };
+    // SAFETY: wolfSSL passes its ExternalTicket fields: key_name (16), iv (16), mac (32)
+    // bytes, and `ticket` writable for `*out_len` (sealing: the maximum) or `in_len` bytes.
+    let (name, iv, mac) = unsafe {
+        (
+            &mut *(key_name as *mut [u8; sys::WOLFSSL_TICKET_NAME_SZ]),
+            &mut *(iv as *mut [u8; sys::WOLFSSL_TICKET_IV_SZ]),
+            &mut *(mac as *mut [u8; sys::WOLFSSL_TICKET_MAC_SZ]),
+        )
+    };
+    // SAFETY: no arguments; constants of this build.
+    let internal = unsafe { sys::qeaas_wolfssl_ticket_internal_len() } as usize;
+    if enc == 1 {
+        // SAFETY: out_len is wolfSSL's valid pointer; it holds the room `ticket` has.
+        let room = unsafe { *out_len }.max(0) as usize;
+        let (bound, auth_at) = session_bound(ssl, io);
+        let bound = bound.encode(auth_at);
+        let len = in_len as usize + bound.len();
+        if in_len as usize != internal || len > room {
+            return sys::WOLFSSL_TICKET_RET_FATAL;
+        }
+        // SAFETY: `ticket` is writable for `room` >= len bytes.
+        let buf = unsafe { std::slice::from_raw_parts_mut(ticket, len) };
+        buf[internal..].copy_from_slice(&bound);
+        name.copy_from_slice(&k.name);
+        if getrandom::fill(iv).is_err() {
+            return sys::WOLFSSL_TICKET_RET_FATAL;
+        }
+        let aad = ticket_aad(name, iv, len);
+        let plain = zeroize::Zeroizing::new(buf.to_vec());
+        mac.fill(0);
+        // SAFETY: key 32, nonce 12 (first bytes of the IV), tag 16 bytes; input and output
+        // are distinct buffers of `len` bytes.
+        let r = unsafe {
+            sys::wc_ChaCha20Poly1305_Encrypt(
+                k.key.as_ptr(),
+                iv.as_ptr(),
+                aad.as_ptr(),
+                aad.len() as c_uint,
+                plain.as_ptr(),
+                len as c_uint,
+                buf.as_mut_ptr(),
+                mac.as_mut_ptr(),
+            )
+        };
+        if r != 0 {
+            return sys::WOLFSSL_TICKET_RET_FATAL;
+        }
+        // SAFETY: out_len is wolfSSL's valid pointer.
+        unsafe { *out_len = len as c_int };
+        sys::WOLFSSL_TICKET_RET_OK
+    } else {
+        let len = in_len as usize;
+        // SAFETY: `ticket` holds `len` sealed bytes, writable in place.
+        let buf = unsafe { std::slice::from_raw_parts_mut(ticket, len) };
+        // Another key's ticket (rotated or another server): unknown, a full handshake follows.
+        if *name != k.name || mac[16..].iter().any(|&b| b != 0) {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        }
+        let aad = ticket_aad(name, iv, len);
+        let mut plain = zeroize::Zeroizing::new(vec![0u8; len]);
+        // SAFETY: as above, opening into a buffer of our own.
+        let r = unsafe {
+            sys::wc_ChaCha20Poly1305_Decrypt(
+                k.key.as_ptr(),
+                iv.as_ptr(),
+                aad.as_ptr(),
+                aad.len() as c_uint,
+                buf.as_ptr(),
+                len as c_uint,
+                mac.as_ptr(),
+                plain.as_mut_ptr(),
+            )
+        };
+        if r != 0 {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        }
+        if len < internal {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        }
+        // DTLS 1.3 tickets only (wolfSSL's first two bytes: the version, DTLS 1.3 = FE FC).
+        if plain[..2] != [0xfe, 0xfc] {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        }
+        let Some((bound, auth_at)) = Bound::decode(&plain[internal..]) else {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        };
+        // The lifetime counts from the full handshake, not from this ticket (wolfSSL checks
+        // that): a chain of resumptions ends with it. A time ahead of ours (beyond a minute of
+        // clock steps) is not one we sealed.
+        let now = unix_secs();
+        if auth_at > now + 60 || now.saturating_sub(auth_at) > u64::from(k.lifetime_secs) {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        }
+        if !still_holds(io, &bound) {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        }
+        // SAFETY: constant of this build, inside the plaintext (checked by the C compiler's
+        // offsetof; the secret is SECRET_LEN bytes).
+        let at = unsafe { sys::qeaas_wolfssl_ticket_secret_offset() } as usize;
+        let Some(secret) = plain.get(at..at + sys::SECRET_LEN) else {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        };
+        let mut opened = io.tickets_opened.borrow_mut();
+        if opened.len() >= OPENED_MAX {
+            return sys::WOLFSSL_TICKET_RET_REJECT;
+        }
+        opened.push(Opened {
+            secret: zeroize::Zeroizing::new(secret.to_vec()),
+            bound,
+            auth_at,
+        });
+        buf[..internal].copy_from_slice(&plain[..internal]);
+        // SAFETY: as above; wolfSSL reads only its own plaintext.
+        unsafe { *out_len = internal as c_int };
+        sys::WOLFSSL_TICKET_RET_OK
+    }
+}
+
+/// Who the session issuing a ticket is, by the same rules as [`Session::psk_identity`] and
+/// [`Session::peer_certificate_names`]: a resumed session passes its ticket's identity on.
+fn session_bound(ssl: *mut sys::WOLFSSL, io: &Io) -> (Bound, u64) {
+    if let Some(b) = io.resumed_as.borrow().as_ref() {
+        return (b.clone(), io.resumed_auth_at.get());
+    }
+    (fresh_bound(ssl, io), unix_secs())
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Who a session that authenticated in full is.
+fn fresh_bound(ssl: *mut sys::WOLFSSL, io: &Io) -> Bound {
+    // SAFETY: valid session inside its own callback; read only.
+    if unsafe { sys::qeaas_wolfssl_psk_negotiated(ssl) } == 1 {
+        let id = io.psk_accepted.borrow();
+        return match id.as_ref().and_then(|id| Some((id, io.psk.table.get(id)?))) {
+            Some((id, key)) => Bound::Psk(id.clone(), sha256(key)),
+            None => Bound::Unbindable,
+        };
+    }
+    if io.client_auth != ClientAuth::Off {
+        if let (Some(names), Some(ca)) = (peer_names(ssl), io.client_ca) {
+            return Bound::Cert(names, ca);
+        }
+    }
+    Bound::Anonymous
+}
+
+/// Whether a ticket's identity is still one this server (as configured now, perhaps after a
+/// restart) would accept: the PSK identity with the same key; a certificate name under the
+/// same client CA; no identity only where client certificates are not required.
+fn still_holds(io: &Io, bound: &Bound) -> bool {
+    match bound {
+        Bound::Anonymous => io.client_auth != ClientAuth::Required,
+        Bound::Psk(id, h) => io.psk.table.get(id).is_some_and(|k| sha256(k) == *h),
+        Bound::Cert(_, ca) => io.client_auth != ClientAuth::Off && io.client_ca == Some(*ca),
+        Bound::Unbindable => false,
+    }
+}
+
+fn ticket_aad(name: &[u8], iv: &[u8], len: usize) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(name.len() + iv.len() + 2);
+    aad.extend_from_slice(name);
+    aad.extend_from_slice(iv);
+    aad.extend_from_slice(&(len as u16).to_be_bytes());
+    aad
+}
+
+/// The names in the peer's certificate, if it sent one (verified, when the context verifies).
+fn peer_names(ssl: *mut sys::WOLFSSL) -> Option<PeerNames> {
+    // SAFETY: valid session; returns a copy we own, or NULL.
+    let x = NonNull::new(unsafe { sys::wolfSSL_get_peer_certificate(ssl) })?;
+    // SAFETY: `x` is valid until freed below; the strings it returns belong to it and
+    // are copied by cstr_opt before the free.
+    let names = unsafe {
+        let cn = cstr_opt(sys::wolfSSL_X509_get_subjectCN(x.as_ptr()));
+        let mut alt = Vec::new();
+        // Bounded: a certificate has few names, and each call advances wolfSSL's cursor.
+        while alt.len() < 64 {
+            match cstr_opt(sys::wolfSSL_X509_get_next_altname(x.as_ptr())) {
+                Some(n) => alt.push(n),
+                None => break,
+            }
+        }
+        sys::wolfSSL_X509_free(x.as_ptr());
+        PeerNames { cn, alt }
+    };
+    Some(names)
+}
+
 /// The names in a verified peer certificate, as wolfSSL decoded them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PeerNames {
@@ -719,6 +1305,12 @@ impl Session {
             outbox: Vec::new(),
             psk: ctx.psk.clone(),
             psk_accepted: std::cell::RefCell::new(None),
+            tickets: ctx.tickets.clone(),
+            client_auth: ctx.client_auth,
+            client_ca: ctx.client_ca,
+            tickets_opened: std::cell::RefCell::new(Vec::new()),
+            resumed_as: std::cell::RefCell::new(None),
+            resumed_auth_at: std::cell::Cell::new(0),
         }));
         let mut s = Session {
             ssl,
@@ -821,16 +1413,55 @@ impl Session {
         // The listener serves many addresses: an identity it recorded belongs only to the
         // ClientHello that verifies its cookie in this call (DTLS 1.3 checks the PSK here).
         *self.io().psk_accepted.borrow_mut() = None;
+        self.io().tickets_opened.borrow_mut().clear();
+        *self.io().resumed_as.borrow_mut() = None;
         // SAFETY: valid session; callbacks only touch `self.io`.
         let r = unsafe { sys::wolfDTLS_accept_stateless(self.ssl.as_ptr()) };
         match r {
             sys::WOLFSSL_SUCCESS => {
+                self.settle_resumption()?;
                 self.settle_psk_identity();
                 self.adjust_client_auth();
                 Ok(true)
             }
             sys::WOLFSSL_FAILURE => Ok(false),
             _ => Err(self.last_error("stateless accept", r)),
+        }
+    }
+
+    /// Server, once the ClientHello with a valid cookie is processed: when wolfSSL resumes
+    /// from a ticket, the identity sealed into the ticket it chose (found by its resumption
+    /// secret among those our callback opened for this ClientHello) names the session. A
+    /// resumption from a ticket we did not open fails the handshake rather than name no one.
+    fn settle_resumption(&mut self) -> Result<(), Error> {
+        let mut secret = zeroize::Zeroizing::new([0u8; sys::SECRET_LEN]);
+        // SAFETY: valid session; `secret` is writable for its length.
+        let n = unsafe {
+            sys::qeaas_wolfssl_resumed_secret(
+                self.ssl.as_ptr(),
+                secret.as_mut_ptr(),
+                secret.len() as c_uint,
+            )
+        };
+        let io = self.io();
+        let opened = std::mem::take(&mut *io.tickets_opened.borrow_mut());
+        if n != sys::SECRET_LEN as c_int {
+            return Ok(());
+        }
+        let found = opened
+            .into_iter()
+            .find(|o| o.secret.as_slice() == secret.as_slice());
+        match found {
+            Some(o) => {
+                *io.resumed_as.borrow_mut() = Some(o.bound);
+                io.resumed_auth_at.set(o.auth_at);
+                Ok(())
+            }
+            None => Err(Error {
+                what: "resumption",
+                code: 0,
+                text: "resumed from a ticket with no identity of ours".into(),
+            }),
         }
     }
 
@@ -975,6 +1606,12 @@ impl Session {
         if self.role != Role::Server || !self.is_established() {
             return None;
         }
+        if let Some(b) = self.io().resumed_as.borrow().as_ref() {
+            return match b {
+                Bound::Psk(id, _) => Some(String::from_utf8_lossy(id).into_owned()),
+                _ => None,
+            };
+        }
         let used = match self.version().as_deref() {
             Some("DTLSv1.3") => self.psk_negotiated(),
             Some("DTLSv1.2") => self.cipher().is_some_and(|c| c.contains("PSK")),
@@ -1005,6 +1642,11 @@ impl Session {
         if self.role != Role::Server || self.version().as_deref() != Some("DTLSv1.3") {
             return;
         }
+        // A resumption's "PSK identity" is its ticket: the ticket's identity names it.
+        if self.io().resumed_as.borrow().is_some() {
+            *self.io().psk_accepted.borrow_mut() = None;
+            return;
+        }
         let chosen = if self.psk_negotiated() {
             // SAFETY: valid session; NULL or a NUL-terminated string it owns, copied here.
             let p = unsafe { sys::wolfSSL_get_psk_identity(self.ssl.as_ptr()) };
@@ -1024,24 +1666,55 @@ impl Session {
         if self.client_auth == ClientAuth::Off || self.role != Role::Server {
             return None;
         }
-        // SAFETY: valid session; returns a copy we own, or NULL.
-        let x = NonNull::new(unsafe { sys::wolfSSL_get_peer_certificate(self.ssl.as_ptr()) })?;
-        // SAFETY: `x` is valid until freed below; the strings it returns belong to it and
-        // are copied by cstr_opt before the free.
-        let names = unsafe {
-            let cn = cstr_opt(sys::wolfSSL_X509_get_subjectCN(x.as_ptr()));
-            let mut alt = Vec::new();
-            // Bounded: a certificate has few names, and each call advances wolfSSL's cursor.
-            while alt.len() < 64 {
-                match cstr_opt(sys::wolfSSL_X509_get_next_altname(x.as_ptr())) {
-                    Some(n) => alt.push(n),
-                    None => break,
-                }
-            }
-            sys::wolfSSL_X509_free(x.as_ptr());
-            PeerNames { cn, alt }
+        if let Some(b) = self.io().resumed_as.borrow().as_ref() {
+            return match b {
+                Bound::Cert(names, _) => Some(names.clone()),
+                _ => None,
+            };
+        }
+        peer_names(self.ssl.as_ptr())
+    }
+
+    /// Whether this handshake resumed a session from a ticket. Server: exactly when it
+    /// resumed from a ticket our callback opened and whose identity now names the session
+    /// (wolfSSL's own flag also turned true after a handshake with an external PSK, when the
+    /// client offered a ticket beside it). Client: wolfSSL's flag.
+    pub fn resumed(&self) -> bool {
+        if self.role == Role::Server {
+            return self.io().resumed_as.borrow().is_some();
+        }
+        // SAFETY: valid session; read only.
+        unsafe { sys::wolfSSL_session_reused(self.ssl.as_ptr()) == 1 }
+    }
+
+    /// Client, once the server's NewSessionTicket was read (it arrives after the handshake:
+    /// call [`Session::read`] first): this session and its ticket, to resume a later session
+    /// with. `None` when no ticket came.
+    pub fn resumption(&self) -> Option<Resumption> {
+        if self.role != Role::Client || self.ticket_len() == 0 {
+            return None;
+        }
+        // SAFETY: valid session; returns a new reference (freed by Resumption's Drop) or NULL.
+        NonNull::new(unsafe { sys::wolfSSL_get1_session(self.ssl.as_ptr()) }).map(Resumption)
+    }
+
+    /// Client: the size of the ticket this session holds (0 without one).
+    pub fn ticket_len(&self) -> usize {
+        let mut len: c_uint = 0;
+        // SAFETY: valid session; NULL buffer asks for the length only.
+        unsafe {
+            sys::wolfSSL_get_SessionTicket(self.ssl.as_ptr(), std::ptr::null_mut(), &mut len)
         };
-        Some(names)
+        len as usize
+    }
+
+    /// Client, before the handshake: offer `r`'s ticket (a server that cannot open it answers
+    /// with a full handshake).
+    pub fn resume(&mut self, r: &Resumption) -> Result<(), Error> {
+        // SAFETY: valid session and session object; wolfSSL copies what it needs.
+        check("resume", unsafe {
+            sys::wolfSSL_set_session(self.ssl.as_ptr(), r.0.as_ptr())
+        })
     }
 
     fn last_error(&self, what: &'static str, ret: c_int) -> Error {

@@ -4,7 +4,7 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
-use qeaas_wolfssl_sys::{Context, Group, Progress, Role, Session, Version};
+use qeaas_wolfssl_sys::{Context, Group, Progress, Resumption, Role, Session, Version};
 
 use super::ID;
 
@@ -12,6 +12,9 @@ use super::ID;
 pub struct Dtls13 {
     pub sock: UdpSocket,
     pub s: Session,
+    /// UDP payload bytes and datagrams received, handshake included.
+    pub recv_bytes: usize,
+    pub recv_datagrams: usize,
 }
 
 impl Dtls13 {
@@ -24,14 +27,33 @@ impl Dtls13 {
     }
 
     pub fn connect_ctx(port: u16, group: Group, mut ctx: Context) -> Result<Dtls13, String> {
+        ctx.set_groups(&[group]).unwrap();
+        Self::connect_resuming(port, group, &ctx, None)
+    }
+
+    /// As [`Dtls13::connect_ctx`] on a context already set up (groups included), offering
+    /// `resume`'s ticket if given.
+    pub fn connect_resuming(
+        port: u16,
+        group: Group,
+        ctx: &Context,
+        resume: Option<&Resumption>,
+    ) -> Result<Dtls13, String> {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.connect(("127.0.0.1", port)).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        ctx.set_groups(&[group]).unwrap();
-        let mut s = Session::new(&ctx, sock.peer_addr().unwrap()).unwrap();
+        let mut s = Session::new(ctx, sock.peer_addr().unwrap()).unwrap();
         s.use_key_share(group).unwrap();
-        let mut c = Dtls13 { sock, s };
+        if let Some(r) = resume {
+            s.resume(r).map_err(|e| e.to_string())?;
+        }
+        let mut c = Dtls13 {
+            sock,
+            s,
+            recv_bytes: 0,
+            recv_datagrams: 0,
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let p = c.s.handshake().map_err(|e| e.to_string())?;
@@ -58,6 +80,8 @@ impl Dtls13 {
         let mut b = [0u8; 4096];
         match self.sock.recv(&mut b) {
             Ok(n) => {
+                self.recv_bytes += n;
+                self.recv_datagrams += 1;
                 self.s.feed(&b[..n]);
                 true
             }

@@ -174,6 +174,34 @@ impl Stack {
         s
     }
 
+    /// Stops qeaas-coapd and starts it again on the same port, with its config edited by
+    /// `edit`; its log starts over.
+    pub fn restart_coapd(&mut self, edit: impl FnOnce(String) -> String) {
+        self.coapd.terminate();
+        let ccfg = self.dir.path().join("coapd.toml");
+        let cfg = edit(std::fs::read_to_string(&ccfg).unwrap());
+        std::fs::write(&ccfg, cfg).unwrap();
+        let log = self.dir.path().join("coapd.log");
+        self.coapd = Proc(
+            Command::new(COAPD)
+                .arg("-c")
+                .arg(&ccfg)
+                .env("QEAAS_LOG", "debug")
+                .env("NO_COLOR", "1")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("restart qeaas-coapd"),
+        );
+        assert!(
+            wait_until(Duration::from_secs(10), || self
+                .log()
+                .contains("serving CoAP over DTLS")),
+            "qeaas-coapd did not come back; log:\n{}",
+            self.log()
+        );
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("coapd.log")).unwrap_or_default()
     }
