@@ -126,12 +126,32 @@ fn chi_stat(observed: &[u64], expected: &[f64]) -> f64 {
         .sum()
 }
 
+/// Each symbol's proportion, summed as `1/n` once per occurrence (as NIST's tool computes it),
+/// not divided as `count/n`. The two differ in the last bits, and that decides results: the
+/// chi-square tests sort the cells by expectation, cells whose expectations are mathematically
+/// equal (`p_a p_b = p_c p_d` when the counts' products are equal) are ordered by those last
+/// bits, and the order decides which cells share a bin. With `count/n`, the independence
+/// statistic of a 100 000-sample 8-bit set differed from `ea_iid`'s by 0.12% (p-value 0.063
+/// against 0.073).
 fn proportions(s: &[u8], k: usize) -> Vec<f64> {
     let mut c = vec![0u64; k];
     for &x in s {
         c[usize::from(x)] += 1;
     }
-    c.iter().map(|&c| c as f64 / s.len() as f64).collect()
+    let step = 1.0 / s.len() as f64;
+    // The sum of `c` terms depends only on `c`: build it once per distinct count, in order.
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_unstable_by_key(|&i| c[i]);
+    let mut p = vec![0.0f64; k];
+    let (mut sum, mut terms) = (0.0f64, 0u64);
+    for i in order {
+        while terms < c[i] {
+            sum += step;
+            terms += 1;
+        }
+        p[i] = sum;
+    }
+    p
 }
 
 /// Chi-square test of independence (5.2.1 non-binary, 5.2.2 binary).
@@ -624,6 +644,17 @@ mod tests {
         // Chi-square, 10 df, statistic 23.209: p = 0.01 (table value).
         assert!((chi_square_p(23.209_251, 10.0) - 0.01).abs() < 1e-6);
         assert!((chi_square_p(3.940_299, 10.0) - 0.95).abs() < 1e-6);
+    }
+
+    #[test]
+    fn proportions_are_summed_like_the_reference_tool() {
+        // 3 of 10: 0.1 + 0.1 + 0.1 is 0.30000000000000004, not 3/10.
+        let s = [0u8, 0, 0, 1, 1, 1, 1, 1, 1, 1];
+        let p = proportions(&s, 2);
+        assert_eq!(p[0], 0.1 + 0.1 + 0.1);
+        assert_ne!(p[0], 3.0 / 10.0);
+        let seven = (0..7).fold(0.0f64, |a, _| a + 0.1);
+        assert_eq!(p[1], seven);
     }
 
     #[test]
