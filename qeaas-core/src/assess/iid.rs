@@ -242,19 +242,44 @@ pub fn chi_square_goodness_of_fit(s: &[u8], k: usize) -> ChiSquare {
     }
 }
 
-/// The longest-repeated-substring test (5.2.5): passes unless the longest repeat is too long to
-/// be a chance collision of IID data (probability below 1/1000).
-pub fn lrs_test(s: &[u8], k: usize) -> bool {
+/// The figures of the longest-repeated-substring test (5.2.5).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lrs {
+    /// Probability that two IID symbols collide, `sum p_i^2` over the observed proportions.
+    pub p_col: f64,
+    /// Length of the longest repeated substring (not computed, 0, when `p_col` is 1).
+    pub w: usize,
+    /// True unless a repeat that long is too unlikely a chance collision of IID data
+    /// (probability below 1/1000).
+    pub passed: bool,
+}
+
+/// The longest-repeated-substring test (5.2.5) and its figures.
+pub fn lrs(s: &[u8], k: usize) -> Lrs {
     let n = s.len() as f64;
     let p_col: f64 = proportions(s, k).iter().map(|p| p * p).sum();
     if p_col > 1.0 - f64::EPSILON {
-        return true;
+        return Lrs {
+            p_col,
+            w: 0,
+            passed: true,
+        };
     }
-    let w = tuple::lrs_len(s) as f64;
-    let log_no_col_pair = libm::log1p(-libm::pow(p_col, w));
-    let m = n - w + 1.0;
+    let w = tuple::lrs_len(s);
+    let log_no_col_pair = libm::log1p(-libm::pow(p_col, w as f64));
+    let m = n - w as f64 + 1.0;
     let pairs = (m * m - m) / 2.0;
-    libm::log(0.999) >= pairs * log_no_col_pair
+    Lrs {
+        p_col,
+        w,
+        passed: libm::log(0.999) >= pairs * log_no_col_pair,
+    }
+}
+
+/// The longest-repeated-substring test (5.2.5): passes unless the longest repeat is too long to
+/// be a chance collision of IID data (probability below 1/1000).
+pub fn lrs_test(s: &[u8], k: usize) -> bool {
+    lrs(s, k).passed
 }
 
 /// Names of the 19 permutation-test statistics, as `ea_iid` prints them.
@@ -509,9 +534,9 @@ pub struct PermutationResult {
 /// Maximum permutations (5.1).
 pub const PERMUTATIONS: u32 = 10_000;
 
-/// The permutation tests of 5.1.
-pub fn permutation_tests(d: &Dataset, seed: u64, compress: Compressor<'_>) -> PermutationResult {
-    let k = d.alphabet;
+/// The mean of the samples as given and the median of the translated symbols (5.1), which the
+/// excursion and the runs-about-the-median statistics measure against.
+fn mean_and_median(d: &Dataset) -> (f64, f64) {
     let raw_mean = d.raw.iter().map(|&x| f64::from(x)).sum::<f64>() / d.len() as f64;
     let median = {
         let mut c = vec![0usize; 256];
@@ -535,6 +560,31 @@ pub fn permutation_tests(d: &Dataset, seed: u64, compress: Compressor<'_>) -> Pe
             (nth(n / 2) + nth(n / 2 - 1)) / 2.0
         }
     };
+    (raw_mean, median)
+}
+
+/// The 19 statistics of the data in their original order (named by [`PERMUTATION_STATS`]): the
+/// values each permutation is ranked against.
+pub fn permutation_statistics(d: &Dataset, compress: Compressor<'_>) -> [f64; 19] {
+    let (raw_mean, median) = mean_and_median(d);
+    let mut t = [0.0f64; 19];
+    statistics(
+        &d.symbols,
+        &d.raw,
+        d.alphabet,
+        raw_mean,
+        median,
+        &[true; 19],
+        compress,
+        &mut t,
+    );
+    t
+}
+
+/// The permutation tests of 5.1.
+pub fn permutation_tests(d: &Dataset, seed: u64, compress: Compressor<'_>) -> PermutationResult {
+    let k = d.alphabet;
+    let (raw_mean, median) = mean_and_median(d);
     let mut active = [true; 19];
     let mut t = [0.0f64; 19];
     statistics(
