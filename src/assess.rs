@@ -66,6 +66,15 @@ impl Assessment {
         }
     }
 
+    /// The assessed min-entropy: `H_I`, or, once the restart tests have passed, the
+    /// restart-validated `min(H_I, H_r, H_c)` of SP 800-90B 3.1.4.2.
+    pub fn h_assessed(&self) -> f64 {
+        self.restart
+            .as_ref()
+            .and_then(|r| r.validated())
+            .unwrap_or_else(|| self.h_initial())
+    }
+
     /// True unless the restart tests ran and failed.
     pub fn passed(&self) -> bool {
         self.restart.as_ref().is_none_or(|r| r.passed)
@@ -231,11 +240,14 @@ pub fn text(r: &Assessment) -> String {
                 pass(rs.passed)
             );
         }
+        if let Some(h) = rs.validated() {
+            let _ = writeln!(o, "  restart-validated min(H_I, H_r, H_c) = {h:.6}");
+        }
     }
     let _ = writeln!(
         o,
         "\nassessed min-entropy: {:.6} bits per sample",
-        r.h_initial()
+        r.h_assessed()
     );
     o
 }
@@ -297,14 +309,16 @@ pub fn json(r: &Assessment) -> String {
         let _ = write!(
             tail,
             ",\n   \"restart\" : {{\"h_i\": {}, \"xCutoff\": {}, \"xMax\": {}, \
-             \"passedSanityCheck\": {}, \"h_r\": {}, \"h_c\": {}, \"passed\": {}}}",
+             \"passedSanityCheck\": {}, \"h_r\": {}, \"h_c\": {}, \"passed\": {}, \
+             \"hValidated\": {}}}",
             assess::json_num(rs.h_i),
             rs.cutoff,
             rs.x_max,
             rs.sanity_passed,
             rs.h_r.map_or("null".into(), assess::json_num),
             rs.h_c.map_or("null".into(), assess::json_num),
-            rs.passed
+            rs.passed,
+            rs.validated().map_or("null".into(), assess::json_num)
         );
     }
     s.push_str(&tail);

@@ -126,12 +126,32 @@ fn chi_stat(observed: &[u64], expected: &[f64]) -> f64 {
         .sum()
 }
 
+/// Each symbol's proportion, summed as `1/n` once per occurrence (as NIST's tool computes it),
+/// not divided as `count/n`. The two differ in the last bits, and that decides results: the
+/// chi-square tests sort the cells by expectation, cells whose expectations are mathematically
+/// equal (`p_a p_b = p_c p_d` when the counts' products are equal) are ordered by those last
+/// bits, and the order decides which cells share a bin. With `count/n`, the independence
+/// statistic of a 100 000-sample 8-bit set differed from `ea_iid`'s by 0.12% (p-value 0.063
+/// against 0.073).
 fn proportions(s: &[u8], k: usize) -> Vec<f64> {
     let mut c = vec![0u64; k];
     for &x in s {
         c[usize::from(x)] += 1;
     }
-    c.iter().map(|&c| c as f64 / s.len() as f64).collect()
+    let step = 1.0 / s.len() as f64;
+    // The sum of `c` terms depends only on `c`: build it once per distinct count, in order.
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_unstable_by_key(|&i| c[i]);
+    let mut p = vec![0.0f64; k];
+    let (mut sum, mut terms) = (0.0f64, 0u64);
+    for i in order {
+        while terms < c[i] {
+            sum += step;
+            terms += 1;
+        }
+        p[i] = sum;
+    }
+    p
 }
 
 /// Chi-square test of independence (5.2.1 non-binary, 5.2.2 binary).
@@ -222,19 +242,44 @@ pub fn chi_square_goodness_of_fit(s: &[u8], k: usize) -> ChiSquare {
     }
 }
 
-/// The longest-repeated-substring test (5.2.5): passes unless the longest repeat is too long to
-/// be a chance collision of IID data (probability below 1/1000).
-pub fn lrs_test(s: &[u8], k: usize) -> bool {
+/// The figures of the longest-repeated-substring test (5.2.5).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lrs {
+    /// Probability that two IID symbols collide, `sum p_i^2` over the observed proportions.
+    pub p_col: f64,
+    /// Length of the longest repeated substring (not computed, 0, when `p_col` is 1).
+    pub w: usize,
+    /// True unless a repeat that long is too unlikely a chance collision of IID data
+    /// (probability below 1/1000).
+    pub passed: bool,
+}
+
+/// The longest-repeated-substring test (5.2.5) and its figures.
+pub fn lrs(s: &[u8], k: usize) -> Lrs {
     let n = s.len() as f64;
     let p_col: f64 = proportions(s, k).iter().map(|p| p * p).sum();
     if p_col > 1.0 - f64::EPSILON {
-        return true;
+        return Lrs {
+            p_col,
+            w: 0,
+            passed: true,
+        };
     }
-    let w = tuple::lrs_len(s) as f64;
-    let log_no_col_pair = libm::log1p(-libm::pow(p_col, w));
-    let m = n - w + 1.0;
+    let w = tuple::lrs_len(s);
+    let log_no_col_pair = libm::log1p(-libm::pow(p_col, w as f64));
+    let m = n - w as f64 + 1.0;
     let pairs = (m * m - m) / 2.0;
-    libm::log(0.999) >= pairs * log_no_col_pair
+    Lrs {
+        p_col,
+        w,
+        passed: libm::log(0.999) >= pairs * log_no_col_pair,
+    }
+}
+
+/// The longest-repeated-substring test (5.2.5): passes unless the longest repeat is too long to
+/// be a chance collision of IID data (probability below 1/1000).
+pub fn lrs_test(s: &[u8], k: usize) -> bool {
+    lrs(s, k).passed
 }
 
 /// Names of the 19 permutation-test statistics, as `ea_iid` prints them.
@@ -489,9 +534,9 @@ pub struct PermutationResult {
 /// Maximum permutations (5.1).
 pub const PERMUTATIONS: u32 = 10_000;
 
-/// The permutation tests of 5.1.
-pub fn permutation_tests(d: &Dataset, seed: u64, compress: Compressor<'_>) -> PermutationResult {
-    let k = d.alphabet;
+/// The mean of the samples as given and the median of the translated symbols (5.1), which the
+/// excursion and the runs-about-the-median statistics measure against.
+fn mean_and_median(d: &Dataset) -> (f64, f64) {
     let raw_mean = d.raw.iter().map(|&x| f64::from(x)).sum::<f64>() / d.len() as f64;
     let median = {
         let mut c = vec![0usize; 256];
@@ -515,6 +560,31 @@ pub fn permutation_tests(d: &Dataset, seed: u64, compress: Compressor<'_>) -> Pe
             (nth(n / 2) + nth(n / 2 - 1)) / 2.0
         }
     };
+    (raw_mean, median)
+}
+
+/// The 19 statistics of the data in their original order (named by [`PERMUTATION_STATS`]): the
+/// values each permutation is ranked against.
+pub fn permutation_statistics(d: &Dataset, compress: Compressor<'_>) -> [f64; 19] {
+    let (raw_mean, median) = mean_and_median(d);
+    let mut t = [0.0f64; 19];
+    statistics(
+        &d.symbols,
+        &d.raw,
+        d.alphabet,
+        raw_mean,
+        median,
+        &[true; 19],
+        compress,
+        &mut t,
+    );
+    t
+}
+
+/// The permutation tests of 5.1.
+pub fn permutation_tests(d: &Dataset, seed: u64, compress: Compressor<'_>) -> PermutationResult {
+    let k = d.alphabet;
+    let (raw_mean, median) = mean_and_median(d);
     let mut active = [true; 19];
     let mut t = [0.0f64; 19];
     statistics(
@@ -624,6 +694,17 @@ mod tests {
         // Chi-square, 10 df, statistic 23.209: p = 0.01 (table value).
         assert!((chi_square_p(23.209_251, 10.0) - 0.01).abs() < 1e-6);
         assert!((chi_square_p(3.940_299, 10.0) - 0.95).abs() < 1e-6);
+    }
+
+    #[test]
+    fn proportions_are_summed_like_the_reference_tool() {
+        // 3 of 10: 0.1 + 0.1 + 0.1 is 0.30000000000000004, not 3/10.
+        let s = [0u8, 0, 0, 1, 1, 1, 1, 1, 1, 1];
+        let p = proportions(&s, 2);
+        assert_eq!(p[0], 0.1 + 0.1 + 0.1);
+        assert_ne!(p[0], 3.0 / 10.0);
+        let seven = (0..7).fold(0.0f64, |a, _| a + 0.1);
+        assert_eq!(p[1], seven);
     }
 
     #[test]

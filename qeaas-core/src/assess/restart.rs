@@ -128,6 +128,17 @@ pub struct RestartReport {
     pub passed: bool,
 }
 
+impl RestartReport {
+    /// The restart-validated estimate, `min(H_I, H_r, H_c)` (3.1.4.2: what `ea_restart` reports
+    /// as `min(H_r, H_c, H_I)`), or `None` if either check failed.
+    pub fn validated(&self) -> Option<f64> {
+        if !self.passed {
+            return None;
+        }
+        Some(self.h_i.min(self.h_r?).min(self.h_c?))
+    }
+}
+
 fn max_count(rows: impl Iterator<Item = impl Iterator<Item = u8>>) -> usize {
     rows.map(|r| {
         let mut c = [0usize; 256];
@@ -218,6 +229,40 @@ mod tests {
         };
         assert!(tail(m) <= alpha(), "{m}");
         assert!(tail(m - 1) > alpha(), "{m}");
+    }
+
+    #[test]
+    fn validated_estimate_is_the_least_of_h_i_and_the_row_and_column_estimates() {
+        let r = RestartReport {
+            h_i: 7.5,
+            cutoff: 17,
+            x_max: 12,
+            sanity_passed: true,
+            h_r: Some(7.2),
+            h_c: Some(7.9),
+            passed: true,
+        };
+        assert_eq!(r.validated(), Some(7.2));
+        let r = RestartReport {
+            h_r: Some(7.8),
+            ..r
+        };
+        assert_eq!(r.validated(), Some(7.5));
+        let failed = RestartReport {
+            h_r: Some(3.0),
+            passed: false,
+            ..r
+        };
+        assert_eq!(failed.validated(), None);
+        let insane = RestartReport {
+            x_max: 1000,
+            sanity_passed: false,
+            h_r: None,
+            h_c: None,
+            passed: false,
+            ..r
+        };
+        assert_eq!(insane.validated(), None);
     }
 
     #[test]
