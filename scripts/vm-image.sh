@@ -27,6 +27,9 @@ if [ -f "$out/.complete" ]; then
   exit 0
 fi
 [ "$(id -u)" -eq 0 ] || { echo "$0: needs root (debootstrap)" >&2; exit 77; }
+# stdout is the path and nothing else (scripts/vm-test.sh reads it): everything the build prints
+# goes to stderr (mkfs.ext4 -q still says "Creating regular file" on stdout).
+exec 3>&1 1>&2
 for t in debootstrap mkfs.ext4 ssh-keygen; do
   command -v "$t" >/dev/null || { echo "$0: $t missing (scripts/setup-debian.sh installs it)" >&2; exit 69; }
 done
@@ -95,4 +98,4 @@ rm -rf "$out"
 mv "$work" "$out"
 trap - EXIT
 echo "==> image built in $(($(date +%s) - start)) s: $out" >&2
-echo "$out"
+echo "$out" >&3
