@@ -1689,9 +1689,10 @@ impl Session {
 
     /// Client, once the server's NewSessionTicket was read (it arrives after the handshake:
     /// call [`Session::read`] first): this session and its ticket, to resume a later session
-    /// with. `None` when no ticket came.
+    /// with. `None` when no ticket came. DTLS 1.2: the session, to resume by its ID.
     pub fn resumption(&self) -> Option<Resumption> {
-        if self.role != Role::Client || self.ticket_len() == 0 {
+        let by_id = self.version().as_deref() == Some("DTLSv1.2");
+        if self.role != Role::Client || (self.ticket_len() == 0 && !by_id) {
             return None;
         }
         // SAFETY: valid session; returns a new reference (freed by Resumption's Drop) or NULL.

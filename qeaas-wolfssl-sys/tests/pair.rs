@@ -161,6 +161,30 @@ fn dtls13_psk_with_ml_kem_512() {
     echo(&mut s, &mut c);
 }
 
+/// A DTLS 1.2 PSK client that resumes its session by ID (wolfSSL's in-memory session cache on
+/// the server) must still be its PSK identity, or not resume at all: a resumed session that
+/// names nobody would be counted by address by qeaas-coapd, outside that identity's quota.
+#[test]
+fn dtls12_a_session_resumed_by_id_is_still_its_psk_identity() {
+    let sctx = server_ctx(Version::Any, &[]);
+    let mut cctx = Context::new(Role::Client, Version::Dtls12).unwrap();
+    cctx.set_psk_client(ID, KEY);
+    cctx.set_cipher_list("PSK-AES128-CCM-8").unwrap();
+    let (mut s, mut c, _) = handshake(&sctx, Session::new(&cctx, addr(1)).unwrap()).unwrap();
+    echo(&mut s, &mut c);
+    let r = c.resumption().expect("a DTLS 1.2 session to resume");
+    let mut cli = Session::new(&cctx, addr(1)).unwrap();
+    cli.resume(&r).unwrap();
+    let (mut s, mut c, _) = handshake(&sctx, cli).unwrap();
+    assert_eq!(
+        s.psk_identity().as_deref(),
+        Some("device-1"),
+        "client resumed: {}",
+        c.resumed()
+    );
+    echo(&mut s, &mut c);
+}
+
 #[test]
 fn dtls13_groups_handshake() {
     for g in [
