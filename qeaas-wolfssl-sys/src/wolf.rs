@@ -16,7 +16,7 @@ use std::sync::{Arc, Once};
 /// Raw declarations, from wolfSSL 5.9.4's `wolfssl/ssl.h`.
 #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
 mod sys {
-    use std::ffi::{c_char, c_int, c_uchar, c_uint, c_void};
+    use std::ffi::{c_char, c_int, c_long, c_uchar, c_uint, c_void};
 
     // The client side, shared with the bare-metal firmware: one declaration per C function.
     pub use crate::raw::*;
@@ -121,6 +121,7 @@ mod sys {
         pub fn wolfSSL_CTX_set_TicketEncCb(ctx: *mut WOLFSSL_CTX, cb: TicketEncCb) -> c_int;
         pub fn wolfSSL_CTX_set_TicketHint(ctx: *mut WOLFSSL_CTX, hint: c_int) -> c_int;
         pub fn wolfSSL_CTX_set_timeout(ctx: *mut WOLFSSL_CTX, to: c_uint) -> c_int;
+        pub fn wolfSSL_CTX_set_session_cache_mode(ctx: *mut WOLFSSL_CTX, mode: c_long) -> c_long;
         pub fn wolfSSL_CTX_NoTicketTLSv12(ctx: *mut WOLFSSL_CTX) -> c_int;
         pub fn wolfSSL_session_reused(ssl: *mut WOLFSSL) -> c_int;
         pub fn wolfSSL_get1_session(ssl: *mut WOLFSSL) -> *mut WOLFSSL_SESSION;
@@ -462,6 +463,12 @@ impl Context {
             sys::wolfSSL_CTX_SetIOSend(ctx.as_ptr(), io_send);
             // Verification is opted into with `verify_peer`; PSK-only servers have no CA.
             sys::wolfSSL_CTX_set_verify(ctx.as_ptr(), sys::WOLFSSL_VERIFY_NONE, std::ptr::null());
+            // No server-side session cache (WOLFSSL_SESS_CACHE_OFF): a DTLS 1.2 session resumed
+            // by ID carries neither the PSK identity nor the client certificate, so it would
+            // name nobody. DTLS 1.3 resumes from tickets, which carry the identity (ticket_cb).
+            if role == Role::Server {
+                sys::wolfSSL_CTX_set_session_cache_mode(ctx.as_ptr(), 0);
+            }
         }
         Ok(Context {
             ctx: Rc::new(CtxHandle(ctx)),
