@@ -555,10 +555,12 @@ fn feeder(
                 drop(l);
                 if initial {
                     info!(entcnt, credit, "initial seeding of the kernel");
-                } else if stop.load(Ordering::SeqCst) {
-                    info!(credit, "final feed before stopping");
-                    sched.fed(now);
                 } else {
+                    // The schedule, not the stop flag: the flag may have been set during a
+                    // periodic feed, and the final one is still to come.
+                    if sched.is_final_feed() {
+                        info!(credit, "final feed before stopping");
+                    }
                     sched.fed(now);
                 }
             }

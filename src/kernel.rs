@@ -105,6 +105,11 @@ impl FeedSchedule {
         }
     }
 
+    /// True when the feed [`Self::poll`] asks for is the final one.
+    pub fn is_final_feed(&self) -> bool {
+        self.stop == Stop::FinalFeed
+    }
+
     /// Records a feed (periodic or final) done at `now`.
     pub fn fed(&mut self, now: Instant) {
         self.next = Some(now + self.interval);
@@ -228,6 +233,7 @@ mod tests {
         };
         // Not the initial phase's 32 bytes either: the count does not matter any more.
         assert_eq!(s.poll(mid, 0, true), last);
+        assert!(s.is_final_feed());
         s.fed(mid);
         assert_eq!(s.poll(mid, 256, true), Action::Done);
         // A second stop does not bring the final feed back.
