@@ -88,14 +88,7 @@ fn run_traced(
         std::thread::sleep(Duration::from_secs(4));
     }
     // Stop the traced daemon, not strace, so that strace writes out its log and exits with it.
-    let children =
-        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", d.proc.pid())).unwrap();
-    let supervisor: i32 = children
-        .split_whitespace()
-        .next()
-        .expect("strace's child")
-        .parse()
-        .unwrap();
+    let supervisor = *children(d.proc.pid()).first().expect("strace's child");
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(supervisor).unwrap(),
         rustix::process::Signal::TERM,

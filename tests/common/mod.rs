@@ -234,26 +234,8 @@ impl Traced {
     /// Stops the daemon as systemd does (SIGTERM to the supervisor and the worker at once), waits
     /// for it, and returns the trace.
     pub fn stop_group(mut self) -> String {
-        let supervisor =
-            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.strace.pid()))
-                .unwrap();
-        let supervisor: i32 = supervisor
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let worker =
-            std::fs::read_to_string(format!("/proc/{supervisor}/task/{supervisor}/children"))
-                .unwrap();
-        for pid in std::iter::once(supervisor)
-            .chain(worker.split_whitespace().filter_map(|p| p.parse().ok()))
-        {
-            let _ = rustix::process::kill_process(
-                rustix::process::Pid::from_raw(pid).unwrap(),
-                rustix::process::Signal::TERM,
-            );
-        }
+        let supervisor = *children(self.strace.pid()).first().expect("strace's child");
+        term_all(&[&[supervisor], &children(supervisor as u32)[..]].concat());
         let _ = self.strace.0.wait();
         std::fs::read_to_string(&self.trace).unwrap_or_default()
     }
@@ -261,16 +243,7 @@ impl Traced {
     /// Stops the daemon (not strace, so that strace writes out its log) and returns the trace.
     pub fn stop(mut self) -> String {
         if self.exited().is_none() {
-            if let Ok(children) =
-                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.strace.pid()))
-            {
-                for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
-                    let _ = rustix::process::kill_process(
-                        rustix::process::Pid::from_raw(pid).unwrap(),
-                        rustix::process::Signal::TERM,
-                    );
-                }
-            }
+            term_all(&children(self.strace.pid()));
             let _ = self.strace.0.wait();
         }
         std::fs::read_to_string(&self.trace).unwrap_or_default()

@@ -35,6 +35,25 @@ pub fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The children of process `pid` (those of its main thread), none if it is gone.
+pub fn children(pid: u32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// SIGTERM to each of `pids` (one already gone is no error).
+pub fn term_all(pids: &[i32]) {
+    for pid in pids
+        .iter()
+        .filter_map(|&p| rustix::process::Pid::from_raw(p))
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+}
+
 /// A child killed (and reaped) on drop.
 pub struct Proc(pub Child);
 
@@ -45,22 +64,8 @@ impl Proc {
     /// Terminates the process's children first (a wrapper such as strace detaches and leaves its
     /// tracee running when it is killed), then the process.
     pub fn terminate(&mut self) {
-        if let Ok(children) =
-            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.0.id()))
-        {
-            for pid in children
-                .split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-            {
-                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-                }
-            }
-        }
-        let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_raw(self.0.id() as i32).expect("pid"),
-            rustix::process::Signal::TERM,
-        );
+        term_all(&children(self.0.id()));
+        term_all(&[self.0.id() as i32]);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
