@@ -731,26 +731,32 @@ fn dtls13_an_expired_ticket_does_not_resume() {
 /// Attack: a client that keeps resuming never authenticates again. wolfSSL gives every
 /// resumed session a new ticket whose age starts over, so a chain of resumptions, each within
 /// the lifetime, would keep a session of a certificate (or PSK key) alive for ever after it
-/// was last shown. The lifetime must count from the full handshake: here 3 s, a first
-/// resumption at 2 s (allowed, and it yields a second ticket), a second one at 4 s (refused).
+/// was last shown. The lifetime must count from the full handshake: here 5 s, a first
+/// resumption at 3 s (allowed, and it yields a second ticket), a second one at 6 s (refused).
+///
+/// Both ends count whole seconds (wolfSSL's client checks `bornOn + timeout` on its
+/// `LowResTimer`, our ticket callback `unix_secs`), so a wait of `d` seconds reads as `d` or
+/// `d + 1`. Each wait keeps a second of margin on both sides: 3 + 1 < 5 at each resumption's
+/// start on the client, and 6 > 5 on the server. With 3 s and waits of 2 s the client could
+/// read its first ticket as expired (CI saw it once).
 #[test]
 fn dtls13_a_chain_of_resumptions_ends_with_the_first_tickets_lifetime() {
     let srv = TicketServer::new(Vec::new());
     let cctx = srv.client(None);
     let start = || {
         let mut c = srv.start(None, None);
-        c.enable_session_tickets(TicketKey::derive(TICKETS_A, 3).unwrap())
+        c.enable_session_tickets(TicketKey::derive(TICKETS_A, 5).unwrap())
             .unwrap();
         c
     };
     let (_, first, _) = full_then_ticket(&start(), session(&cctx, None));
     let first = first.expect("a ticket");
-    std::thread::sleep(std::time::Duration::from_millis(2000));
+    std::thread::sleep(std::time::Duration::from_millis(3000));
     let (mut s, mut c, _) = handshake(&start(), session(&cctx, Some(&first))).unwrap();
     assert!(s.resumed(), "the first resumption, within the lifetime");
     echo(&mut s, &mut c);
     let second = c.resumption().expect("a ticket from the resumed session");
-    std::thread::sleep(std::time::Duration::from_millis(2000));
+    std::thread::sleep(std::time::Duration::from_millis(3000));
     let (s, c, _) = handshake(&start(), session(&cctx, Some(&second))).unwrap();
     assert!(
         !s.resumed() && !c.resumed(),
