@@ -12,13 +12,14 @@ use qeaas_device::provision::{ProvisionError, Provisioning, PARTITION_SIZE};
 
 /// The partition's label in `partitions.csv`.
 pub const LABEL: &str = "qeaas";
-/// ESP-IDF's partition type "data".
-const DATA: u8 = 1;
+/// The partition's type in `partitions.csv`: 0x40, the first custom type (ESP-IDF leaves
+/// 0x40-0xFE to applications' own data formats).
+const QEAAS_TYPE: u8 = 0x40;
 
 /// Why there are no provisioned settings.
 #[derive(Debug)]
 pub enum Missing {
-    /// No `qeaas` data partition in the partition table (an image flashed without
+    /// No `qeaas` partition of type 0x40 in the partition table (an image flashed without
     /// `partitions.csv`), or the flash could not be read.
     NoPartition,
     /// The partition holds no valid settings.
@@ -28,7 +29,7 @@ pub enum Missing {
 impl core::fmt::Display for Missing {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Missing::NoPartition => write!(f, "no readable `{LABEL}` data partition"),
+            Missing::NoPartition => write!(f, "no readable `{LABEL}` partition"),
             Missing::Invalid(e) => e.fmt(f),
         }
     }
@@ -42,7 +43,7 @@ pub fn read(flash: FLASH<'static>) -> Result<Provisioning<'static>, Missing> {
         read_partition_table(&mut storage, &mut table_buf).map_err(|_| Missing::NoPartition)?;
     let entry = table
         .iter()
-        .find(|p| p.raw_type() == DATA && p.label_as_str() == LABEL)
+        .find(|p| p.raw_type() == QEAAS_TYPE && p.label_as_str() == LABEL)
         .ok_or(Missing::NoPartition)?;
     let mut region = entry.as_flash_region(&mut storage);
     let len = region.partition_size().min(PARTITION_SIZE);
