@@ -102,16 +102,28 @@
 #define WOLFSSL_MLDSA_VERIFY_SMALL_MEM
 #define WOLFSSL_MLDSA_DYNAMIC_KEYS
 #define WOLFSSL_MLKEM_MAKEKEY_SMALL_MEM
-/* One session at a time, no resumption: no session cache in RAM. */
-#define NO_SESSION_CACHE
+/* DTLS 1.3 resumption with a session ticket, kept by the firmware itself (one
+ * WOLFSSL_SESSION, taken with wolfSSL_get1_session) to reconnect after a server restart
+ * without verifying the certificate again. wolfSSL's session API exists only with a session
+ * cache, so the smallest one: one slot, allocated only if used, and the firmware turns it off
+ * per context (wolfSSL_CTX_set_session_cache_mode) so it never is. No client cache. */
+#define HAVE_SESSION_TICKET
+#define MICRO_SESSION_CACHE
+#define SESSION_CACHE_DYNAMIC_MEM
+#define NO_CLIENT_CACHE
+#define NO_SESSION_CACHE_REF
 #define WOLFSSL_SP_SMALL
 /* The firmware seeds the DRBG from the chip TRNG: int qeaas_rand_seed(byte *out, word32 len).
  * (CUSTOM_RAND_GENERATE_BLOCK together with HAVE_HASHDRBG does not compile.) */
 #define CUSTOM_RAND_TYPE unsigned char
 extern int qeaas_rand_seed(unsigned char *output, unsigned int sz);
 #define CUSTOM_RAND_GENERATE_SEED qeaas_rand_seed
-/* No wall clock on the chip at handshake time: certificate dates are not checked there. */
-#define NO_ASN_TIME
+/* No wall clock on the chip at handshake time: certificate dates are parsed but not checked
+ * (NO_ASN_TIME_CHECK). Not NO_ASN_TIME, which in wolfSSL also removes the session cache API
+ * and session tickets. The firmware supplies wolfSSL's clocks (USER_TICKS: LowResTimer and
+ * TimeNowInMilliseconds, time since boot), which is all ticket ages and DTLS timers need. */
+#define NO_ASN_TIME_CHECK
+#define USER_TICKS
 #endif
 
 #endif /* QEAAS_USER_SETTINGS_H */

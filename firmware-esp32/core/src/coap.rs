@@ -173,6 +173,8 @@ pub struct EntropyClient<R> {
     /// Message id of the last Confirmable response we acknowledged: a duplicate of it (our ACK
     /// was lost) is acknowledged again rather than reset (RFC 7252 4.5).
     last_acked_con: Option<u16>,
+    /// The Block2 size of the request in flight (for [`Self::resend`]).
+    szx: Option<u8>,
 }
 
 impl<R: RandomSource> EntropyClient<R> {
@@ -196,6 +198,18 @@ impl<R: RandomSource> EntropyClient<R> {
             outcome: None,
             stats: ClientStats::default(),
             last_acked_con: None,
+            szx: None,
+        }
+    }
+
+    /// The transport under the client was replaced (a new secure session, e.g. after the
+    /// server restarted): nothing sent over the old one can be answered any more, so the
+    /// request in flight, if any, goes out again at once over the new one, as a new message
+    /// (new message id, same token and block, fresh timeout), instead of waiting out the old
+    /// exchange's doubled timeout. Idle: nothing to do.
+    pub fn resend(&mut self, now: Instant) {
+        if !self.is_idle() {
+            self.send_request(now, self.szx);
         }
     }
 
@@ -392,6 +406,7 @@ impl<R: RandomSource> EntropyClient<R> {
     }
 
     fn send_request(&mut self, now: Instant, szx: Option<u8>) {
+        self.szx = szx;
         let mid = self.next_mid;
         self.next_mid = self.next_mid.wrapping_add(1);
         let mut p = Packet::new();

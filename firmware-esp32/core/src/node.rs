@@ -184,6 +184,12 @@ impl<R: RandomSource> Node<R> {
         }
     }
 
+    /// The transport was replaced by a new secure session: the fetch in flight, if any, is
+    /// sent again at once over it ([`EntropyClient::resend`]).
+    pub fn transport_restarted(&mut self, now: Instant) {
+        self.client.resend(now);
+    }
+
     /// Handles a datagram from the server.
     pub fn handle_datagram(&mut self, now: Instant, buf: &[u8]) {
         self.client.handle_datagram(now, buf);

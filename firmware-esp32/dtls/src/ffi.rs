@@ -32,9 +32,53 @@ extern "C" {
         sz: c_long,
         format: c_int,
     ) -> c_int;
+    /// The session's `WOLFSSL_SESSION` with one more reference (NULL if none).
+    fn wolfSSL_get1_session(ssl: *mut sys::WOLFSSL) -> *mut WolfSession;
+    /// Offers `session`'s ticket in the next handshake (copied); fails if it has expired.
+    fn wolfSSL_set_session(ssl: *mut sys::WOLFSSL, session: *mut WolfSession) -> c_int;
+    /// Drops one reference; the last one zeroes the resumption secret and frees it.
+    fn wolfSSL_SESSION_free(session: *mut WolfSession);
+    fn wolfSSL_session_reused(ssl: *mut sys::WOLFSSL) -> c_int;
+    fn wolfSSL_CTX_set_session_cache_mode(ctx: *mut sys::WOLFSSL_CTX, mode: c_long) -> c_long;
+    /// The ticket's length in `*len` (with a NULL buffer).
+    fn wolfSSL_get_SessionTicket(
+        ssl: *mut sys::WOLFSSL,
+        buf: *mut c_uchar,
+        len: *mut c_uint,
+    ) -> c_int;
+}
+
+/// wolfSSL's `WOLFSSL_SESSION`, opaque.
+#[repr(C)]
+struct WolfSession {
+    _opaque: [u8; 0],
+}
+
+/// A DTLS 1.3 session ticket with its resumption secret, from a session whose server was
+/// authenticated (a ticket only ever arrives after the handshake). One wolfSSL reference,
+/// released on drop; wolfSSL zeroes the secret when the last one goes.
+pub(crate) struct Ticket(NonNull<WolfSession>);
+
+// SAFETY: the ticket is a reference-counted heap object that no session uses after
+// `wolfSSL_set_session` copied it; single-threaded wolfSSL, and `Ticket` is not `Sync`.
+unsafe impl Send for Ticket {}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        // SAFETY: from wolfSSL_get1_session, which took the reference released here.
+        unsafe { wolfSSL_SESSION_free(self.0.as_ptr()) }
+    }
+}
+
+impl core::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Ticket")
+    }
 }
 /// `WOLFSSL_SNI_HOST_NAME`.
 const SNI_HOST_NAME: c_uchar = 0;
+/// `WOLFSSL_SESS_CACHE_OFF`.
+const SESS_CACHE_OFF: c_long = 0x0000;
 
 /// Datagrams queued per direction at most: a flood is dropped, never buffered.
 const QUEUE_MAX: usize = 32;
@@ -108,8 +152,14 @@ impl Session {
     }
 
     /// A session; on the device wolfSSL seeds its DRBG from `seed` (`CUSTOM_RAND_GENERATE_SEED`)
-    /// during this call. The host build seeds from the OS and never calls it.
-    pub(crate) fn new(cfg: &DtlsConfig<'_>, seed: SeedSource<'_>) -> Result<Session, DtlsError> {
+    /// during this call. The host build seeds from the OS and never calls it. With `resume`
+    /// the handshake offers that ticket; one that has expired is not offered (`false` in the
+    /// second field), and the handshake is a full one.
+    pub(crate) fn new(
+        cfg: &DtlsConfig<'_>,
+        seed: SeedSource<'_>,
+        resume: Option<&Ticket>,
+    ) -> Result<(Session, bool), DtlsError> {
         let mut seed = seed;
         SEED.store(
             &mut seed as *mut SeedSource<'_> as *mut (),
@@ -117,7 +167,30 @@ impl Session {
         );
         let r = Self::new_seeded(cfg);
         SEED.store(core::ptr::null_mut(), Ordering::Release);
-        r
+        let s = r?;
+        let offered = resume.is_some_and(|t| {
+            // SAFETY: valid session and ticket; wolfSSL copies the ticket and secret.
+            unsafe { wolfSSL_set_session(s.ssl.as_ptr(), t.0.as_ptr()) == sys::WOLFSSL_SUCCESS }
+        });
+        Ok((s, offered))
+    }
+
+    /// The session's ticket, once the server sent one (after the handshake).
+    pub(crate) fn ticket(&self) -> Option<Ticket> {
+        let mut len: c_uint = 0;
+        // SAFETY: valid session; a NULL buffer asks for the length only.
+        unsafe { wolfSSL_get_SessionTicket(self.ssl.as_ptr(), core::ptr::null_mut(), &mut len) };
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: valid session; returns a new reference (released by `Ticket`'s Drop) or NULL.
+        NonNull::new(unsafe { wolfSSL_get1_session(self.ssl.as_ptr()) }).map(Ticket)
+    }
+
+    /// True when the handshake resumed with a ticket (no certificate was sent or verified).
+    pub(crate) fn resumed(&self) -> bool {
+        // SAFETY: valid session; read only.
+        unsafe { wolfSSL_session_reused(self.ssl.as_ptr()) == 1 }
     }
 
     fn new_seeded(cfg: &DtlsConfig<'_>) -> Result<Session, DtlsError> {
@@ -143,6 +216,9 @@ impl Session {
         unsafe {
             sys::wolfSSL_CTX_SetIORecv(ctx.as_ptr(), io_recv);
             sys::wolfSSL_CTX_SetIOSend(ctx.as_ptr(), io_send);
+            // The ticket lives in the firmware's own `Ticket`, never in wolfSSL's cache
+            // (`WOLFSSL_SESS_CACHE_OFF`).
+            wolfSSL_CTX_set_session_cache_mode(ctx.as_ptr(), SESS_CACHE_OFF);
             match cfg.auth {
                 Auth::Certificate { ca_der, client, .. } => {
                     if let Some(c) = client {

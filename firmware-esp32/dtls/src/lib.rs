@@ -124,6 +124,7 @@ pub struct DtlsClient {
     state: State,
     deadline: Option<Instant>,
     plaintext: Vec<Vec<u8>>,
+    offered_ticket: bool,
 }
 
 impl DtlsClient {
@@ -131,12 +132,33 @@ impl DtlsClient {
     /// from `seed` during this call (the firmware passes its device pool); the host build
     /// seeds from the OS.
     pub fn new(cfg: &DtlsConfig<'_>, seed: SeedSource<'_>) -> Result<Self, DtlsError> {
+        Self::resuming(cfg, seed, None)
+    }
+
+    fn resuming(
+        cfg: &DtlsConfig<'_>,
+        seed: SeedSource<'_>,
+        ticket: Option<&ffi::Ticket>,
+    ) -> Result<Self, DtlsError> {
+        let (s, offered_ticket) = ffi::Session::new(cfg, seed, ticket)?;
         Ok(Self {
-            s: ffi::Session::new(cfg, seed)?,
+            s,
             state: State::Handshaking,
             deadline: None,
             plaintext: Vec::new(),
+            offered_ticket,
         })
+    }
+
+    /// True if the handshake offered a session ticket from an earlier session.
+    pub fn offered_ticket(&self) -> bool {
+        self.offered_ticket
+    }
+
+    /// True once established if the server accepted the ticket: the session resumed the
+    /// earlier one's authentication (no certificate sent or verified, no signature).
+    pub fn resumed(&self) -> bool {
+        self.is_established() && self.s.resumed()
     }
 
     /// Sends the first flight (ClientHello) and arms the timer.
@@ -250,10 +272,50 @@ impl DtlsClient {
 
 /// The device core with its CoAP carried over DTLS: server bytes are credited at 8 bits/byte
 /// because only the authenticated session's plaintext reaches the node.
+///
+/// In certificate mode [`SecureNode::reconnect`] resumes with the DTLS 1.3 session ticket the
+/// last session got, so that reconnecting (e.g. after the server restarted with the same
+/// `ticket_key_file`) costs no certificate verification: the resumption secret comes from a
+/// session that verified the server, and only the server that issued the ticket can use it. A
+/// server that does not accept the ticket gets a full handshake, certificate verified as
+/// always. PSK mode never resumes: its handshake already costs no signature.
 #[derive(Debug)]
 pub struct SecureNode<R> {
     node: Node<R>,
     dtls: DtlsClient,
+    /// Which configuration the current session was made for ([`resumable`]).
+    current: Option<[u8; 32]>,
+    /// The newest ticket, and the configuration of the session that got it.
+    ticket: Option<(ffi::Ticket, [u8; 32])>,
+}
+
+/// The configurations a ticket may be used with: certificate mode only, and only for the same
+/// key exchange, CA, server name and client certificate (a reprovisioned device starts over).
+fn resumable(cfg: &DtlsConfig<'_>) -> Option<[u8; 32]> {
+    let Auth::Certificate {
+        ca_der,
+        server_name,
+        client,
+    } = cfg.auth
+    else {
+        return None;
+    };
+    let mut h = blake2s_simd::Params::new();
+    let mut h = h.personal(b"qeaastkt").to_state();
+    // Length-prefixed fields: no two configurations hash the same input.
+    let mut field = |b: &[u8]| {
+        h.update(&(b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    field(&[cfg.kex as u8]);
+    field(ca_der);
+    field(server_name.unwrap_or("").as_bytes());
+    field(&[u8::from(server_name.is_some())]);
+    field(client.map_or(&[][..], |c| c.cert_der));
+    field(client.map_or(&[][..], |c| c.key_der));
+    let mut out = [0u8; 32];
+    out.copy_from_slice(h.finalize().as_bytes());
+    Some(out)
 }
 
 /// wolfSSL's DRBG seed drawn from the node's pool, one full-entropy block at a time: the pool
@@ -307,7 +369,12 @@ impl<R: RandomSource> SecureNode<R> {
             ));
         }
         match DtlsClient::new(cfg, &mut |buf| seed_from(&mut node, refill, buf)) {
-            Ok(dtls) => Ok(Self { node, dtls }),
+            Ok(dtls) => Ok(Self {
+                node,
+                dtls,
+                current: resumable(cfg),
+                ticket: None,
+            }),
             Err(e) => Err((node, e)),
         }
     }
@@ -315,14 +382,28 @@ impl<R: RandomSource> SecureNode<R> {
     /// Replaces the session by a new one for `cfg` (not started: call [`Self::start`]), seeded
     /// from the pool again (`refill` as in [`Self::new`]); the node and its pool stay. For a
     /// failed handshake, a failed record or a server that lost the session (restart). On error
-    /// the old session is kept.
+    /// the old session is kept. In certificate mode the new handshake offers the newest ticket
+    /// a session for the same `cfg` got (see the type's documentation).
     pub fn reconnect(
         &mut self,
         cfg: &DtlsConfig<'_>,
         refill: &mut dyn FnMut(&mut Node<R>),
     ) -> Result<(), DtlsError> {
+        if let (Some(t), Some(c)) = (self.dtls.s.ticket(), self.current) {
+            self.ticket = Some((t, c));
+        }
+        let want = resumable(cfg);
+        if want.is_none() || self.ticket.as_ref().map(|(_, c)| *c) != want {
+            self.ticket = None;
+        }
         let node = &mut self.node;
-        self.dtls = DtlsClient::new(cfg, &mut |buf| seed_from(node, refill, buf))?;
+        let ticket = self.ticket.as_ref().map(|(t, _)| t);
+        self.dtls = DtlsClient::resuming(cfg, &mut |buf| seed_from(node, refill, buf), ticket)?;
+        self.current = want;
+        if !self.dtls.offered_ticket {
+            // Expired (wolfSSL would not offer it): it never will be again.
+            self.ticket = None;
+        }
         Ok(())
     }
 
@@ -347,7 +428,12 @@ impl<R: RandomSource> SecureNode<R> {
 
     /// A ciphertext datagram from the server.
     pub fn handle_datagram(&mut self, now: Instant, d: &[u8]) {
+        let was_established = self.dtls.is_established();
         self.dtls.handle_datagram(now, d);
+        if !was_established && self.dtls.is_established() {
+            // A new session: a fetch begun over a lost one goes out again now.
+            self.node.transport_restarted(now);
+        }
         while let Some(p) = self.dtls.poll_plaintext() {
             self.node.handle_datagram(now, &p);
         }

@@ -9,7 +9,9 @@ use qeaas_device::coap::ClientConfig;
 use qeaas_device::scheduler::RefreshConfig;
 use qeaas_device::{Instant, RandomSource};
 use qeaas_device_dtls::{Auth, ClientCert, DtlsConfig, DtlsError, KeyExchange, SecureNode, State};
-use qeaas_wolfssl_sys::{Context, Format, Group, MlDsa44, Progress, Role, Session, Version};
+use qeaas_wolfssl_sys::{
+    Context, Format, Group, MlDsa44, Progress, Role, Session, TicketKey, Version,
+};
 
 struct Counter(u32);
 impl RandomSource for Counter {
@@ -45,10 +47,17 @@ fn node(cfg: &DtlsConfig<'_>) -> SecureNode<Counter> {
 /// Pumps both ends until the device has a fetch result or nothing moves; the test plays the
 /// CoAP server behind `srv`. Returns the bodies the server sent.
 fn run(dev: &mut SecureNode<Counter>, srv: &mut Session) -> Vec<Vec<u8>> {
+    run_at(dev, srv, Instant(0))
+}
+
+/// As [`run`], starting at `t0` (a later session of the same device).
+fn run_at(dev: &mut SecureNode<Counter>, srv: &mut Session, t0: Instant) -> Vec<Vec<u8>> {
     let peer: SocketAddr = ([10, 0, 2, 15], 49152).into();
     srv.set_peer(peer).unwrap();
     let mut sent = Vec::new();
-    let mut now = Instant(0);
+    let mut now = t0;
+    // As qeaas-coapd: a stateless cookie exchange first, then the handshake.
+    let mut accepted = false;
     dev.start(now);
     for _ in 0..50 {
         now = now.plus_ms(10);
@@ -57,12 +66,15 @@ fn run(dev: &mut SecureNode<Counter>, srv: &mut Session) -> Vec<Vec<u8>> {
             srv.feed(&d);
             moved = true;
         }
-        if !srv.is_established() {
+        if !accepted {
+            accepted = srv.accept_stateless().unwrap_or(false);
+        }
+        if accepted && !srv.is_established() {
             match srv.handshake() {
                 Ok(Progress::Done) | Ok(Progress::WantRead) => {}
                 Err(_) => {}
             }
-        } else {
+        } else if accepted {
             let mut buf = [0u8; 1500];
             while let Ok(Some(n)) = srv.read(&mut buf) {
                 let req = Packet::from_bytes(&buf[..n]).unwrap();
@@ -411,4 +423,84 @@ fn a_server_requiring_client_certificates_accepts_a_device_with_one() {
             if ok { 256 } else { 0 }
         );
     }
+}
+
+/// Issue 13, reconnect: after the server restarts (its context rebuilt with the same ticket
+/// key file), the device resumes with the ticket its last session got: no certificate is sent
+/// or verified, and the fetch is credited as before. A server with another ticket key gets a
+/// full handshake with the certificate verified; a ticket is never offered under another
+/// configuration (a reprovisioned CA), and PSK mode never offers one.
+#[test]
+fn reconnect_resumes_with_the_last_ticket_after_a_server_restart() {
+    let mut key = MlDsa44::generate().unwrap();
+    let cert = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, "srv", 1).unwrap();
+    let key_der = key.private_der().unwrap();
+    let server = |secret: &[u8]| {
+        let mut c = Context::new(Role::Server, Version::Dtls13).unwrap();
+        c.use_certificate_chain(&cert, Format::Der).unwrap();
+        c.use_private_key(&key_der, Format::Der).unwrap();
+        c.set_groups(&[Group::MlKem512]).unwrap();
+        c.enable_session_tickets(TicketKey::derive(secret, 3600).unwrap())
+            .unwrap();
+        c
+    };
+    let peer: SocketAddr = ([10, 0, 2, 15], 49152).into();
+    let cfg = DtlsConfig {
+        kex: KeyExchange::MlKem512,
+        auth: Auth::Certificate {
+            ca_der: &cert,
+            server_name: None,
+            client: None,
+        },
+    };
+    let mut dev = node(&cfg);
+    let first = server(&[1; 32]);
+    let mut srv = Session::new(&first, peer).unwrap();
+    assert_eq!(run(&mut dev, &mut srv).len(), 1);
+    assert!(!dev.dtls().offered_ticket() && !dev.dtls().resumed());
+    drop((srv, first));
+
+    // The server restarts with the same key file: the ticket resumes.
+    dev.reconnect(&cfg, &mut |_| {}).unwrap();
+    assert!(dev.dtls().offered_ticket());
+    let restarted = server(&[1; 32]);
+    let mut srv = Session::new(&restarted, peer).unwrap();
+    assert_eq!(run_at(&mut dev, &mut srv, Instant(100_000)).len(), 1);
+    assert!(dev.dtls().resumed() && srv.resumed(), "no resumption");
+    assert_eq!(dev.node().status().fetches_ok, 2);
+    drop((srv, restarted));
+
+    // Another ticket key: the ticket (the resumed session's new one) is offered and refused,
+    // and the handshake is a full one, certificate verified.
+    dev.reconnect(&cfg, &mut |_| {}).unwrap();
+    assert!(dev.dtls().offered_ticket());
+    let other = server(&[2; 32]);
+    let mut srv = Session::new(&other, peer).unwrap();
+    assert_eq!(run_at(&mut dev, &mut srv, Instant(200_000)).len(), 1);
+    assert!(dev.dtls().is_established() && !dev.dtls().resumed() && !srv.resumed());
+
+    // Another CA in the configuration: the ticket is not offered.
+    let (_, other_ca) = mldsa_server();
+    let reprovisioned = DtlsConfig {
+        kex: KeyExchange::MlKem512,
+        auth: Auth::Certificate {
+            ca_der: &other_ca,
+            server_name: None,
+            client: None,
+        },
+    };
+    dev.reconnect(&reprovisioned, &mut |_| {}).unwrap();
+    assert!(!dev.dtls().offered_ticket());
+    // Nor in PSK mode, nor back under the first CA once it was dropped.
+    let psk = DtlsConfig {
+        kex: KeyExchange::MlKem512,
+        auth: Auth::Psk {
+            identity: b"device-1",
+            key: &[7; 32],
+        },
+    };
+    dev.reconnect(&psk, &mut |_| {}).unwrap();
+    assert!(!dev.dtls().offered_ticket());
+    dev.reconnect(&cfg, &mut |_| {}).unwrap();
+    assert!(!dev.dtls().offered_ticket());
 }

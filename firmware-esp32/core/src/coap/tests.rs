@@ -143,6 +143,39 @@ fn answer_after_a_retransmission_is_accepted() {
     assert_eq!(c.poll_outcome(), Some(Outcome::Entropy(b"x".to_vec())));
 }
 
+/// A new secure session under the client (the server restarted): the request in flight goes
+/// out again at once, as a new message for the same token and block, with its retransmission
+/// count and timeout starting over; an answer to it completes the fetch. Idle: nothing is sent.
+#[test]
+fn resend_after_a_new_session_sends_the_request_in_flight_again_at_once() {
+    let mut c = client(ClientConfig::default(), 0);
+    c.resend(t(0));
+    assert!(c.poll_transmit().is_none(), "idle: nothing to resend");
+    c.start(t(0)).unwrap();
+    let first = parse(&c.poll_transmit().unwrap());
+    // Two retransmissions over the lost session, unanswered.
+    c.handle_timeout(t(2_000));
+    c.handle_timeout(t(6_000));
+    assert_eq!(c.stats().retransmissions, 2);
+    while c.poll_transmit().is_some() {}
+    c.resend(t(7_000));
+    let again = parse(&c.poll_transmit().unwrap());
+    assert!(c.poll_transmit().is_none());
+    assert_ne!(again.header.message_id, first.header.message_id);
+    assert_eq!(again.get_token(), first.get_token());
+    assert_eq!(
+        again.get_option(CoapOption::UriPath),
+        first.get_option(CoapOption::UriPath)
+    );
+    // A fresh first timeout (2 s with this jitter), not the old exchange's 8 s.
+    assert_eq!(c.poll_timeout(), Some(t(9_000)));
+    c.handle_datagram(
+        t(7_050),
+        &bytes(&answer(&again, ResponseType::Content, &[1; 32])),
+    );
+    assert!(matches!(c.poll_outcome(), Some(Outcome::Entropy(b)) if b.len() == 32));
+}
+
 #[test]
 fn empty_ack_then_separate_confirmable_response_is_acked() {
     let mut c = client(ClientConfig::default(), 0);
