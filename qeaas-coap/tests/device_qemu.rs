@@ -79,6 +79,17 @@ fn run_device(config: &str, part: &Path) -> (bool, String) {
 
 /// As [`run_device`], with extra device arguments and a time limit in seconds.
 fn run_device_with(config: &str, part: &Path, extra: &[&str], secs: u32) -> (bool, String) {
+    let out = qemu(config, part, extra, secs)
+        .output()
+        .expect("run qemu-system-riscv32");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// The emulator running the image with the partition `part` (and `extra` device arguments),
+/// killed after `secs` seconds.
+fn qemu(config: &str, part: &Path, extra: &[&str], secs: u32) -> Command {
     let mut semi = format!(
         "enable=on,target=native,arg=qeaas-qemu-dtls,arg={config},arg={}",
         part.display()
@@ -86,38 +97,34 @@ fn run_device_with(config: &str, part: &Path, extra: &[&str], secs: u32) -> (boo
     for a in extra {
         semi += &format!(",arg={a}");
     }
-    let out = Command::new("timeout")
-        .args([
-            &secs.to_string(),
-            "qemu-system-riscv32",
-            "-M",
-            "virt",
-            "-cpu",
-            "rv32,a=false",
-        ])
-        .args([
-            "-m",
-            "32M",
-            "-bios",
-            "none",
-            "-nographic",
-            "-icount",
-            "shift=0",
-        ])
-        .args(["-semihosting-config", &semi])
-        .args([
-            "-netdev",
-            "user,id=n0",
-            "-device",
-            "virtio-net-device,netdev=n0",
-        ])
-        .arg("-kernel")
-        .arg(firmware())
-        .output()
-        .expect("run qemu-system-riscv32");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    let mut cmd = Command::new("timeout");
+    cmd.args([
+        &secs.to_string(),
+        "qemu-system-riscv32",
+        "-M",
+        "virt",
+        "-cpu",
+        "rv32,a=false",
+    ])
+    .args([
+        "-m",
+        "32M",
+        "-bios",
+        "none",
+        "-nographic",
+        "-icount",
+        "shift=0",
+    ])
+    .args(["-semihosting-config", &semi])
+    .args([
+        "-netdev",
+        "user,id=n0",
+        "-device",
+        "virtio-net-device,netdev=n0",
+    ])
+    .arg("-kernel")
+    .arg(firmware());
+    cmd
 }
 
 fn result_field(out: &str, key: &str) -> Option<u64> {
@@ -280,7 +287,135 @@ fn device_in_qemu_fetches_over_dtls13_in_four_configurations() {
     ml_kem_512_with_ml_dsa_44_or_psk();
     ecdsa_certificates();
     client_certificate();
+    reconnect_after_a_server_restart();
     soak();
+}
+
+/// Issue 13, reconnect: a device fetching every second over ML-KEM-512 + ML-DSA-44; the
+/// frontend restarts with the same `ticket_key_file`. The device's reconnect policy (the
+/// ESP32-C3 shell's) must notice the lost session, make exactly one new session, resume it
+/// with the ticket its first session got (no certificate verified: its cost is asserted as
+/// configuration `mlkem-mldsa-resumed`), and be served fresh bytes that its pool credits. Every
+/// byte it fetched is counted by the daemon. Times are printed (wall clock for the host,
+/// virtual milliseconds for the device), not asserted.
+fn reconnect_after_a_server_restart() {
+    use std::io::BufRead;
+    let mut key = qeaas_wolfssl_sys::MlDsa44::generate().unwrap();
+    let cert =
+        qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, "coapd.qeaas.test", 9).unwrap();
+    let key_der = key.private_der().unwrap();
+    let mut s = Stack::start(|dir| {
+        std::fs::write(dir.join("mldsa.der"), &cert).unwrap();
+        std::fs::write(dir.join("mldsa-key.der"), &key_der).unwrap();
+        format!(
+            "[certificate]\nchain = {:?}\nkey = {:?}\n\n[dtls]\nticket_key_file = {:?}\n",
+            dir.join("mldsa.der"),
+            dir.join("mldsa-key.der"),
+            dir.join("ticket.key"),
+        )
+    });
+    let ca = s.dir.path().join("mldsa.der");
+    let part = provision(
+        s.dir.path(),
+        "restart",
+        s.port,
+        &[
+            "--ca",
+            ca.to_str().unwrap(),
+            "--server-name",
+            "coapd.qeaas.test",
+        ],
+    );
+    let before = s.served_to_frontend();
+    let mut child = qemu("mlkem-mldsa", &part, &["restart"], 600)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run qemu-system-riscv32");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    for r in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let mut out = String::new();
+    let mut back = None;
+    let mut reconnected_after = None;
+    while let Ok(line) = rx.recv() {
+        out += &line;
+        out.push('\n');
+        if line.starts_with("RESTART ready") {
+            s.restart_coapd(|c| c);
+            back = Some(std::time::Instant::now());
+        }
+        if line.starts_with("RECONNECTED ") {
+            reconnected_after = back.map(|b| b.elapsed());
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        status.success() && back.is_some(),
+        "device failed:\n{out}\ncoapd log:\n{}",
+        tail(&s.log())
+    );
+    record_figures(&out);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("RECONNECTED "))
+        .unwrap_or_else(|| panic!("no RECONNECTED line:\n{out}"));
+    let field = |k: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {line}"))
+    };
+    assert_eq!(field("sessions"), 1, "more than one new session:\n{out}");
+    assert_eq!(
+        field("resumed"),
+        1,
+        "the new session did not resume:\n{out}"
+    );
+    assert!(field("credited_bits") > 0, "{line}");
+    assert!(
+        s.log().contains("resumed=true") || s.log().contains("resumed: true"),
+        "the restarted frontend did not log a resumption:\n{}",
+        tail(&s.log())
+    );
+    // Every fetch, before and after the restart, was 32 bytes counted by the daemon.
+    assert_eq!(
+        s.served_to_frontend() - before,
+        32 * field("fetches_ok"),
+        "{line}"
+    );
+    for l in out.lines().filter(|l| l.starts_with("EVENT ")) {
+        eprintln!("{l}");
+    }
+    eprintln!(
+        "{line}\nwall clock from the frontend's restart to the device's fresh credited bytes: {:.1} s",
+        reconnected_after.unwrap_or_default().as_secs_f64()
+    );
+    if let Some(path) = std::env::var_os("QEAAS_DEVICE_FIGURES") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("figures file");
+        writeln!(
+            f,
+            "{line} wall_ms={}",
+            reconnected_after.unwrap_or_default().as_millis()
+        )
+        .unwrap();
+    }
+    check_budget("mlkem-mldsa-resumed", &out);
 }
 
 /// A frontend with `[client_certs] require = true`: the device presents the ECDSA certificate

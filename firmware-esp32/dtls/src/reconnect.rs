@@ -17,6 +17,12 @@
 //! together (a power cut, a server restart) would otherwise retry, and run its signature
 //! verifications against the server, in the same second for ever. The jitter needs no secrecy,
 //! only a seed that differs per device (the shell draws it from its hardware RNG).
+//!
+//! A session that was delivering and went silent is the exception: its first replacement waits
+//! only [`Reconnect::LOST_SESSION_WAIT_MS`] (jittered the same way), so that a device is served
+//! again within seconds of a server restart. The fleet is already spread there: each device
+//! finds its session lost at its own next fetch, and resumes it with a ticket (no signature)
+//! where the server keeps its ticket key. Further failures back off as above.
 
 use qeaas_device::node::Status;
 use qeaas_device::scheduler::{backoff_ms, jittered, FallbackReason, LinkState};
@@ -54,6 +60,9 @@ impl Reconnect {
     /// Retransmissions of one exchange without an answer after which an established session
     /// is replaced without waiting for the exchange to give up.
     pub const SILENT_RETRANSMISSIONS: u64 = 2;
+    /// The wait before replacing a session that delivered and then went silent (the first
+    /// failure after a success); jittered to `[0.5, 1.5)` s.
+    pub const LOST_SESSION_WAIT_MS: u64 = 1_000;
 
     /// A policy for a session started at `now`; backoff from `min_ms` doubling to `max_ms`,
     /// jittered by a generator seeded with `jitter_seed` (a different value per device).
@@ -110,8 +119,14 @@ impl Reconnect {
                 }
             };
             if failed {
+                let lost = state == State::Established && self.failures == 0;
                 self.failures = self.failures.saturating_add(1);
-                let wait = jittered(self.backoff_ms(), self.next_random());
+                let base = if lost {
+                    Self::LOST_SESSION_WAIT_MS.min(self.min_ms)
+                } else {
+                    self.backoff_ms()
+                };
+                let wait = jittered(base, self.next_random());
                 self.retry_at = Some(now.plus_ms(wait));
             }
         }
@@ -225,11 +240,18 @@ mod tests {
         assert!(r.retry_at().is_none());
         st.client.retransmissions = 3;
         assert!(!r.due(Instant(67_000), State::Established, &st));
-        assert!(r.retry_at().is_some_and(|t| t <= Instant(67_000 + 7_500)));
-        assert!(r.due(Instant(67_000 + 7_500), State::Established, &st));
-        r.restarted(Instant(74_500));
+        // A session that delivered: replaced within [0.5, 1.5) s, not after the 5 s backoff.
+        assert!(r
+            .retry_at()
+            .is_some_and(|t| (Instant(67_500)..Instant(68_500)).contains(&t)));
+        assert!(r.due(Instant(68_500), State::Established, &st));
+        r.restarted(Instant(68_500));
         // The new session counts from where the node is now.
-        assert!(!r.due(Instant(75_000), State::Established, &st));
+        assert!(!r.due(Instant(69_000), State::Established, &st));
+        // If it fails too (the server is still down), the backoff is the usual one.
+        assert!(!r.due(Instant(69_000), FAILED, &st));
+        let wait = r.retry_at().unwrap().0 - 69_000;
+        assert!((5_000..15_000).contains(&wait), "{wait}");
     }
 
     /// The reconnect policy of device `i` of a fleet.
@@ -314,12 +336,12 @@ mod tests {
             reason: FallbackReason::Unreachable,
             failures: 2,
         };
-        // One unanswered fetch since the last success: replace the session after the backoff.
+        // One unanswered fetch since the last success: replace the session after the short wait.
         assert!(!r.due(Instant(4), State::Established, &st));
         assert!(r.retry_at().is_some());
-        assert!(r.due(Instant(4 + 7_500), State::Established, &st));
-        r.restarted(Instant(7_504));
+        assert!(r.due(Instant(4 + 1_500), State::Established, &st));
+        r.restarted(Instant(1_504));
         // The new session starts with the node's old failure count as its base.
-        assert!(!r.due(Instant(8_000), State::Established, &st));
+        assert!(!r.due(Instant(2_000), State::Established, &st));
     }
 }

@@ -15,6 +15,13 @@
 //! the heap peak of the first tenth of the sessions and of the rest (the test asserts no
 //! growth).
 //!
+//! With `restart` it then runs as the ESP32-C3 shell does, fetching every second, prints
+//! `RESTART ready` (the host then restarts the server), and lets the reconnect policy
+//! ([`Reconnect`]) find out that the server lost the session and make a new one, which offers
+//! the last session's ticket. It prints the timeline (`EVENT ...`, virtual milliseconds), the new
+//! session's figures as configuration `<label>-resumed`, and `RECONNECTED ...` once the new
+//! session delivered credited bytes.
+//!
 //! The "TRNG" is a fixed xorshift stream (qemu `virt` has none): it lets the pool start and
 //! seed wolfSSL, and is not entropy.
 #![no_std]
@@ -40,7 +47,7 @@ use qeaas_device::node::Node;
 use qeaas_device::provision::{Credentials, Kex, Provisioning};
 use qeaas_device::scheduler::RefreshConfig;
 use qeaas_device::Instant;
-use qeaas_device_dtls::{Auth, ClientCert, DtlsConfig, KeyExchange, SecureNode, State};
+use qeaas_device_dtls::{Auth, ClientCert, DtlsConfig, KeyExchange, Reconnect, SecureNode, State};
 use semihosting::println;
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
@@ -62,7 +69,7 @@ const DEADLINE_MS: u64 = 60_000;
 const GUEST: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
 const HOST: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
 
-type Net = VirtIONet<hw::VirtHal, MmioTransport<'static>, 16>;
+type VNet = VirtIONet<hw::VirtHal, MmioTransport<'static>, 16>;
 
 fn fail(what: &str) -> ! {
     println!("FAIL: {}", what);
@@ -71,10 +78,10 @@ fn fail(what: &str) -> ! {
 
 /// smoltcp over virtio-drivers' polling net device (a RefCell: smoltcp hands out an Rx and a
 /// Tx token at once, each using the device only inside `consume`).
-struct VirtDev(RefCell<Net>);
+struct VirtDev(RefCell<VNet>);
 
-struct VRx<'a>(&'a RefCell<Net>, RxBuffer);
-struct VTx<'a>(&'a RefCell<Net>);
+struct VRx<'a>(&'a RefCell<VNet>, RxBuffer);
+struct VTx<'a>(&'a RefCell<VNet>);
 
 impl Device for VirtDev {
     type RxToken<'a> = VRx<'a>;
@@ -158,13 +165,14 @@ fn main() -> ! {
     let args = semihosting::experimental::env::args::<512>().unwrap_or_else(|_| fail("args"));
     let args: Vec<String> = (&args).filter_map(|a| a.ok()).map(String::from).collect();
     // QEMU passes the program name first.
-    let (cfg_name, path, soak) = match &args[..] {
-        [_, label, path] => (label, path, None),
+    let (cfg_name, path, soak, restart) = match &args[..] {
+        [_, label, path] => (label, path, None, false),
+        [_, label, path, mode] if mode == "restart" => (label, path, None, true),
         [_, label, path, sessions, fetches] => {
             let n = |v: &str| v.parse::<u64>().unwrap_or_else(|_| fail("soak numbers"));
-            (label, path, Some((n(sessions), n(fetches))))
+            (label, path, Some((n(sessions), n(fetches))), false)
         }
-        _ => fail("usage: <label> <partition> [<sessions> <fetches>]"),
+        _ => fail("usage: <label> <partition> [<sessions> <fetches> | restart]"),
     };
     let mut cpath = Vec::from(path.as_bytes());
     cpath.push(0);
@@ -227,7 +235,7 @@ fn main() -> ! {
     let Some(transport) = hw::find_net() else {
         fail("no virtio-net device")
     };
-    let net = Net::new(transport, 2048).unwrap_or_else(|_| fail("virtio-net init"));
+    let net = VNet::new(transport, 2048).unwrap_or_else(|_| fail("virtio-net init"));
     let mac = EthernetAddress(net.mac_address());
     let mut dev = VirtDev(RefCell::new(net));
     let ts = |ms: u64| smoltcp::time::Instant::from_millis(ms as i64);
@@ -276,6 +284,13 @@ fn main() -> ! {
         RefreshConfig {
             refresh_interval_ms: 0,
             min_spacing_ms: 0,
+            ..RefreshConfig::default()
+        }
+    } else if restart {
+        // A device that wants bytes all the time: it sees a lost session at its next fetch.
+        RefreshConfig {
+            refresh_interval_ms: 1_000,
+            min_spacing_ms: 1_000,
             ..RefreshConfig::default()
         }
     } else {
@@ -413,6 +428,22 @@ fn main() -> ! {
     {
         fail("server bytes not credited over DTLS");
     }
+    if restart {
+        after_restart(
+            cfg_name,
+            &cfg,
+            node,
+            &mut trng,
+            Net {
+                iface: &mut iface,
+                dev: &mut dev,
+                sockets: &mut sockets,
+                h,
+                server,
+            },
+            (paint_low, paint_top, stack_top),
+        );
+    }
     let Some((sessions, per_session)) = soak else {
         semihosting::process::exit(0)
     };
@@ -504,4 +535,184 @@ fn main() -> ! {
         st.pool.server.bits_credited
     );
     semihosting::process::exit(0)
+}
+
+/// The network side of the loop: smoltcp and the one UDP socket to the server.
+struct Net<'a, 'b> {
+    iface: &'a mut Interface,
+    dev: &'a mut VirtDev,
+    sockets: &'a mut SocketSet<'b>,
+    h: smoltcp::iface::SocketHandle,
+    server: IpEndpoint,
+}
+
+/// `restart` mode (see the crate documentation): the shell's service loop with the reconnect
+/// policy, until a new session delivers credited bytes after the host restarted the server.
+fn after_restart(
+    cfg_name: &str,
+    cfg: &DtlsConfig<'_>,
+    mut node: SecureNode<XorShift>,
+    trng: &mut dyn FnMut(&mut Node<XorShift>),
+    net: Net<'_, '_>,
+    (paint_low, paint_top, stack_top): (usize, usize, usize),
+) -> ! {
+    let Net {
+        iface,
+        dev,
+        sockets,
+        h,
+        server,
+    } = net;
+    let ts = |ms: u64| smoltcp::time::Instant::from_millis(ms as i64);
+    let start = hw::now_ms();
+    let deadline = start + 180_000;
+    // The shell's policy and backoff (5 s doubling to 600 s), jitter seeded per device.
+    let mut retry = Reconnect::new(Instant(start), 5_000, 600_000, 0x5eed);
+    let ok_before = node.node().status().fetches_ok;
+    let retx_before = node.node().status().client.retransmissions;
+    println!("RESTART ready at {} ms", start);
+    let mut buf = alloc::vec![0u8; 1500];
+    // The new session's figures: setup, handshake, first request; and when things happened.
+    let mut reconnected: Option<(u64, u64)> = None;
+    let (mut hs, mut req) = (Phase::default(), Phase::default());
+    let mut established_at: Option<u64> = None;
+    let mut port = 49_153;
+    let mut sessions = 0u32;
+    // Fetches and server credit when the new session was established.
+    let (mut ok_base, mut credit_base) = (u64::MAX, 0);
+    let mut last_ok = ok_before;
+    let mut drain = [0u8; 32];
+    loop {
+        let now_ms = hw::now_ms();
+        if now_ms > deadline {
+            println!(
+                "state: {:?}, status: {:?}",
+                node.dtls().state(),
+                node.node().status()
+            );
+            fail("no new session delivered before the deadline");
+        }
+        let now = Instant(now_ms);
+        qeaas_device_dtls::set_clock(now_ms);
+        let st = node.node().status();
+        if retry.due(now, node.dtls().state(), &st) {
+            println!(
+                "EVENT reconnect at {} ms (failures {}, retransmissions since ready {}, fetches failed {})",
+                now_ms,
+                retry.failures(),
+                st.client.retransmissions - retx_before,
+                st.fetches_failed
+            );
+            let sock = sockets.get_mut::<udp::Socket>(h);
+            sock.close();
+            if sock.bind(port).is_err() {
+                fail("bind");
+            }
+            port += 1;
+            hs = Phase {
+                heap_base: HEAP.usage().0,
+                ..Phase::default()
+            };
+            HEAP.reset_peak();
+            let t0 = instret();
+            if let Err(e) = node.reconnect(cfg, trng) {
+                println!("reconnect: {:?}", e);
+                fail("session setup");
+            }
+            let setup = instret() - t0;
+            let t0 = instret();
+            node.start(now);
+            hs.instr = instret() - t0;
+            retry.restarted(now);
+            reconnected = Some((now_ms, setup));
+            established_at = None;
+            sessions += 1;
+        }
+        iface.poll(ts(now_ms), dev, sockets);
+        let mut spent = 0;
+        loop {
+            let sock = sockets.get_mut::<udp::Socket>(h);
+            let Ok((n, meta)) = sock.recv_slice(&mut buf) else {
+                break;
+            };
+            if meta.endpoint != server {
+                continue;
+            }
+            let t0 = instret();
+            node.handle_datagram(now, &buf[..n]);
+            spent += instret() - t0;
+        }
+        if now >= node.poll_timeout() {
+            let t0 = instret();
+            node.poll(now);
+            spent += instret() - t0;
+        }
+        let sock = sockets.get_mut::<udp::Socket>(h);
+        while let Some(d) = node.poll_transmit() {
+            if sock.send_slice(&d, server).is_err() {
+                println!("udp: send buffer full, datagram dropped");
+            }
+        }
+        iface.poll(ts(now_ms), dev, sockets);
+        let Some((at, setup)) = reconnected else {
+            continue;
+        };
+        match established_at {
+            None => {
+                hs.instr += spent;
+                if node.dtls().is_established() {
+                    established_at = Some(now_ms);
+                    hs.heap_peak = HEAP.usage().1;
+                    req.heap_base = HEAP.usage().0;
+                    HEAP.reset_peak();
+                    let st = node.node().status();
+                    (ok_base, credit_base) = (st.fetches_ok, st.pool.server.bits_credited);
+                    println!(
+                        "EVENT established at {} ms (offered a ticket: {}, resumed: {})",
+                        now_ms,
+                        node.dtls().offered_ticket(),
+                        node.dtls().resumed()
+                    );
+                }
+            }
+            Some(_) => req.instr += spent,
+        }
+        let st = node.node().status();
+        if st.fetches_ok > last_ok {
+            // The device's consumers take what the pool holds, so that the next fetch is
+            // credited rather than capped.
+            last_ok = st.fetches_ok;
+            while node.node_mut().fill(&mut drain).is_ok() {}
+        }
+        if established_at.is_some() && st.fetches_ok > ok_base {
+            // The first fetch over the new session: figures, then the outcome.
+            req.heap_peak = HEAP.usage().1;
+            let stack_low = hw::stack_low_water(paint_low, paint_top);
+            println!(
+                "FIG {}-resumed setup_instr={} handshake_instr={} request_instr={} heap_before={} handshake_heap_peak={} request_heap_base={} request_heap_peak={} handshake_stack={} stack_peak={}",
+                cfg_name,
+                setup,
+                hs.instr,
+                req.instr,
+                hs.heap_base,
+                hs.heap_peak,
+                req.heap_base,
+                req.heap_peak,
+                stack_top - stack_low,
+                stack_top - stack_low,
+            );
+            println!(
+                "RECONNECTED ready_at={} reconnect_at={} established_at={} credited_at={} sessions={} resumed={} credited_bits={} fetches_ok={}",
+                start,
+                at,
+                established_at.unwrap_or(0),
+                now_ms,
+                sessions,
+                u8::from(node.dtls().resumed()),
+                st.pool.server.bits_credited - credit_base,
+                st.fetches_ok
+            );
+            semihosting::process::exit(0)
+        }
+    }
 }
