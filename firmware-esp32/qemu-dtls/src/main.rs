@@ -582,6 +582,10 @@ fn after_restart(
     let (mut ok_base, mut credit_base) = (u64::MAX, 0);
     let mut last_ok = ok_before;
     let mut drain = [0u8; 32];
+    // When the first request that got no answer went out: the first after the last fetch
+    // the old session delivered.
+    let mut requests_base = node.node().status().client.requests;
+    let mut first_request_at = None;
     loop {
         let now_ms = hw::now_ms();
         if now_ms > deadline {
@@ -654,6 +658,20 @@ fn after_restart(
             }
         }
         iface.poll(ts(now_ms), dev, sockets);
+        let st = node.node().status();
+        if st.fetches_ok > last_ok && reconnected.is_none() {
+            requests_base = st.client.requests;
+            first_request_at = None;
+        }
+        if first_request_at.is_none() && st.client.requests > requests_base {
+            first_request_at = Some(now_ms);
+        }
+        if st.fetches_ok > last_ok {
+            // The device's consumers take what the pool holds, so that the next fetch is
+            // credited rather than capped.
+            last_ok = st.fetches_ok;
+            while node.node_mut().fill(&mut drain).is_ok() {}
+        }
         let Some((at, setup)) = reconnected else {
             continue;
         };
@@ -678,12 +696,6 @@ fn after_restart(
             Some(_) => req.instr += spent,
         }
         let st = node.node().status();
-        if st.fetches_ok > last_ok {
-            // The device's consumers take what the pool holds, so that the next fetch is
-            // credited rather than capped.
-            last_ok = st.fetches_ok;
-            while node.node_mut().fill(&mut drain).is_ok() {}
-        }
         if established_at.is_some() && st.fetches_ok > ok_base {
             // The first fetch over the new session: figures, then the outcome.
             req.heap_peak = HEAP.usage().1;
@@ -702,8 +714,9 @@ fn after_restart(
                 stack_top - stack_low,
             );
             println!(
-                "RECONNECTED ready_at={} reconnect_at={} established_at={} credited_at={} sessions={} resumed={} credited_bits={} fetches_ok={}",
+                "RECONNECTED ready_at={} first_request_at={} reconnect_at={} established_at={} credited_at={} sessions={} resumed={} credited_bits={} fetches_ok={}",
                 start,
+                first_request_at.unwrap_or(0),
                 at,
                 established_at.unwrap_or(0),
                 now_ms,
