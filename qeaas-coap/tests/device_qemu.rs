@@ -288,7 +288,69 @@ fn device_in_qemu_fetches_over_dtls13_in_four_configurations() {
     ecdsa_certificates();
     client_certificate();
     reconnect_after_a_server_restart();
+    not_before_floor();
     soak();
+}
+
+/// Issue 13, server identity: the not-before floor against the real frontend. The server's
+/// certificate is rotated (same key and name, notBefore 2026-06-01 instead of 2025-01-01, both
+/// valid under the device's trust anchor): a device reports the new notBefore as its floor.
+/// Then the frontend rolls back to the old certificate: a device with that floor fails the
+/// handshake and is served nothing, while one without a floor accepts it (the control).
+fn not_before_floor() {
+    const NEW_NB: u64 = 1_780_272_000; // 2026-06-01T00:00:00Z
+    const OLD_NB: u64 = 1_735_689_600; // 2025-01-01T00:00:00Z
+    let mut key = qeaas_wolfssl_sys::MlDsa44::generate().unwrap();
+    let name = "coapd.qeaas.test";
+    let old = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, name, 9).unwrap();
+    let new =
+        qeaas_wolfssl_sys::x509::self_signed_mldsa44_from(&mut key, name, 10, b"260601000000Z")
+            .unwrap();
+    let key_der = key.private_der().unwrap();
+    let mut s = Stack::start(|dir| {
+        std::fs::write(dir.join("old.der"), &old).unwrap();
+        std::fs::write(dir.join("new.der"), &new).unwrap();
+        std::fs::write(dir.join("mldsa-key.der"), &key_der).unwrap();
+        format!(
+            "[certificate]\nchain = {:?}\nkey = {:?}\n",
+            dir.join("new.der"),
+            dir.join("mldsa-key.der")
+        )
+    });
+    let anchor = s.dir.path().join("old.der");
+    let part = provision(
+        s.dir.path(),
+        "floor",
+        s.port,
+        &["--ca", anchor.to_str().unwrap(), "--server-name", name],
+    );
+    let floor_line = |out: &str, key: &str| -> u64 {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("FLOOR "))
+            .unwrap_or_else(|| panic!("no FLOOR line:\n{out}"));
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+    };
+    let (ok, out) = run_device_with("mlkem-mldsa", &part, &["floor", "0"], 180);
+    assert!(ok, "rotated certificate refused:\n{out}");
+    assert_eq!(floor_line(&out, "server_not_before"), NEW_NB, "{out}");
+    assert_eq!(floor_line(&out, "floor"), NEW_NB, "{out}");
+
+    s.restart_coapd(|c| c.replace("new.der", "old.der"));
+    let before = s.served_to_frontend();
+    let (ok, out) = run_device_with("mlkem-mldsa", &part, &["floor", &NEW_NB.to_string()], 180);
+    assert!(
+        !ok,
+        "a certificate older than the floor was accepted:\n{out}"
+    );
+    assert!(out.contains("DTLS failed"), "{out}");
+    assert_eq!(s.served_to_frontend(), before);
+    let (ok, out) = run_device_with("mlkem-mldsa", &part, &["floor", "0"], 180);
+    assert!(ok, "the old certificate without a floor:\n{out}");
+    assert_eq!(floor_line(&out, "server_not_before"), OLD_NB, "{out}");
 }
 
 /// Issue 13, reconnect: a device fetching every second over ML-KEM-512 + ML-DSA-44; the

@@ -36,6 +36,17 @@ fn name(cn: &str) -> Vec<u8> {
 
 /// A self-signed CA certificate (DER) for `key` with common name `cn`, valid 2025-2049.
 pub fn self_signed_mldsa44(key: &mut MlDsa44, cn: &str, serial: u64) -> Result<Vec<u8>, Error> {
+    self_signed_mldsa44_from(key, cn, serial, b"250101000000Z")
+}
+
+/// As [`self_signed_mldsa44`], valid from `not_before` (UTCTime, `YYMMDDHHMMSSZ`) to 2049:
+/// a certificate rotation is a new certificate for the same name that starts later.
+pub fn self_signed_mldsa44_from(
+    key: &mut MlDsa44,
+    cn: &str,
+    serial: u64,
+    not_before: &[u8; 13],
+) -> Result<Vec<u8>, Error> {
     let alg = seq(&[OID_ML_DSA_44]);
     let mut pk = vec![0u8]; // BIT STRING: no unused bits
     pk.extend_from_slice(&key.public_raw()?);
@@ -48,7 +59,7 @@ pub fn self_signed_mldsa44(key: &mut MlDsa44, cn: &str, serial: u64) -> Result<V
         serial_bytes.push(0);
     }
     serial_bytes.extend_from_slice(&b[skip..]);
-    let validity = seq(&[&tlv(0x17, b"250101000000Z"), &tlv(0x17, b"491231235959Z")]);
+    let validity = seq(&[&tlv(0x17, not_before), &tlv(0x17, b"491231235959Z")]);
     // basicConstraints, critical, cA TRUE: wolfSSL loads only CA certificates as trust anchors.
     let bc = seq(&[
         &[0x06, 0x03, 0x55, 0x1d, 0x13],

@@ -22,6 +22,7 @@
 extern crate alloc;
 
 pub mod coap;
+pub mod floor;
 pub mod node;
 pub mod provision;
 pub mod scheduler;

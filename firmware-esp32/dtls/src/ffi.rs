@@ -40,6 +40,16 @@ extern "C" {
     fn wolfSSL_SESSION_free(session: *mut WolfSession);
     fn wolfSSL_session_reused(ssl: *mut sys::WOLFSSL) -> c_int;
     fn wolfSSL_CTX_set_session_cache_mode(ctx: *mut sys::WOLFSSL_CTX, mode: c_long) -> c_long;
+    /// The context the verify callback gets (as the store's user context).
+    fn wolfSSL_SetCertCbCtx(ssl: *mut sys::WOLFSSL, ctx: *mut c_void);
+    /// `qeaas-wolfssl-sys/c/verify_store.c`: in the verify callback, the peer's leaf certificate
+    /// (1), or 0 for a certificate of its chain; `*user` is the context above.
+    fn qeaas_wolfssl_store_leaf(
+        store: *mut c_void,
+        der: *mut *const c_uchar,
+        len: *mut c_uint,
+        user: *mut *mut c_void,
+    ) -> c_int;
     /// The ticket's length in `*len` (with a NULL buffer).
     fn wolfSSL_get_SessionTicket(
         ssl: *mut sys::WOLFSSL,
@@ -108,6 +118,10 @@ struct Io {
     inbox: VecDeque<Vec<u8>>,
     outbox: VecDeque<Vec<u8>>,
     psk: Option<(Vec<u8>, Vec<u8>)>,
+    /// Certificates whose notBefore is earlier are refused (Unix seconds; 0: none).
+    floor: u64,
+    /// The notBefore of the server certificate this session accepted.
+    peer_not_before: Option<u64>,
 }
 
 pub(crate) struct Session {
@@ -187,6 +201,18 @@ impl Session {
         NonNull::new(unsafe { wolfSSL_get1_session(self.ssl.as_ptr()) }).map(Ticket)
     }
 
+    /// Refuse server certificates whose notBefore is earlier than `secs` (Unix seconds), from
+    /// the next certificate this session verifies on.
+    pub(crate) fn set_floor(&mut self, secs: u64) {
+        self.io_mut().floor = secs;
+    }
+
+    /// The notBefore of the server certificate this session verified and accepted (`None`
+    /// before that, after a resumption, and in PSK mode).
+    pub(crate) fn peer_not_before(&self) -> Option<u64> {
+        self.io().peer_not_before
+    }
+
     /// True when the handshake resumed with a ticket (no certificate was sent or verified).
     pub(crate) fn resumed(&self) -> bool {
         // SAFETY: valid session; read only.
@@ -259,7 +285,7 @@ impl Session {
                     sys::wolfSSL_CTX_set_verify(
                         ctx.as_ptr(),
                         sys::WOLFSSL_VERIFY_PEER | sys::WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                        core::ptr::null(),
+                        verify_cb as *const c_void,
                     );
                 }
                 Auth::Psk { .. } => {
@@ -285,6 +311,8 @@ impl Session {
             inbox: VecDeque::new(),
             outbox: VecDeque::new(),
             psk,
+            floor: 0,
+            peer_not_before: None,
         }));
         let s = Session {
             ctx,
@@ -298,6 +326,7 @@ impl Session {
         unsafe {
             sys::wolfSSL_SetIOReadCtx(ssl.as_ptr(), io);
             sys::wolfSSL_SetIOWriteCtx(ssl.as_ptr(), io);
+            wolfSSL_SetCertCbCtx(ssl.as_ptr(), io);
             // Timers are driven by the owner (`got_timeout`), never by blocking reads.
             sys::wolfSSL_dtls_set_using_nonblock(ssl.as_ptr(), 1);
             let r = sys::wolfSSL_UseKeyShare(ssl.as_ptr(), group);
@@ -489,6 +518,41 @@ extern "C" fn io_send(
         io.outbox.push_back(d.to_vec());
     }
     sz
+}
+
+/// wolfSSL's verify callback (certificate mode). Runs after wolfSSL's own checks of each
+/// certificate of the server's chain; for the server's own certificate, which wolfSSL verified
+/// (`preverify` 1), it reads the notBefore and refuses one earlier than the session's floor. A
+/// failure wolfSSL found stays a failure.
+extern "C" fn verify_cb(preverify: c_int, store: *mut c_void) -> c_int {
+    if preverify == 0 {
+        return 0;
+    }
+    let (mut der, mut len, mut user): (*const c_uchar, c_uint, *mut c_void) =
+        (core::ptr::null(), 0, core::ptr::null_mut());
+    // SAFETY: wolfSSL passes its live store; the helper only reads it and writes our locals.
+    let leaf = unsafe { qeaas_wolfssl_store_leaf(store, &mut der, &mut len, &mut user) };
+    match leaf {
+        0 => return 1,
+        1 if !der.is_null() && !user.is_null() => {}
+        _ => return 0,
+    }
+    // SAFETY: `user` is this session's `Io` (wolfSSL_SetCertCbCtx in `Session::new`), live for
+    // the whole handshake; no Rust reference to it is held across the wolfSSL call that runs
+    // this callback. `der` points at wolfSSL's copy of the certificate, `len` bytes.
+    let (io, cert) = unsafe {
+        (
+            &mut *(user as *mut Io),
+            core::slice::from_raw_parts(der, len as usize),
+        )
+    };
+    match qeaas_device::floor::not_before(cert) {
+        Some(nb) if nb >= io.floor => {
+            io.peer_not_before = Some(nb);
+            1
+        }
+        _ => 0,
+    }
 }
 
 extern "C" fn psk_client_cb(

@@ -287,6 +287,8 @@ pub struct SecureNode<R> {
     current: Option<[u8; 32]>,
     /// The newest ticket, and the configuration of the session that got it.
     ticket: Option<(ffi::Ticket, [u8; 32])>,
+    /// The not-before floor every session is made with ([`Self::set_not_before_floor`]).
+    floor: u64,
 }
 
 /// The configurations a ticket may be used with: certificate mode only, and only for the same
@@ -374,6 +376,7 @@ impl<R: RandomSource> SecureNode<R> {
                 dtls,
                 current: resumable(cfg),
                 ticket: None,
+                floor: 0,
             }),
             Err(e) => Err((node, e)),
         }
@@ -399,12 +402,33 @@ impl<R: RandomSource> SecureNode<R> {
         let node = &mut self.node;
         let ticket = self.ticket.as_ref().map(|(t, _)| t);
         self.dtls = DtlsClient::resuming(cfg, &mut |buf| seed_from(node, refill, buf), ticket)?;
+        self.dtls.s.set_floor(self.floor);
         self.current = want;
         if !self.dtls.offered_ticket {
             // Expired (wolfSSL would not offer it): it never will be again.
             self.ticket = None;
         }
         Ok(())
+    }
+
+    /// The not-before floor (issue 13, server identity; see [`qeaas_device::floor`]): from now
+    /// on, this session included if it has not verified the server yet, a server certificate
+    /// whose notBefore is earlier than `secs` (Unix seconds) fails the handshake. The shell
+    /// reads the floor from flash at boot and raises it with [`Self::server_not_before`].
+    pub fn set_not_before_floor(&mut self, secs: u64) {
+        self.floor = secs;
+        self.dtls.s.set_floor(secs);
+    }
+
+    /// Once established with a verified certificate: its notBefore, which the shell keeps as
+    /// the new floor if it is higher (`qeaas_device::floor::Record::advance`). `None` after a
+    /// resumption (no certificate) and in PSK mode.
+    pub fn server_not_before(&self) -> Option<u64> {
+        if self.dtls.is_established() {
+            self.dtls.s.peer_not_before()
+        } else {
+            None
+        }
     }
 
     /// The node back, without its session.

@@ -504,3 +504,57 @@ fn reconnect_resumes_with_the_last_ticket_after_a_server_restart() {
     dev.reconnect(&cfg, &mut |_| {}).unwrap();
     assert!(!dev.dtls().offered_ticket());
 }
+
+/// Issue 13, server identity: the not-before floor. A server certificate older than the floor
+/// (the certificate before a rotation, still signed by the fleet CA) fails the handshake and
+/// gets no request and no credit; the accepted certificate's notBefore is reported, for the
+/// shell to raise the floor with. Same key and name, notBefore 2025-01-01 and 2026-06-01.
+#[test]
+fn a_certificate_older_than_the_floor_is_refused() {
+    const NEW_NB: u64 = 1_780_272_000; // 2026-06-01T00:00:00Z
+    let mut key = MlDsa44::generate().unwrap();
+    let old = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, "srv", 1).unwrap();
+    let new =
+        qeaas_wolfssl_sys::x509::self_signed_mldsa44_from(&mut key, "srv", 2, b"260601000000Z")
+            .unwrap();
+    let key_der = key.private_der().unwrap();
+    let server = |cert: &[u8]| {
+        let mut c = Context::new(Role::Server, Version::Dtls13).unwrap();
+        c.use_certificate_chain(cert, Format::Der).unwrap();
+        c.use_private_key(&key_der, Format::Der).unwrap();
+        c.set_groups(&[Group::MlKem512]).unwrap();
+        c
+    };
+    let peer: SocketAddr = ([10, 0, 2, 15], 49152).into();
+    let cfg = DtlsConfig {
+        kex: KeyExchange::MlKem512,
+        auth: Auth::Certificate {
+            ca_der: &old,
+            server_name: None,
+            client: None,
+        },
+    };
+    let mut dev = node(&cfg);
+    let rotated = server(&new);
+    let mut srv = Session::new(&rotated, peer).unwrap();
+    assert_eq!(run(&mut dev, &mut srv).len(), 1);
+    assert_eq!(dev.server_not_before(), Some(NEW_NB));
+    dev.set_not_before_floor(NEW_NB);
+
+    // The certificate from before the rotation: refused, nothing credited.
+    let credited = dev.node().status().pool.server.bits_credited;
+    dev.reconnect(&cfg, &mut |_| {}).unwrap();
+    let rolled_back = server(&old);
+    let mut srv = Session::new(&rolled_back, peer).unwrap();
+    assert!(run_at(&mut dev, &mut srv, Instant(100_000)).is_empty());
+    assert!(matches!(dev.dtls().state(), State::Failed(_)));
+    assert_eq!(dev.server_not_before(), None);
+    assert_eq!(dev.node().status().pool.server.bits_credited, credited);
+
+    // The control: the same certificate without the floor is accepted.
+    dev.set_not_before_floor(0);
+    dev.reconnect(&cfg, &mut |_| {}).unwrap();
+    let mut srv = Session::new(&rolled_back, peer).unwrap();
+    assert_eq!(run_at(&mut dev, &mut srv, Instant(200_000)).len(), 1);
+    assert_eq!(dev.server_not_before(), Some(1_735_689_600));
+}

@@ -15,6 +15,10 @@
 //! the heap peak of the first tenth of the sessions and of the rest (the test asserts no
 //! growth).
 //!
+//! With `floor <secs>` the session refuses a server certificate whose notBefore is earlier
+//! (the not-before floor the ESP32-C3 keeps in flash), and `FLOOR ...` reports the accepted
+//! certificate's notBefore and the floor the device would keep.
+//!
 //! With `restart` it then runs as the ESP32-C3 shell does, fetching every second, prints
 //! `RESTART ready` (the host then restarts the server), and lets the reconnect policy
 //! ([`Reconnect`]) find out that the server lost the session and make a new one, which offers
@@ -165,14 +169,15 @@ fn main() -> ! {
     let args = semihosting::experimental::env::args::<512>().unwrap_or_else(|_| fail("args"));
     let args: Vec<String> = (&args).filter_map(|a| a.ok()).map(String::from).collect();
     // QEMU passes the program name first.
-    let (cfg_name, path, soak, restart) = match &args[..] {
-        [_, label, path] => (label, path, None, false),
-        [_, label, path, mode] if mode == "restart" => (label, path, None, true),
+    let n = |v: &str| v.parse::<u64>().unwrap_or_else(|_| fail("numbers"));
+    let (cfg_name, path, soak, restart, floor) = match &args[..] {
+        [_, label, path] => (label, path, None, false, 0),
+        [_, label, path, mode] if mode == "restart" => (label, path, None, true, 0),
+        [_, label, path, mode, secs] if mode == "floor" => (label, path, None, false, n(secs)),
         [_, label, path, sessions, fetches] => {
-            let n = |v: &str| v.parse::<u64>().unwrap_or_else(|_| fail("soak numbers"));
-            (label, path, Some((n(sessions), n(fetches))), false)
+            (label, path, Some((n(sessions), n(fetches))), false, 0)
         }
-        _ => fail("usage: <label> <partition> [<sessions> <fetches> | restart]"),
+        _ => fail("usage: <label> <partition> [<sessions> <fetches> | restart | floor <secs>]"),
     };
     let mut cpath = Vec::from(path.as_bytes());
     cpath.push(0);
@@ -312,6 +317,7 @@ fn main() -> ! {
         fail("DTLS session setup")
     });
     let setup_instr = instret() - t0;
+    node.set_not_before_floor(floor);
     let mut hs = Phase {
         heap_base: heap_before_session,
         ..Phase::default()
@@ -412,6 +418,14 @@ fn main() -> ! {
         stack_top - hs_stack_low,
         stack_top - stack_low,
     );
+    if let Some(nb) = node.server_not_before() {
+        let kept = qeaas_device::floor::Record::advance(
+            Some(qeaas_device::floor::Record { seq: 0, floor }),
+            nb,
+        )
+        .map_or(floor, |r| r.floor);
+        println!("FLOOR server_not_before={} floor={}", nb, kept);
+    }
     let mut out = [0u8; 16];
     if node.node_mut().fill(&mut out).is_err() {
         fail("pool output after the fetch");
