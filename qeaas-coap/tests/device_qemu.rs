@@ -172,6 +172,8 @@ struct Goal {
 #[derive(serde::Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct Budgets {
+    /// Goals not met yet (a goal met becomes the budget).
+    #[serde(default)]
     goal: BTreeMap<String, Goal>,
     budget: BTreeMap<String, Budget>,
 }
