@@ -9,7 +9,8 @@
 //! session heap and stack are asserted against `firmware-esp32/budgets.toml`, one file for all.
 //! Instruction counts under `-icount` are deterministic up to the server's random choices, so
 //! this is no timed test. `QEAAS_DEVICE_FIGURES=<file>` appends the device's `FIG` lines to that
-//! file (for firmware-esp32/README.md).
+//! file (for firmware-esp32/README.md); `QEAAS_QEMU_ARGS` adds arguments to every qemu command
+//! line (e.g. a TCG plugin to profile the device).
 
 mod common;
 
@@ -122,6 +123,12 @@ fn qemu(config: &str, part: &Path, extra: &[&str], secs: u32) -> Command {
         "-device",
         "virtio-net-device,netdev=n0",
     ])
+    // For profiling, e.g. `-plugin <file>` (whitespace-separated, none by default).
+    .args(
+        std::env::var("QEAAS_QEMU_ARGS")
+            .unwrap_or_default()
+            .split_whitespace(),
+    )
     .arg("-kernel")
     .arg(firmware());
     cmd
@@ -172,6 +179,8 @@ struct Goal {
 #[derive(serde::Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct Budgets {
+    /// Goals not met yet (a goal met becomes the budget).
+    #[serde(default)]
     goal: BTreeMap<String, Goal>,
     budget: BTreeMap<String, Budget>,
 }

@@ -101,10 +101,18 @@
 #include <sys/types.h>
 #define WOLFSSL_MLDSA_VERIFY_ONLY
 /* Heap over speed on the device: verification in small pieces, key buffers sized to ML-DSA-44
- * (not the largest level), ML-KEM key generation in small memory. */
+ * and ML-KEM-512 (not the largest level), ML-KEM key generation in small memory.
+ * VERIFY_SMALLEST_MEM (which implies VERIFY_NO_MALLOC) streams z one polynomial at a time in
+ * buffers of the key instead of an 8.8 KB allocation, and the device verifies ML-DSA-44 only, so
+ * those buffers are sized for it: 35 544 -> 32 600 B of session heap for about +0.45 M
+ * instructions (firmware-esp32/README.md, frontier table). */
 #define WOLFSSL_MLDSA_VERIFY_SMALL_MEM
+#define WOLFSSL_MLDSA_VERIFY_SMALLEST_MEM
+#define WOLFSSL_NO_ML_DSA_65
+#define WOLFSSL_NO_ML_DSA_87
 #define WOLFSSL_MLDSA_DYNAMIC_KEYS
 #define WOLFSSL_MLKEM_MAKEKEY_SMALL_MEM
+#define WOLFSSL_MLKEM_DYNAMIC_KEYS
 /* DTLS 1.3 resumption with a session ticket, kept by the firmware itself (one
  * WOLFSSL_SESSION, taken with wolfSSL_get1_session) to reconnect after a server restart
  * without verifying the certificate again. wolfSSL's session API exists only with a session

@@ -56,6 +56,7 @@ extern "C" {
         buf: *mut c_uchar,
         len: *mut c_uint,
     ) -> c_int;
+    fn wolfSSL_CTX_set_cipher_list(ctx: *mut sys::WOLFSSL_CTX, list: *const c_char) -> c_int;
 }
 
 /// wolfSSL's `WOLFSSL_SESSION`, opaque.
@@ -85,6 +86,15 @@ impl core::fmt::Debug for Ticket {
         f.write_str("Ticket")
     }
 }
+
+/// The only cipher suite a device with a certificate configuration offers. In software
+/// ChaCha20-Poly1305 is constant-time without tables, while wolfSSL's C AES on RISC-V reads every
+/// cache line of its tables for each lookup (`WOLFSSL_AES_TOUCH_LINES`): with the AES-256-GCM the
+/// server picks from wolfSSL's default list, that was more than half of the ML-KEM-512 + ML-DSA-44
+/// handshake's instructions. ChaCha20 alone, because the server
+/// prefers its own order (AES-128-GCM first). PSK sessions keep wolfSSL's default list: the
+/// server's PSK is bound to AES-128-GCM-SHA256.
+const CERT_CIPHER_LIST: &CStr = c"TLS13-CHACHA20-POLY1305-SHA256";
 /// `WOLFSSL_SNI_HOST_NAME`.
 const SNI_HOST_NAME: c_uchar = 0;
 /// `WOLFSSL_SESS_CACHE_OFF`.
@@ -287,6 +297,10 @@ impl Session {
                         sys::WOLFSSL_VERIFY_PEER | sys::WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
                         verify_cb as *const c_void,
                     );
+                    let r = wolfSSL_CTX_set_cipher_list(ctx.as_ptr(), CERT_CIPHER_LIST.as_ptr());
+                    if r != sys::WOLFSSL_SUCCESS {
+                        return Err(setup("cipher list", r));
+                    }
                 }
                 Auth::Psk { .. } => {
                     sys::wolfSSL_CTX_set_verify(
