@@ -558,3 +558,36 @@ fn a_certificate_older_than_the_floor_is_refused() {
     assert_eq!(run_at(&mut dev, &mut srv, Instant(200_000)).len(), 1);
     assert_eq!(dev.server_not_before(), Some(1_735_689_600));
 }
+
+/// Attack: a device in PSK mode talks to whoever answers its datagrams. A server that does not
+/// know the device's key (here one with no PSKs at all, and one that knows only another
+/// device's) ignores the offered PSK and completes a certificate handshake with any
+/// certificate it likes. The device must refuse it: it authenticates its server only by the
+/// PSK, so a session without it gets no request and its bytes no credit.
+#[test]
+fn a_psk_device_refuses_a_server_that_answers_with_a_certificate_instead() {
+    let cfg = DtlsConfig {
+        kex: KeyExchange::MlKem512,
+        auth: Auth::Psk {
+            identity: b"dev",
+            key: b"right key 123456",
+        },
+    };
+    let (no_psk, _) = mldsa_server();
+    let (mut other_psk, _) = mldsa_server();
+    other_psk.set_psk_server(std::collections::HashMap::from([(
+        b"another device".to_vec(),
+        b"its key 12345678".to_vec(),
+    )]));
+    for sctx in [no_psk, other_psk] {
+        let mut dev = node(&cfg);
+        let mut srv = Session::new(&sctx, ([10, 0, 2, 15], 49152).into()).unwrap();
+        let sent = run(&mut dev, &mut srv);
+        assert!(
+            !dev.dtls().is_established(),
+            "a PSK device accepted a certificate handshake from a server without its key"
+        );
+        assert!(sent.is_empty());
+        assert_eq!(dev.node().status().pool.server.bits_credited, 0);
+    }
+}
