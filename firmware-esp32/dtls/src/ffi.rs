@@ -303,10 +303,14 @@ impl Session {
                     }
                 }
                 Auth::Psk { .. } => {
+                    // The PSK is the only thing that authenticates the server. A server that
+                    // ignores it and sends a certificate instead (anyone who answers the
+                    // device's datagrams can) must fail, not be trusted unverified: verify
+                    // against no CA, and refuse whatever certificate comes.
                     sys::wolfSSL_CTX_set_verify(
                         ctx.as_ptr(),
-                        sys::WOLFSSL_VERIFY_NONE,
-                        core::ptr::null(),
+                        sys::WOLFSSL_VERIFY_PEER,
+                        refuse_any_certificate as *const c_void,
                     );
                     sys::wolfSSL_CTX_set_psk_client_callback(ctx.as_ptr(), psk_client_cb);
                 }
@@ -567,6 +571,11 @@ extern "C" fn verify_cb(preverify: c_int, store: *mut c_void) -> c_int {
         }
         _ => 0,
     }
+}
+
+/// The verify callback in PSK mode: a server certificate is never accepted there.
+extern "C" fn refuse_any_certificate(_preverify: c_int, _store: *mut c_void) -> c_int {
+    0
 }
 
 extern "C" fn psk_client_cb(
