@@ -189,7 +189,16 @@ async fn main(spawner: Spawner) -> ! {
     );
     probe.fill(0);
 
-    let (cfg, ssid, password, server) = match provisioning::read(peripherals.FLASH) {
+    let (settings, mut floor) = provisioning::read(peripherals.FLASH);
+    if floor.present() {
+        println!("qeaas: not-before floor {} (Unix seconds)", floor.floor());
+    } else {
+        println!(
+            "qeaas: no `{}` partition: the not-before floor is off",
+            provisioning::FLOOR_LABEL
+        );
+    }
+    let (cfg, ssid, password, server) = match settings {
         Ok(p) => {
             println!(
                 "qeaas: provisioned: server {}:{}",
@@ -295,11 +304,15 @@ async fn main(spawner: Spawner) -> ! {
         "qeaas: DTLS 1.3 to {server} ({})",
         credentials::describe(&cfg)
     );
-    secure_loop(&mut link, &cfg).await
+    secure_loop(&mut link, &cfg, &mut floor).await
 }
 
 /// The network loop: the node over a DTLS session, new sessions with backoff when one fails.
-async fn secure_loop(link: &mut transport::Link<'_>, cfg: &DtlsConfig<'static>) -> ! {
+async fn secure_loop(
+    link: &mut transport::Link<'_>,
+    cfg: &DtlsConfig<'static>,
+    floor: &mut provisioning::FloorStore,
+) -> ! {
     // The jitter's seed differs per device (hardware RNG), so a fleet does not retry in step.
     let mut retry = Reconnect::new(
         now(),
@@ -347,6 +360,7 @@ async fn secure_loop(link: &mut transport::Link<'_>, cfg: &DtlsConfig<'static>) 
             e = match attempt {
                 Ok(mut next) => {
                     if let Engine::Secure(s) = &mut next {
+                        s.set_not_before_floor(floor.floor());
                         s.start(t);
                     }
                     setup_error = None;
@@ -367,7 +381,7 @@ async fn secure_loop(link: &mut transport::Link<'_>, cfg: &DtlsConfig<'static>) 
                 s.poll(t);
             }
             out.extend(core::iter::from_fn(|| s.poll_transmit()));
-            log_transition(was, s);
+            on_transition(was, s, floor);
         }
         let wake = next_wake(&e, &retry, setup_error, t);
         entropy::put(e);
@@ -386,7 +400,7 @@ async fn secure_loop(link: &mut transport::Link<'_>, cfg: &DtlsConfig<'static>) 
                     let was = s.dtls().state();
                     s.handle_datagram(tick(), &buf[..len]);
                     out.extend(core::iter::from_fn(|| s.poll_transmit()));
-                    log_transition(was, s);
+                    on_transition(was, s, floor);
                 }
                 entropy::put(e);
             }
@@ -425,17 +439,40 @@ fn next_wake(e: &Engine, retry: &Reconnect, setup_error: Option<DtlsError>, t: I
     wake
 }
 
-fn log_transition(was: State, s: &SecureNode<entropy::HwRandom>) {
+/// Logs a change of the session's state; once a session is established, raises the
+/// not-before floor to a verified server certificate that starts later.
+fn on_transition(
+    was: State,
+    s: &mut SecureNode<entropy::HwRandom>,
+    floor: &mut provisioning::FloorStore,
+) {
     let now = s.dtls().state();
     if now == was {
         return;
     }
     match now {
-        State::Established => println!(
-            "qeaas: DTLS established: {} {}, server authenticated",
-            s.dtls().cipher().unwrap_or("?"),
-            s.dtls().group().unwrap_or("?"),
-        ),
+        State::Established => {
+            println!(
+                "qeaas: DTLS established: {} {}, server authenticated{}",
+                s.dtls().cipher().unwrap_or("?"),
+                s.dtls().group().unwrap_or("?"),
+                if s.dtls().resumed() {
+                    " (resumed with a ticket)"
+                } else {
+                    ""
+                },
+            );
+            // A verified certificate newer than the floor raises it, in flash.
+            if let Some(nb) = s.server_not_before().filter(|nb| *nb > floor.floor()) {
+                match floor.advance(nb) {
+                    Some(f) => {
+                        s.set_not_before_floor(f);
+                        println!("qeaas: not-before floor raised to {f}");
+                    }
+                    None => println!("qeaas: could not write the not-before floor"),
+                }
+            }
+        }
         State::Failed(e) => println!("qeaas: DTLS failed: {e:?}"),
         State::Handshaking => {}
     }
