@@ -23,8 +23,9 @@
 //! `RESTART ready` (the host then restarts the server), and lets the reconnect policy
 //! ([`Reconnect`]) find out that the server lost the session and make a new one, which offers
 //! the last session's ticket. It prints the timeline (`EVENT ...`, virtual milliseconds), the new
-//! session's figures as configuration `<label>-resumed`, and `RECONNECTED ...` once the new
-//! session delivered credited bytes.
+//! session's figures as configuration `<label>-resumed` (or `<label>-reconnected` when it did
+//! not resume, as in PSK mode), and `RECONNECTED ...` once the new session delivered credited
+//! bytes.
 //!
 //! The "TRNG" is a fixed xorshift stream (qemu `virt` has none): it lets the pool start and
 //! seed wolfSSL, and is not entropy.
@@ -715,8 +716,9 @@ fn after_restart(
             req.heap_peak = HEAP.usage().1;
             let stack_low = hw::stack_low_water(paint_low, paint_top);
             println!(
-                "FIG {}-resumed setup_instr={} handshake_instr={} request_instr={} heap_before={} handshake_heap_peak={} request_heap_base={} request_heap_peak={} handshake_stack={} stack_peak={}",
+                "FIG {}-{} setup_instr={} handshake_instr={} request_instr={} heap_before={} handshake_heap_peak={} request_heap_base={} request_heap_peak={} handshake_stack={} stack_peak={}",
                 cfg_name,
+                if node.dtls().resumed() { "resumed" } else { "reconnected" },
                 setup,
                 hs.instr,
                 req.instr,
