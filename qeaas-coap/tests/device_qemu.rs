@@ -136,9 +136,26 @@ fn qemu(config: &str, part: &Path, extra: &[&str], secs: u32) -> Command {
 
 fn result_field(out: &str, key: &str) -> Option<u64> {
     let line = out.lines().find(|l| l.starts_with("RESULT "))?;
+    value(line, key)
+}
+
+/// The device's first output line that starts with `prefix` (e.g. `"FIG mlkem-psk "`).
+fn line_of<'a>(out: &'a str, prefix: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?}:\n{out}"))
+}
+
+/// The number after `key=` on a line of the device's `key=value` fields.
+fn value(line: &str, key: &str) -> Option<u64> {
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
         .and_then(|v| v.parse().ok())
+}
+
+/// As [`value`], for a field that must be there.
+fn field(line: &str, key: &str) -> u64 {
+    value(line, key).unwrap_or_else(|| panic!("no {key} in {line}"))
 }
 
 fn record_figures(out: &str) {
@@ -193,15 +210,7 @@ fn budgets() -> Budgets {
 
 /// `key=value` of the device's `FIG <config> ...` line.
 fn fig(out: &str, config: &str, key: &str) -> u64 {
-    let prefix = format!("FIG {config} ");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no FIG line for {config}:\n{out}"));
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in {line}"))
+    field(line_of(out, &format!("FIG {config} ")), key)
 }
 
 /// Asserts the run's figures against the configuration's budget; prints them and the goal.
@@ -333,16 +342,7 @@ fn not_before_floor() {
         s.port,
         &["--ca", anchor.to_str().unwrap(), "--server-name", name],
     );
-    let floor_line = |out: &str, key: &str| -> u64 {
-        let line = out
-            .lines()
-            .find(|l| l.starts_with("FLOOR "))
-            .unwrap_or_else(|| panic!("no FLOOR line:\n{out}"));
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in {line}"))
-    };
+    let floor_line = |out: &str, key: &str| field(line_of(out, "FLOOR "), key);
     let (ok, out) = run_device_with("mlkem-mldsa", &part, &["floor", "0"], 180);
     assert!(ok, "rotated certificate refused:\n{out}");
     assert_eq!(floor_line(&out, "server_not_before"), NEW_NB, "{out}");
@@ -453,16 +453,8 @@ fn restart_once(s: &mut Stack, config: &str, args: &[&str], resumes: bool) {
         tail(&s.log())
     );
     record_figures(&out);
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("RECONNECTED "))
-        .unwrap_or_else(|| panic!("no RECONNECTED line:\n{out}"));
-    let field = |k: &str| -> u64 {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {k} in {line}"))
-    };
+    let line = line_of(&out, "RECONNECTED ");
+    let field = |k: &str| field(line, k);
     assert_eq!(field("sessions"), 1, "more than one new session:\n{out}");
     assert_eq!(
         field("resumed"),
@@ -603,20 +595,12 @@ fn soak() {
         "soak failed:\n{out}\ncoapd log tail:\n{}",
         tail(&s.log())
     );
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("SOAK "))
-        .unwrap_or_else(|| panic!("no SOAK line:\n{out}"));
+    let line = line_of(&out, "SOAK ");
     eprintln!("{line}");
     for l in out.lines().filter(|l| l.starts_with("soak: ")) {
         eprintln!("{l}");
     }
-    let field = |k: &str| -> u64 {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {k} in {line}"))
-    };
+    let field = |k: &str| field(line, k);
     // The first session's fetch, then `fetches` per session.
     assert!(field("fetches") > sessions * fetches, "{line}");
     assert!(

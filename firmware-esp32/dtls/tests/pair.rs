@@ -32,6 +32,32 @@ fn mldsa_server() -> (Context, Vec<u8>) {
     (c, cert)
 }
 
+/// ML-KEM-512 with the server's certificate verified against `ca` (DER), no name check.
+fn cert_cfg(ca: &[u8]) -> DtlsConfig<'_> {
+    DtlsConfig {
+        kex: KeyExchange::MlKem512,
+        auth: Auth::Certificate {
+            ca_der: ca,
+            server_name: None,
+            client: None,
+        },
+    }
+}
+
+/// An ML-KEM-512 server with this ML-DSA-44 certificate and key, issuing tickets sealed under
+/// `tickets` if given.
+fn mldsa_ctx(cert: &[u8], key_der: &[u8], tickets: Option<&[u8]>) -> Context {
+    let mut c = Context::new(Role::Server, Version::Dtls13).unwrap();
+    c.use_certificate_chain(cert, Format::Der).unwrap();
+    c.use_private_key(key_der, Format::Der).unwrap();
+    c.set_groups(&[Group::MlKem512]).unwrap();
+    if let Some(secret) = tickets {
+        c.enable_session_tickets(TicketKey::derive(secret, 3600).unwrap())
+            .unwrap();
+    }
+    c
+}
+
 fn node(cfg: &DtlsConfig<'_>) -> SecureNode<Counter> {
     SecureNode::new(
         Instant(0),
@@ -103,14 +129,7 @@ fn run_at(dev: &mut SecureNode<Counter>, srv: &mut Session, t0: Instant) -> Vec<
 #[test]
 fn verified_ml_kem_512_ml_dsa_44_fetch_is_credited() {
     let (sctx, cert) = mldsa_server();
-    let cfg = DtlsConfig {
-        kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate {
-            ca_der: &cert,
-            server_name: None,
-            client: None,
-        },
-    };
+    let cfg = cert_cfg(&cert);
     let mut dev = node(&cfg);
     let mut srv = Session::new(&sctx, ([10, 0, 2, 15], 49152).into()).unwrap();
     assert_eq!(dev.dtls().state(), State::Handshaking);
@@ -128,14 +147,7 @@ fn verified_ml_kem_512_ml_dsa_44_fetch_is_credited() {
 fn a_server_not_signed_by_the_ca_gets_no_request_and_no_credit() {
     let (sctx, _) = mldsa_server();
     let (_, other) = mldsa_server();
-    let cfg = DtlsConfig {
-        kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate {
-            ca_der: &other,
-            server_name: None,
-            client: None,
-        },
-    };
+    let cfg = cert_cfg(&other);
     let mut dev = node(&cfg);
     let mut srv = Session::new(&sctx, ([10, 0, 2, 15], 49152).into()).unwrap();
     let sent = run(&mut dev, &mut srv);
@@ -201,14 +213,7 @@ fn sending_before_the_handshake_is_refused() {
 fn reconnect_keeps_the_pool_and_a_new_session_can_succeed() {
     let (good, cert) = mldsa_server();
     let (bad, _) = mldsa_server();
-    let cfg = DtlsConfig {
-        kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate {
-            ca_der: &cert,
-            server_name: None,
-            client: None,
-        },
-    };
+    let cfg = cert_cfg(&cert);
     let node = qeaas_device::node::Node::new(
         Instant(0),
         ClientConfig::default(),
@@ -236,14 +241,7 @@ fn reconnect_keeps_the_pool_and_a_new_session_can_succeed() {
 #[test]
 fn with_node_refuses_a_node_that_does_not_credit_as_dtls() {
     let (_, cert) = mldsa_server();
-    let cfg = DtlsConfig {
-        kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate {
-            ca_der: &cert,
-            server_name: None,
-            client: None,
-        },
-    };
+    let cfg = cert_cfg(&cert);
     let node = qeaas_device::node::Node::new(
         Instant(0),
         ClientConfig::default(),
@@ -435,24 +433,9 @@ fn reconnect_resumes_with_the_last_ticket_after_a_server_restart() {
     let mut key = MlDsa44::generate().unwrap();
     let cert = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, "srv", 1).unwrap();
     let key_der = key.private_der().unwrap();
-    let server = |secret: &[u8]| {
-        let mut c = Context::new(Role::Server, Version::Dtls13).unwrap();
-        c.use_certificate_chain(&cert, Format::Der).unwrap();
-        c.use_private_key(&key_der, Format::Der).unwrap();
-        c.set_groups(&[Group::MlKem512]).unwrap();
-        c.enable_session_tickets(TicketKey::derive(secret, 3600).unwrap())
-            .unwrap();
-        c
-    };
+    let server = |secret: &[u8]| mldsa_ctx(&cert, &key_der, Some(secret));
     let peer: SocketAddr = ([10, 0, 2, 15], 49152).into();
-    let cfg = DtlsConfig {
-        kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate {
-            ca_der: &cert,
-            server_name: None,
-            client: None,
-        },
-    };
+    let cfg = cert_cfg(&cert);
     let mut dev = node(&cfg);
     let first = server(&[1; 32]);
     let mut srv = Session::new(&first, peer).unwrap();
@@ -481,14 +464,7 @@ fn reconnect_resumes_with_the_last_ticket_after_a_server_restart() {
 
     // Another CA in the configuration: the ticket is not offered.
     let (_, other_ca) = mldsa_server();
-    let reprovisioned = DtlsConfig {
-        kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate {
-            ca_der: &other_ca,
-            server_name: None,
-            client: None,
-        },
-    };
+    let reprovisioned = cert_cfg(&other_ca);
     dev.reconnect(&reprovisioned, &mut |_| {}).unwrap();
     assert!(!dev.dtls().offered_ticket());
     // Nor in PSK mode, nor back under the first CA once it was dropped.
@@ -518,22 +494,9 @@ fn a_certificate_older_than_the_floor_is_refused() {
         qeaas_wolfssl_sys::x509::self_signed_mldsa44_from(&mut key, "srv", 2, b"260601000000Z")
             .unwrap();
     let key_der = key.private_der().unwrap();
-    let server = |cert: &[u8]| {
-        let mut c = Context::new(Role::Server, Version::Dtls13).unwrap();
-        c.use_certificate_chain(cert, Format::Der).unwrap();
-        c.use_private_key(&key_der, Format::Der).unwrap();
-        c.set_groups(&[Group::MlKem512]).unwrap();
-        c
-    };
+    let server = |cert: &[u8]| mldsa_ctx(cert, &key_der, None);
     let peer: SocketAddr = ([10, 0, 2, 15], 49152).into();
-    let cfg = DtlsConfig {
-        kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate {
-            ca_der: &old,
-            server_name: None,
-            client: None,
-        },
-    };
+    let cfg = cert_cfg(&old);
     let mut dev = node(&cfg);
     let rotated = server(&new);
     let mut srv = Session::new(&rotated, peer).unwrap();

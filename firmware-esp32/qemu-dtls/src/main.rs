@@ -347,33 +347,17 @@ fn main() -> ! {
         }
         let now = Instant(now_ms);
         qeaas_device_dtls::set_clock(now_ms);
-        iface.poll(ts(now_ms), &mut dev, &mut sockets);
-        let mut spent = 0;
-        loop {
-            let sock = sockets.get_mut::<udp::Socket>(h);
-            let Ok((n, meta)) = sock.recv_slice(&mut buf) else {
-                break;
-            };
-            if meta.endpoint != server {
-                continue;
-            }
-            let t0 = instret();
-            node.handle_datagram(now, &buf[..n]);
-            spent += instret() - t0;
-        }
+        let mut net = Net {
+            iface: &mut iface,
+            dev: &mut dev,
+            sockets: &mut sockets,
+            h,
+            server,
+        };
         // Once the fetch is in, start no other (the soak's back-to-back schedule would).
-        if now >= node.poll_timeout() && node.node().status().fetches_ok == 0 {
-            let t0 = instret();
-            node.poll(now);
-            spent += instret() - t0;
-        }
-        let sock = sockets.get_mut::<udp::Socket>(h);
-        while let Some(d) = node.poll_transmit() {
-            if sock.send_slice(&d, server).is_err() {
-                println!("udp: send buffer full, datagram dropped");
-            }
-        }
-        iface.poll(ts(now_ms), &mut dev, &mut sockets);
+        let spent = net.turn(&mut node, now, &mut buf, |n| {
+            n.node().status().fetches_ok == 0
+        });
 
         match established_at {
             None => {
@@ -561,6 +545,48 @@ struct Net<'a, 'b> {
     server: IpEndpoint,
 }
 
+impl Net<'_, '_> {
+    /// One turn of the loop at `now`: the server's datagrams into the node (others dropped),
+    /// the node's timers if due and `may_poll` agrees, its datagrams out. Returns the
+    /// instructions spent inside the node.
+    fn turn(
+        &mut self,
+        node: &mut SecureNode<XorShift>,
+        now: Instant,
+        buf: &mut [u8],
+        may_poll: impl Fn(&SecureNode<XorShift>) -> bool,
+    ) -> u64 {
+        let ts = smoltcp::time::Instant::from_millis(now.0 as i64);
+        self.iface.poll(ts, self.dev, self.sockets);
+        let mut spent = 0;
+        loop {
+            let sock = self.sockets.get_mut::<udp::Socket>(self.h);
+            let Ok((n, meta)) = sock.recv_slice(buf) else {
+                break;
+            };
+            if meta.endpoint != self.server {
+                continue;
+            }
+            let t0 = instret();
+            node.handle_datagram(now, &buf[..n]);
+            spent += instret() - t0;
+        }
+        if now >= node.poll_timeout() && may_poll(node) {
+            let t0 = instret();
+            node.poll(now);
+            spent += instret() - t0;
+        }
+        let sock = self.sockets.get_mut::<udp::Socket>(self.h);
+        while let Some(d) = node.poll_transmit() {
+            if sock.send_slice(&d, self.server).is_err() {
+                println!("udp: send buffer full, datagram dropped");
+            }
+        }
+        self.iface.poll(ts, self.dev, self.sockets);
+        spent
+    }
+}
+
 /// `restart` mode (see the crate documentation): the shell's service loop with the reconnect
 /// policy, until a new session delivers credited bytes after the host restarted the server.
 fn after_restart(
@@ -568,17 +594,9 @@ fn after_restart(
     cfg: &DtlsConfig<'_>,
     mut node: SecureNode<XorShift>,
     trng: &mut dyn FnMut(&mut Node<XorShift>),
-    net: Net<'_, '_>,
+    mut net: Net<'_, '_>,
     (paint_low, paint_top, stack_top): (usize, usize, usize),
 ) -> ! {
-    let Net {
-        iface,
-        dev,
-        sockets,
-        h,
-        server,
-    } = net;
-    let ts = |ms: u64| smoltcp::time::Instant::from_millis(ms as i64);
     let start = hw::now_ms();
     let deadline = start + 180_000;
     // The shell's policy and backoff (5 s doubling to 600 s), jitter seeded per device.
@@ -622,7 +640,7 @@ fn after_restart(
                 st.client.retransmissions - retx_before,
                 st.fetches_failed
             );
-            let sock = sockets.get_mut::<udp::Socket>(h);
+            let sock = net.sockets.get_mut::<udp::Socket>(net.h);
             sock.close();
             if sock.bind(port).is_err() {
                 fail("bind");
@@ -647,32 +665,7 @@ fn after_restart(
             established_at = None;
             sessions += 1;
         }
-        iface.poll(ts(now_ms), dev, sockets);
-        let mut spent = 0;
-        loop {
-            let sock = sockets.get_mut::<udp::Socket>(h);
-            let Ok((n, meta)) = sock.recv_slice(&mut buf) else {
-                break;
-            };
-            if meta.endpoint != server {
-                continue;
-            }
-            let t0 = instret();
-            node.handle_datagram(now, &buf[..n]);
-            spent += instret() - t0;
-        }
-        if now >= node.poll_timeout() {
-            let t0 = instret();
-            node.poll(now);
-            spent += instret() - t0;
-        }
-        let sock = sockets.get_mut::<udp::Socket>(h);
-        while let Some(d) = node.poll_transmit() {
-            if sock.send_slice(&d, server).is_err() {
-                println!("udp: send buffer full, datagram dropped");
-            }
-        }
-        iface.poll(ts(now_ms), dev, sockets);
+        let spent = net.turn(&mut node, now, &mut buf, |_| true);
         let st = node.node().status();
         if st.fetches_ok > last_ok && reconnected.is_none() {
             requests_base = st.client.requests;
