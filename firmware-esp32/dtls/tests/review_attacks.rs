@@ -357,3 +357,58 @@ fn tickets_do_not_grow_the_heap_across_reconnects() {
     eprintln!("heap in use after 20, 100, 300, 700, 1500 reconnects: {at:?}");
     assert!(at[4] <= at[2] + 16 * 1024, "heap grew: {at:?}");
 }
+
+/// The floor must also retire tickets: a ticket issued before a rotation (under the old
+/// certificate, by a server whose ticket key the attacker took along with the old key) must
+/// not resume once the device has verified the new certificate and raised its floor. Here the
+/// rotated server issues no ticket, so the device keeps the old one. (On main this fails
+/// closed only by accident: the floor-raising handshake overwrote the kept ticket's secret in
+/// place, see the first test; a fix for that must drop the ticket instead.)
+#[test]
+fn a_ticket_from_before_the_floor_does_not_resume_after_it() {
+    const NEW_NB: u64 = 1_780_272_000; // 2026-06-01
+    let mut key = MlDsa44::generate().unwrap();
+    let old = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, "srv", 1).unwrap();
+    let new =
+        qeaas_wolfssl_sys::x509::self_signed_mldsa44_from(&mut key, "srv", 2, b"260601000000Z")
+            .unwrap();
+    let key_der = key.private_der().unwrap();
+    let server = |cert: &[u8], tickets: Option<&[u8]>| {
+        let mut c = Context::new(Role::Server, Version::Dtls13).unwrap();
+        c.use_certificate_chain(cert, Format::Der).unwrap();
+        c.use_private_key(&key_der, Format::Der).unwrap();
+        c.set_groups(&[Group::MlKem512]).unwrap();
+        if let Some(s) = tickets {
+            c.enable_session_tickets(TicketKey::derive(s, 3600).unwrap())
+                .unwrap();
+        }
+        c
+    };
+    let cfg = cert_cfg(&old);
+    let mut dev = node(&cfg);
+    // Before the rotation: the old certificate, ticket key K_old.
+    let before = server(&old, Some(&[9; 32]));
+    let mut srv = Session::new(&before, PEER.into()).unwrap();
+    assert_eq!(run_at(&mut dev, &mut srv, Instant(0)).len(), 1);
+    drop(srv);
+    // The rotation: the new certificate (no tickets); the floor rises to it.
+    let rotated = server(&new, None);
+    dev.reconnect(&cfg, &mut |_| {}).unwrap();
+    let mut srv = Session::new(&rotated, PEER.into()).unwrap();
+    assert_eq!(run_at(&mut dev, &mut srv, Instant(100_000)).len(), 1);
+    assert_eq!(dev.server_not_before(), Some(NEW_NB));
+    dev.set_not_before_floor(NEW_NB);
+    drop(srv);
+    // The attacker with the old key, old certificate and K_old.
+    let credited = dev.node().status().pool.server.bits_credited;
+    dev.reconnect(&cfg, &mut |_| {}).unwrap();
+    let mut srv = Session::new(&before, PEER.into()).unwrap();
+    let sent = run_at(&mut dev, &mut srv, Instant(200_000));
+    assert!(
+        !dev.dtls().is_established() && sent.is_empty(),
+        "the pre-rotation server resumed past the floor (resumed: {}), {} answers",
+        dev.dtls().resumed(),
+        sent.len()
+    );
+    assert_eq!(dev.node().status().pool.server.bits_credited, credited);
+}
