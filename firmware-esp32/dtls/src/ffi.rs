@@ -38,6 +38,8 @@ extern "C" {
     fn wolfSSL_set_session(ssl: *mut sys::WOLFSSL, session: *mut WolfSession) -> c_int;
     /// Drops one reference; the last one zeroes the resumption secret and frees it.
     fn wolfSSL_SESSION_free(session: *mut WolfSession);
+    /// A deep copy (new object, one reference), or NULL.
+    fn wolfSSL_SESSION_dup(session: *mut WolfSession) -> *mut WolfSession;
     fn wolfSSL_session_reused(ssl: *mut sys::WOLFSSL) -> c_int;
     fn wolfSSL_CTX_set_session_cache_mode(ctx: *mut sys::WOLFSSL_CTX, mode: c_long) -> c_long;
     /// The context the verify callback gets (as the store's user context).
@@ -142,6 +144,9 @@ pub(crate) struct Session {
     /// each time it is moved or used, which would invalidate wolfSSL's copy (Stacked Borrows).
     /// Rust reaches it only through `io()`/`io_mut()`, never across a wolfSSL call.
     io: NonNull<Io>,
+    /// The ticket bytes offered (`wolfSSL_set_session` with a private copy), to tell a new
+    /// NewSessionTicket from the offered ticket still in the session.
+    offered: Option<Vec<u8>>,
 }
 
 // SAFETY: a session owns its context, its WOLFSSL and the `Io` their callbacks use; wolfSSL
@@ -191,24 +196,59 @@ impl Session {
         );
         let r = Self::new_seeded(cfg);
         SEED.store(core::ptr::null_mut(), Ordering::Release);
-        let s = r?;
+        let mut s = r?;
         let offered = resume.is_some_and(|t| {
-            // SAFETY: valid session and ticket; wolfSSL copies the ticket and secret.
-            unsafe { wolfSSL_set_session(s.ssl.as_ptr(), t.0.as_ptr()) == sys::WOLFSSL_SUCCESS }
+            // `wolfSSL_set_session` does not copy a heap session: it takes a reference and the
+            // new session writes into it (its resumption secret at Finished, a new ticket).
+            // Offer a private copy so the kept ticket is never changed by a later session.
+            // SAFETY: valid ticket; the copy has one reference, released below after
+            // wolfSSL_set_session took its own.
+            unsafe {
+                let Some(copy) = NonNull::new(wolfSSL_SESSION_dup(t.0.as_ptr())) else {
+                    return false;
+                };
+                let ok = wolfSSL_set_session(s.ssl.as_ptr(), copy.as_ptr()) == sys::WOLFSSL_SUCCESS;
+                wolfSSL_SESSION_free(copy.as_ptr());
+                ok
+            }
         });
+        if offered {
+            s.offered = s.ticket_bytes();
+        }
         Ok((s, offered))
     }
 
-    /// The session's ticket, once the server sent one (after the handshake).
-    pub(crate) fn ticket(&self) -> Option<Ticket> {
+    fn ticket_bytes(&self) -> Option<Vec<u8>> {
         let mut len: c_uint = 0;
         // SAFETY: valid session; a NULL buffer asks for the length only.
         unsafe { wolfSSL_get_SessionTicket(self.ssl.as_ptr(), core::ptr::null_mut(), &mut len) };
         if len == 0 {
             return None;
         }
-        // SAFETY: valid session; returns a new reference (released by `Ticket`'s Drop) or NULL.
-        NonNull::new(unsafe { wolfSSL_get1_session(self.ssl.as_ptr()) }).map(Ticket)
+        let mut buf = alloc::vec![0u8; len as usize];
+        // SAFETY: valid session; `buf` writable for `len` bytes.
+        let r = unsafe { wolfSSL_get_SessionTicket(self.ssl.as_ptr(), buf.as_mut_ptr(), &mut len) };
+        (r == sys::WOLFSSL_SUCCESS).then(|| {
+            buf.truncate(len as usize);
+            buf
+        })
+    }
+
+    /// A copy of the session with the ticket the server sent in this session (after the
+    /// handshake); `None` if no new ticket came (the offered one may now carry this
+    /// session's resumption secret).
+    pub(crate) fn ticket(&self) -> Option<Ticket> {
+        let bytes = self.ticket_bytes()?;
+        if self.offered.as_ref() == Some(&bytes) {
+            return None;
+        }
+        // SAFETY: valid session; get1 returns a new reference, released after the copy.
+        unsafe {
+            let s = NonNull::new(wolfSSL_get1_session(self.ssl.as_ptr()))?;
+            let copy = wolfSSL_SESSION_dup(s.as_ptr());
+            wolfSSL_SESSION_free(s.as_ptr());
+            NonNull::new(copy).map(Ticket)
+        }
     }
 
     /// Refuse server certificates whose notBefore is earlier than `secs` (Unix seconds), from
@@ -337,6 +377,7 @@ impl Session {
             ssl,
             // Box::into_raw never returns null.
             io: NonNull::new(io).expect("Box::into_raw is non-null"),
+            offered: None,
         };
         let io = io as *mut c_void;
         // SAFETY: valid session; the `Io` allocation never moves and outlives the WOLFSSL

@@ -392,8 +392,12 @@ impl<R: RandomSource> SecureNode<R> {
         cfg: &DtlsConfig<'_>,
         refill: &mut dyn FnMut(&mut Node<R>),
     ) -> Result<(), DtlsError> {
-        if let (Some(t), Some(c)) = (self.dtls.s.ticket(), self.current) {
-            self.ticket = Some((t, c));
+        match (self.dtls.s.ticket(), self.current) {
+            (Some(t), Some(c)) => self.ticket = Some((t, c)),
+            // A full handshake that got no new ticket: the kept one predates the certificate
+            // this session verified (and maybe the floor it raised); it is not resumed past it.
+            (None, _) if self.dtls.is_established() && !self.dtls.s.resumed() => self.ticket = None,
+            _ => {}
         }
         let want = resumable(cfg);
         if want.is_none() || self.ticket.as_ref().map(|(_, c)| *c) != want {

@@ -9,7 +9,9 @@ use qeaas_device::coap::ClientConfig;
 use qeaas_device::scheduler::RefreshConfig;
 use qeaas_device::{Instant, RandomSource};
 use qeaas_device_dtls::{Auth, DtlsConfig, KeyExchange, SecureNode, State};
-use qeaas_wolfssl_sys::{Context, Format, Group, MlDsa44, Progress, Role, Session, TicketKey, Version};
+use qeaas_wolfssl_sys::{
+    Context, Format, Group, MlDsa44, Progress, Role, Session, TicketKey, Version,
+};
 
 struct Counter(u32);
 impl RandomSource for Counter {
@@ -91,7 +93,11 @@ fn pump(
         let est = srv.is_established();
         for d in srv.take_datagrams() {
             if std::env::var_os("REVIEW_DEBUG").is_some() {
-                eprintln!("server -> device: {} B (server established: {est}), device {:?}", d.len(), dev.dtls().state());
+                eprintln!(
+                    "server -> device: {} B (server established: {est}), device {:?}",
+                    d.len(),
+                    dev.dtls().state()
+                );
             }
             if deliver(est, &d) {
                 dev.handle_datagram(now, &d);
@@ -183,7 +189,9 @@ fn a_full_handshake_without_a_new_ticket_must_not_corrupt_the_kept_ticket() {
         outcomes.push((offered, dev.dtls().state(), n));
     }
     assert!(
-        outcomes.iter().all(|(_, s, n)| *s == State::Established && *n == 1),
+        outcomes
+            .iter()
+            .all(|(_, s, n)| *s == State::Established && *n == 1),
         "device cannot reconnect to the server that issued its ticket: {outcomes:?}"
     );
 }
@@ -208,7 +216,9 @@ fn dropping_the_new_session_ticket_must_not_lock_the_device_out() {
     // 63 B). Its records are encrypted, but their sizes tell them apart.
     dev.reconnect(&cfg, &mut |_| {}).unwrap();
     let mut srv = Session::new(&a, PEER.into()).unwrap();
-    pump(&mut dev, &mut srv, Instant(100_000), |est, d| !(est && d.len() > 150));
+    pump(&mut dev, &mut srv, Instant(100_000), |est, d| {
+        !(est && d.len() > 150)
+    });
     assert!(dev.dtls().is_established() && dev.dtls().resumed());
     drop(srv);
 
@@ -222,7 +232,9 @@ fn dropping_the_new_session_ticket_must_not_lock_the_device_out() {
         outcomes.push((offered, dev.dtls().state(), n));
     }
     assert!(
-        outcomes.iter().all(|(_, s, n)| *s == State::Established && *n == 1),
+        outcomes
+            .iter()
+            .all(|(_, s, n)| *s == State::Established && *n == 1),
         "device locked out of the genuine server: {outcomes:?}"
     );
 }
@@ -250,13 +262,92 @@ fn chain_pki(leaf_start: &str, inter_start: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>)
     .unwrap();
     std::fs::write(d.join("index.txt"), "").unwrap();
     std::fs::write(d.join("serial"), "1000\n").unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-    run(&[&["req", "-x509"][..], &ec, &["-keyout", "root.key", "-out", "root.pem", "-days", "3650", "-subj", "/CN=root"]].concat());
-    run(&[&["req"][..], &ec, &["-keyout", "inter.key", "-out", "inter.csr", "-subj", "/CN=inter"]].concat());
-    run(&["ca", "-batch", "-config", "ca.cnf", "-cert", "root.pem", "-keyfile", "root.key", "-in", "inter.csr", "-out", "inter.pem", "-startdate", inter_start, "-enddate", "301231000000Z", "-extensions", "inter", "-notext"]);
-    run(&[&["req"][..], &ec, &["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=qeaas.example"]].concat());
-    run(&["ca", "-batch", "-config", "ca.cnf", "-cert", "inter.pem", "-keyfile", "inter.key", "-in", "leaf.csr", "-out", "leaf.pem", "-startdate", leaf_start, "-enddate", "301231000000Z", "-extensions", "leaf", "-notext"]);
-    run(&["x509", "-in", "root.pem", "-outform", "der", "-out", "root.der"]);
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout", "root.key", "-out", "root.pem", "-days", "3650", "-subj", "/CN=root",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "inter.key",
+            "-out",
+            "inter.csr",
+            "-subj",
+            "/CN=inter",
+        ],
+    ]
+    .concat());
+    run(&[
+        "ca",
+        "-batch",
+        "-config",
+        "ca.cnf",
+        "-cert",
+        "root.pem",
+        "-keyfile",
+        "root.key",
+        "-in",
+        "inter.csr",
+        "-out",
+        "inter.pem",
+        "-startdate",
+        inter_start,
+        "-enddate",
+        "301231000000Z",
+        "-extensions",
+        "inter",
+        "-notext",
+    ]);
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=qeaas.example",
+        ],
+    ]
+    .concat());
+    run(&[
+        "ca",
+        "-batch",
+        "-config",
+        "ca.cnf",
+        "-cert",
+        "inter.pem",
+        "-keyfile",
+        "inter.key",
+        "-in",
+        "leaf.csr",
+        "-out",
+        "leaf.pem",
+        "-startdate",
+        leaf_start,
+        "-enddate",
+        "301231000000Z",
+        "-extensions",
+        "leaf",
+        "-notext",
+    ]);
+    run(&[
+        "x509", "-in", "root.pem", "-outform", "der", "-out", "root.der",
+    ]);
     let mut chain = std::fs::read(d.join("leaf.pem")).unwrap();
     chain.extend(std::fs::read(d.join("inter.pem")).unwrap());
     (
@@ -294,7 +385,11 @@ fn the_floor_checks_the_leaf_of_a_chain_not_its_intermediate() {
         // Control: no floor, the chain verifies.
         let mut dev = node(&cfg);
         let mut srv = Session::new(&sctx, PEER.into()).unwrap();
-        assert_eq!(run_at(&mut dev, &mut srv, Instant(0)).len(), 1, "control {leaf}");
+        assert_eq!(
+            run_at(&mut dev, &mut srv, Instant(0)).len(),
+            1,
+            "control {leaf}"
+        );
         let leaf_nb = if ok { JUN } else { JAN };
         assert_eq!(dev.server_not_before(), Some(leaf_nb));
         let _ = (JAN, JUN);
@@ -303,8 +398,15 @@ fn the_floor_checks_the_leaf_of_a_chain_not_its_intermediate() {
         dev.set_not_before_floor(MAR);
         let mut srv = Session::new(&sctx, PEER.into()).unwrap();
         let n = run_at(&mut dev, &mut srv, Instant(0)).len();
-        assert_eq!((n == 1, dev.dtls().is_established()), (ok, ok), "leaf {leaf}, inter {inter}");
-        assert_eq!(dev.node().status().pool.server.bits_credited, if ok { 256 } else { 0 });
+        assert_eq!(
+            (n == 1, dev.dtls().is_established()),
+            (ok, ok),
+            "leaf {leaf}, inter {inter}"
+        );
+        assert_eq!(
+            dev.node().status().pool.server.bits_credited,
+            if ok { 256 } else { 0 }
+        );
     }
 }
 
