@@ -206,8 +206,10 @@ impl<R: RandomSource> EntropyClient<R> {
     /// server restarted): nothing sent over the old one can be answered any more, so the
     /// request in flight, if any, goes out again at once over the new one, as a new message
     /// (new message id, same token and block, fresh timeout), instead of waiting out the old
-    /// exchange's doubled timeout. Idle: nothing to do.
+    /// exchange's doubled timeout. Datagrams still queued for the old transport are dropped:
+    /// sent over the new one they would be a second request the server serves for nothing.
     pub fn resend(&mut self, now: Instant) {
+        self.transmit.clear();
         if !self.is_idle() {
             self.send_request(now, self.szx);
         }

@@ -34,7 +34,9 @@ extern "C" {
     ) -> c_int;
     /// The session's `WOLFSSL_SESSION` with one more reference (NULL if none).
     fn wolfSSL_get1_session(ssl: *mut sys::WOLFSSL) -> *mut WolfSession;
-    /// Offers `session`'s ticket in the next handshake (copied); fails if it has expired.
+    /// Offers `session`'s ticket in the next handshake; fails if it has expired. A heap
+    /// session is not copied but shared (one more reference), and the new session writes into
+    /// it (its resumption secret, a new ticket): hence the private copies below.
     fn wolfSSL_set_session(ssl: *mut sys::WOLFSSL, session: *mut WolfSession) -> c_int;
     /// Drops one reference; the last one zeroes the resumption secret and frees it.
     fn wolfSSL_SESSION_free(session: *mut WolfSession);
@@ -68,12 +70,13 @@ struct WolfSession {
 }
 
 /// A DTLS 1.3 session ticket with its resumption secret, from a session whose server was
-/// authenticated (a ticket only ever arrives after the handshake). One wolfSSL reference,
-/// released on drop; wolfSSL zeroes the secret when the last one goes.
+/// authenticated (a ticket only ever arrives after the handshake): a private copy
+/// (`wolfSSL_SESSION_dup`) that no session refers to, so a later session cannot change it.
+/// Freed on drop; wolfSSL zeroes the secret.
 pub(crate) struct Ticket(NonNull<WolfSession>);
 
-// SAFETY: the ticket is a reference-counted heap object that no session uses after
-// `wolfSSL_set_session` copied it; single-threaded wolfSSL, and `Ticket` is not `Sync`.
+// SAFETY: the ticket is a heap object of its own (a copy) that no session refers to; sessions
+// get copies of it in turn. Single-threaded wolfSSL, and `Ticket` is not `Sync`.
 unsafe impl Send for Ticket {}
 
 impl Drop for Ticket {

@@ -289,6 +289,21 @@ pub struct SecureNode<R> {
     ticket: Option<(ffi::Ticket, [u8; 32])>,
     /// The not-before floor every session is made with ([`Self::set_not_before_floor`]).
     floor: u64,
+    /// Whether the current session checks the server's name, without which its certificate
+    /// may not raise the floor ([`Self::server_not_before`]).
+    names_server: bool,
+}
+
+/// True for certificate mode with a server name: only then is the verified certificate the
+/// server's (without the name, any certificate of the CA, e.g. a device's, would do).
+fn names_server(cfg: &DtlsConfig<'_>) -> bool {
+    matches!(
+        cfg.auth,
+        Auth::Certificate {
+            server_name: Some(_),
+            ..
+        }
+    )
 }
 
 /// The configurations a ticket may be used with: certificate mode only, and only for the same
@@ -377,6 +392,7 @@ impl<R: RandomSource> SecureNode<R> {
                 current: resumable(cfg),
                 ticket: None,
                 floor: 0,
+                names_server: names_server(cfg),
             }),
             Err(e) => Err((node, e)),
         }
@@ -408,6 +424,7 @@ impl<R: RandomSource> SecureNode<R> {
         self.dtls = DtlsClient::resuming(cfg, &mut |buf| seed_from(node, refill, buf), ticket)?;
         self.dtls.s.set_floor(self.floor);
         self.current = want;
+        self.names_server = names_server(cfg);
         if !self.dtls.offered_ticket {
             // Expired (wolfSSL would not offer it): it never will be again.
             self.ticket = None;
@@ -426,9 +443,11 @@ impl<R: RandomSource> SecureNode<R> {
 
     /// Once established with a verified certificate: its notBefore, which the shell keeps as
     /// the new floor if it is higher (`qeaas_device::floor::Record::advance`). `None` after a
-    /// resumption (no certificate) and in PSK mode.
+    /// resumption (no certificate), in PSK mode, and without a server name: there any
+    /// certificate of the CA passes as the server's, and a far-future notBefore would then
+    /// lock the device out of the real server for good (the floor still refuses older ones).
     pub fn server_not_before(&self) -> Option<u64> {
-        if self.dtls.is_established() {
+        if self.dtls.is_established() && self.names_server {
             self.dtls.s.peer_not_before()
         } else {
             None

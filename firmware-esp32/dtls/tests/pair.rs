@@ -2,129 +2,16 @@
 //! memory (no sockets, simulated time): a verified DTLS 1.3 fetch credits the server's bytes,
 //! a failed verification or a wrong PSK delivers nothing and credits nothing.
 
+mod common;
+
 use std::net::SocketAddr;
 
-use coap_lite::{MessageClass, MessageType, Packet, ResponseType};
+use common::{cert_cfg, mldsa_ctx, mldsa_server, node, run, run_at, Counter};
 use qeaas_device::coap::ClientConfig;
 use qeaas_device::scheduler::RefreshConfig;
-use qeaas_device::{Instant, RandomSource};
+use qeaas_device::Instant;
 use qeaas_device_dtls::{Auth, ClientCert, DtlsConfig, DtlsError, KeyExchange, SecureNode, State};
-use qeaas_wolfssl_sys::{
-    Context, Format, Group, MlDsa44, Progress, Role, Session, TicketKey, Version,
-};
-
-struct Counter(u32);
-impl RandomSource for Counter {
-    fn next_u32(&mut self) -> u32 {
-        self.0 = self.0.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        self.0
-    }
-}
-
-fn mldsa_server() -> (Context, Vec<u8>) {
-    let mut key = MlDsa44::generate().unwrap();
-    let cert = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, "srv", 1).unwrap();
-    let mut c = Context::new(Role::Server, Version::Dtls13).unwrap();
-    c.use_certificate_chain(&cert, Format::Der).unwrap();
-    c.use_private_key(&key.private_der().unwrap(), Format::Der)
-        .unwrap();
-    c.set_groups(&[Group::MlKem512, Group::P256]).unwrap();
-    (c, cert)
-}
-
-/// ML-KEM-512 with the server's certificate verified against `ca` (DER), no name check.
-fn cert_cfg(ca: &[u8]) -> DtlsConfig<'_> {
-    DtlsConfig {
-        kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate {
-            ca_der: ca,
-            server_name: None,
-            client: None,
-        },
-    }
-}
-
-/// An ML-KEM-512 server with this ML-DSA-44 certificate and key, issuing tickets sealed under
-/// `tickets` if given.
-fn mldsa_ctx(cert: &[u8], key_der: &[u8], tickets: Option<&[u8]>) -> Context {
-    let mut c = Context::new(Role::Server, Version::Dtls13).unwrap();
-    c.use_certificate_chain(cert, Format::Der).unwrap();
-    c.use_private_key(key_der, Format::Der).unwrap();
-    c.set_groups(&[Group::MlKem512]).unwrap();
-    if let Some(secret) = tickets {
-        c.enable_session_tickets(TicketKey::derive(secret, 3600).unwrap())
-            .unwrap();
-    }
-    c
-}
-
-fn node(cfg: &DtlsConfig<'_>) -> SecureNode<Counter> {
-    SecureNode::new(
-        Instant(0),
-        ClientConfig::default(),
-        RefreshConfig::default(),
-        Counter(1),
-        cfg,
-        &mut |_| {},
-    )
-    .unwrap()
-}
-
-/// Pumps both ends until the device has a fetch result or nothing moves; the test plays the
-/// CoAP server behind `srv`. Returns the bodies the server sent.
-fn run(dev: &mut SecureNode<Counter>, srv: &mut Session) -> Vec<Vec<u8>> {
-    run_at(dev, srv, Instant(0))
-}
-
-/// As [`run`], starting at `t0` (a later session of the same device).
-fn run_at(dev: &mut SecureNode<Counter>, srv: &mut Session, t0: Instant) -> Vec<Vec<u8>> {
-    let peer: SocketAddr = ([10, 0, 2, 15], 49152).into();
-    srv.set_peer(peer).unwrap();
-    let mut sent = Vec::new();
-    let mut now = t0;
-    // As qeaas-coapd: a stateless cookie exchange first, then the handshake.
-    let mut accepted = false;
-    dev.start(now);
-    for _ in 0..50 {
-        now = now.plus_ms(10);
-        let mut moved = false;
-        while let Some(d) = dev.poll_transmit() {
-            srv.feed(&d);
-            moved = true;
-        }
-        if !accepted {
-            accepted = srv.accept_stateless().unwrap_or(false);
-        }
-        if accepted && !srv.is_established() {
-            match srv.handshake() {
-                Ok(Progress::Done) | Ok(Progress::WantRead) => {}
-                Err(_) => {}
-            }
-        } else if accepted {
-            let mut buf = [0u8; 1500];
-            while let Ok(Some(n)) = srv.read(&mut buf) {
-                let req = Packet::from_bytes(&buf[..n]).unwrap();
-                let mut resp = Packet::new();
-                resp.header.set_type(MessageType::Acknowledgement);
-                resp.header.code = MessageClass::Response(ResponseType::Content);
-                resp.header.message_id = req.header.message_id;
-                resp.set_token(req.get_token().to_vec());
-                resp.payload = (0..32).map(|i| i as u8 ^ 0xa5).collect();
-                sent.push(resp.payload.clone());
-                srv.write(&resp.to_bytes().unwrap()).unwrap();
-            }
-        }
-        for d in srv.take_datagrams() {
-            dev.handle_datagram(now, &d);
-            moved = true;
-        }
-        dev.poll(now);
-        if !moved && dev.node().status().fetches_ok > 0 {
-            break;
-        }
-    }
-    sent
-}
+use qeaas_wolfssl_sys::{Context, Format, Group, MlDsa44, Role, Session, Version};
 
 #[test]
 fn verified_ml_kem_512_ml_dsa_44_fetch_is_credited() {
@@ -489,16 +376,30 @@ fn reconnect_resumes_with_the_last_ticket_after_a_server_restart() {
 fn a_certificate_older_than_the_floor_is_refused() {
     const NEW_NB: u64 = 1_780_272_000; // 2026-06-01T00:00:00Z
     let mut key = MlDsa44::generate().unwrap();
-    let old = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, "srv", 1).unwrap();
+    const NAME: &str = "srv.qeaas.test";
+    let old = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, NAME, 1).unwrap();
     let new =
-        qeaas_wolfssl_sys::x509::self_signed_mldsa44_from(&mut key, "srv", 2, b"260601000000Z")
+        qeaas_wolfssl_sys::x509::self_signed_mldsa44_from(&mut key, NAME, 2, b"260601000000Z")
             .unwrap();
     let key_der = key.private_der().unwrap();
     let server = |cert: &[u8]| mldsa_ctx(cert, &key_der, None);
     let peer: SocketAddr = ([10, 0, 2, 15], 49152).into();
-    let cfg = cert_cfg(&old);
-    let mut dev = node(&cfg);
     let rotated = server(&new);
+    // Without the server's name any certificate of the CA passes as the server's, so none may
+    // raise the floor (a far-future one would lock the device out for good).
+    let mut dev = node(&cert_cfg(&old));
+    let mut srv = Session::new(&rotated, peer).unwrap();
+    assert_eq!(run(&mut dev, &mut srv).len(), 1);
+    assert_eq!(dev.server_not_before(), None);
+    let cfg = DtlsConfig {
+        kex: KeyExchange::MlKem512,
+        auth: Auth::Certificate {
+            ca_der: &old,
+            server_name: Some(NAME),
+            client: None,
+        },
+    };
+    let mut dev = node(&cfg);
     let mut srv = Session::new(&rotated, peer).unwrap();
     assert_eq!(run(&mut dev, &mut srv).len(), 1);
     assert_eq!(dev.server_not_before(), Some(NEW_NB));

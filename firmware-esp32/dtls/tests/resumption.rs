@@ -1,120 +1,17 @@
-//! Security review (device DTLS resumption, not-before floor): attack and robustness tests.
-//! Each test plays the server with qeaas-wolfssl-sys's wrapper on the same wolfSSL build.
+//! Attack and robustness tests of the device's DTLS 1.3 resumption and its not-before floor,
+//! from a review tried as an attacker would: a ticket corrupted by a later session (a lockout),
+//! an on-path attacker dropping the NewSessionTicket, the floor on chains, a ticket from before
+//! the floor, the heap over many reconnects. The server is the frontend's wolfSSL wrapper on
+//! the same build.
+// Only for glibc's `mallinfo2` (the C heap wolfSSL allocates from), in `heap_in_use`.
 #![allow(unsafe_code)]
 
-use std::net::SocketAddr;
+mod common;
 
-use coap_lite::{MessageClass, MessageType, Packet, ResponseType};
-use qeaas_device::coap::ClientConfig;
-use qeaas_device::scheduler::RefreshConfig;
-use qeaas_device::{Instant, RandomSource};
-use qeaas_device_dtls::{Auth, DtlsConfig, KeyExchange, SecureNode, State};
-use qeaas_wolfssl_sys::{
-    Context, Format, Group, MlDsa44, Progress, Role, Session, TicketKey, Version,
-};
-
-struct Counter(u32);
-impl RandomSource for Counter {
-    fn next_u32(&mut self) -> u32 {
-        self.0 = self.0.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        self.0
-    }
-}
-
-const PEER: ([u8; 4], u16) = ([10, 0, 2, 15], 49152);
-
-fn node(cfg: &DtlsConfig<'_>) -> SecureNode<Counter> {
-    SecureNode::new(
-        Instant(0),
-        ClientConfig::default(),
-        RefreshConfig::default(),
-        Counter(1),
-        cfg,
-        &mut |_| {},
-    )
-    .unwrap()
-}
-
-/// Pumps both ends like pair.rs's `run_at`; `deliver(server_established, datagram)` decides
-/// whether a server datagram reaches the device (an on-path attacker dropping some).
-fn pump(
-    dev: &mut SecureNode<Counter>,
-    srv: &mut Session,
-    t0: Instant,
-    mut deliver: impl FnMut(bool, &[u8]) -> bool,
-) -> Vec<Vec<u8>> {
-    let peer: SocketAddr = PEER.into();
-    srv.set_peer(peer).unwrap();
-    let mut sent = Vec::new();
-    let mut now = t0;
-    let mut accepted = false;
-    dev.start(now);
-    for _ in 0..50 {
-        now = now.plus_ms(10);
-        let mut moved = false;
-        while let Some(d) = dev.poll_transmit() {
-            srv.feed(&d);
-            moved = true;
-        }
-        if !accepted {
-            accepted = match srv.accept_stateless() {
-                Ok(a) => a,
-                Err(e) => {
-                    if std::env::var_os("REVIEW_DEBUG").is_some() {
-                        eprintln!("server accept error: {e:?}");
-                    }
-                    false
-                }
-            };
-        }
-        if accepted && !srv.is_established() {
-            match srv.handshake() {
-                Ok(Progress::Done) | Ok(Progress::WantRead) => {}
-                Err(e) => {
-                    if std::env::var_os("REVIEW_DEBUG").is_some() {
-                        eprintln!("server handshake error: {e:?}");
-                    }
-                }
-            }
-        } else if accepted {
-            let mut buf = [0u8; 1500];
-            while let Ok(Some(n)) = srv.read(&mut buf) {
-                let req = Packet::from_bytes(&buf[..n]).unwrap();
-                let mut resp = Packet::new();
-                resp.header.set_type(MessageType::Acknowledgement);
-                resp.header.code = MessageClass::Response(ResponseType::Content);
-                resp.header.message_id = req.header.message_id;
-                resp.set_token(req.get_token().to_vec());
-                resp.payload = (0..32).map(|i| i as u8 ^ 0xa5).collect();
-                sent.push(resp.payload.clone());
-                srv.write(&resp.to_bytes().unwrap()).unwrap();
-            }
-        }
-        let est = srv.is_established();
-        for d in srv.take_datagrams() {
-            if std::env::var_os("REVIEW_DEBUG").is_some() {
-                eprintln!(
-                    "server -> device: {} B (server established: {est}), device {:?}",
-                    d.len(),
-                    dev.dtls().state()
-                );
-            }
-            if deliver(est, &d) {
-                dev.handle_datagram(now, &d);
-            }
-            moved = true;
-        }
-        dev.poll(now);
-        if !moved && dev.node().status().fetches_ok > 0 {
-            break;
-        }
-    }
-    sent
-}
-
-fn run_at(dev: &mut SecureNode<Counter>, srv: &mut Session, t0: Instant) -> Vec<Vec<u8>> {
-    pump(dev, srv, t0, |_, _| true)
-}
+use common::{cert_cfg, mldsa_ctx, node, pump, run_at, PEER};
+use qeaas_device::Instant;
+use qeaas_device_dtls::{Auth, DtlsConfig, KeyExchange, State};
+use qeaas_wolfssl_sys::{Context, Format, Group, MlDsa44, Role, Session, Version};
 
 struct Pki {
     cert: Vec<u8>,
@@ -131,26 +28,7 @@ fn pki() -> Pki {
 }
 
 fn server(p: &Pki, ticket_secret: Option<&[u8]>) -> Context {
-    let mut c = Context::new(Role::Server, Version::Dtls13).unwrap();
-    c.use_certificate_chain(&p.cert, Format::Der).unwrap();
-    c.use_private_key(&p.key_der, Format::Der).unwrap();
-    c.set_groups(&[Group::MlKem512]).unwrap();
-    if let Some(s) = ticket_secret {
-        c.enable_session_tickets(TicketKey::derive(s, 3600).unwrap())
-            .unwrap();
-    }
-    c
-}
-
-fn cert_cfg(ca: &[u8]) -> DtlsConfig<'_> {
-    DtlsConfig {
-        kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate {
-            ca_der: ca,
-            server_name: None,
-            client: None,
-        },
-    }
+    mldsa_ctx(&p.cert, &p.key_der, ticket_secret)
 }
 
 /// The device's ticket is the WOLFSSL_SESSION that `wolfSSL_set_session` *shares* with the next
@@ -470,23 +348,22 @@ fn tickets_do_not_grow_the_heap_across_reconnects() {
 fn a_ticket_from_before_the_floor_does_not_resume_after_it() {
     const NEW_NB: u64 = 1_780_272_000; // 2026-06-01
     let mut key = MlDsa44::generate().unwrap();
-    let old = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, "srv", 1).unwrap();
+    // The floor is raised only by a certificate checked for the server's name.
+    const NAME: &str = "srv.qeaas.test";
+    let old = qeaas_wolfssl_sys::x509::self_signed_mldsa44(&mut key, NAME, 1).unwrap();
     let new =
-        qeaas_wolfssl_sys::x509::self_signed_mldsa44_from(&mut key, "srv", 2, b"260601000000Z")
+        qeaas_wolfssl_sys::x509::self_signed_mldsa44_from(&mut key, NAME, 2, b"260601000000Z")
             .unwrap();
     let key_der = key.private_der().unwrap();
-    let server = |cert: &[u8], tickets: Option<&[u8]>| {
-        let mut c = Context::new(Role::Server, Version::Dtls13).unwrap();
-        c.use_certificate_chain(cert, Format::Der).unwrap();
-        c.use_private_key(&key_der, Format::Der).unwrap();
-        c.set_groups(&[Group::MlKem512]).unwrap();
-        if let Some(s) = tickets {
-            c.enable_session_tickets(TicketKey::derive(s, 3600).unwrap())
-                .unwrap();
-        }
-        c
+    let server = |cert: &[u8], tickets: Option<&[u8]>| mldsa_ctx(cert, &key_der, tickets);
+    let cfg = DtlsConfig {
+        kex: KeyExchange::MlKem512,
+        auth: Auth::Certificate {
+            ca_der: &old,
+            server_name: Some(NAME),
+            client: None,
+        },
     };
-    let cfg = cert_cfg(&old);
     let mut dev = node(&cfg);
     // Before the rotation: the old certificate, ticket key K_old.
     let before = server(&old, Some(&[9; 32]));
