@@ -13,6 +13,7 @@
 //! `if score[j] >= score[winner] { winner = j }` after a correct guess of `j`. Scores only grow
 //! by one, so `score[winner]` is always the highest score: the code keeps it in `high`.
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -38,12 +39,17 @@ struct Tally {
 
 impl Tally {
     fn hit(&mut self) {
-        self.correct += 1;
-        self.run += 1;
-        self.longest_run = self.longest_run.max(self.run);
+        self.guess(true);
     }
     fn miss(&mut self) {
-        self.run = 0;
+        self.guess(false);
+    }
+    /// A guess, right or wrong, without a branch (on random data it is a coin toss).
+    fn guess(&mut self, right: bool) {
+        let r = u64::from(right);
+        self.correct += r;
+        self.run = (self.run + 1) * r;
+        self.longest_run = self.longest_run.max(self.run);
     }
     fn done(self, total: u64) -> Predictions {
         Predictions {
@@ -633,19 +639,26 @@ fn multi_mmc_capped(s: &[u8], k: usize, max_entries: u32) -> Option<Predictions>
 
 /// Where the table of binary contexts of `d + 1` bits starts in one flat array of all of them
 /// (`2^(d+1)` contexts each, after those of 1 to `d` bits).
-fn binary_offset(d: usize) -> usize {
+const fn binary_offset(d: usize) -> usize {
     (1 << (d + 1)) - 2
 }
 
-/// Flat tables for binary contexts of 1 to `depth` bits: entry `binary_offset(d) + c` holds the
-/// counts of followers 0 and 1 of the `d + 1`-bit context `c`.
-fn binary_tables(depth: usize) -> Vec<[u32; 2]> {
-    vec![[0u32; 2]; binary_offset(depth)]
+/// Entries of the binary tables of contexts of 1 to 16 bits (MultiMMC's and LZ78Y's depth).
+const BINARY_LEN: usize = binary_offset(16);
+
+/// Flat tables for binary contexts of 1 to 16 bits: entry `binary_offset(d) + c` holds the
+/// counts of followers 0 and 1 of the `d + 1`-bit context `c`. (A fixed length, so that indices
+/// by constant offsets and masks need no bounds checks.)
+fn binary_tables() -> Box<[[u32; 2]; BINARY_LEN]> {
+    vec![[0u32; 2]; BINARY_LEN]
+        .into_boxed_slice()
+        .try_into()
+        .expect("BINARY_LEN entries")
 }
 
 fn multi_mmc_binary(s: &[u8], max_entries: u32) -> Predictions {
     let n = s.len() - 2;
-    let mut t = binary_tables(MMC_D);
+    let mut t = binary_tables();
     let mut entries = [0u32; MMC_D];
     let mut ctx = 0usize;
     for d in 0..MMC_D.min(n) {
@@ -658,24 +671,26 @@ fn multi_mmc_binary(s: &[u8], max_entries: u32) -> Predictions {
     let mut tally = Tally::default();
     // Bit d of `hist` is s[i - 1 - d]: the context of d + 1 bits is its low d + 1 bits.
     let mut hist = usize::from(s[0] & 1);
-    for i in 2..s.len() {
-        hist = ((hist << 1) | usize::from(s[i - 1] & 1)) & ((1 << MMC_D) - 1);
+    // The first steps, with fewer than 16 samples behind them.
+    let warm = s.len().min(MMC_D + 1);
+    for i in 2..warm {
+        hist = (hist << 1) | usize::from(s[i - 1] & 1);
         let y = usize::from(s[i] & 1);
         let cur_winner = winner;
-        // The winner's guess: 0 no prediction, 1 right, 2 wrong.
-        let mut outcome = 0u8;
         let mut found = true;
-        for d in 0..MMC_D.min(i - 1) {
-            let ctx = hist & ((2 << d) - 1);
-            let e = &mut t[binary_offset(d) + ctx];
+        for d in 0..i - 1 {
+            let e = &mut t[binary_offset(d) + (hist & ((2 << d) - 1))];
             if found && (e[0] | e[1]) != 0 {
                 let right = usize::from(e[0] <= e[1]) == y;
-                scores[d] += u64::from(right);
-                let take = right & (scores[d] >= high);
-                winner = if take { d } else { winner };
-                high = if take { scores[d] } else { high };
+                if right {
+                    scores[d] += 1;
+                    if scores[d] >= high {
+                        winner = d;
+                        high = scores[d];
+                    }
+                }
                 if d == cur_winner {
-                    outcome = 2 - u8::from(right);
+                    tally.guess(right);
                 }
                 if e[y] != 0 {
                     e[y] += 1;
@@ -692,11 +707,89 @@ fn multi_mmc_binary(s: &[u8], max_entries: u32) -> Predictions {
                 entries[d] += 1;
             }
         }
-        match outcome {
-            1 => tally.hit(),
-            2 => tally.miss(),
-            _ => {}
+    }
+    // Then all 16 models at every step, 64 steps at a time: the models' counts do not depend on
+    // the scores, so a block first runs the models, noting per step which predicted rightly
+    // (bit b of `right[d]`: model d at step b of the block) and how many predicted at all (the
+    // ones before the first unseen context, `found[b]`), then keeps the scores as the lag
+    // predictor does: only models within 64 of the top score are followed step by step. The 16
+    // models are written out one by one (constant offsets and masks); a model that can never
+    // reach `max_entries` pairs skips that check.
+    let mut found = [0u8; 64];
+    let mut near = [0usize; MMC_D];
+    let mut i0 = warm;
+    while i0 < s.len() {
+        let steps = (s.len() - i0).min(64);
+        let mut right = [0u64; MMC_D];
+        for b in 0..steps {
+            let i = i0 + b;
+            hist = ((hist << 1) | usize::from(s[i - 1] & 1)) & ((1 << MMC_D) - 1);
+            let y = usize::from(s[i] & 1);
+            let mut len = MMC_D as u8;
+            macro_rules! model {
+                ($d:expr) => {{
+                    let e = &mut t[binary_offset($d) + (hist & ((2 << $d) - 1))];
+                    if len == MMC_D as u8 && (e[0] | e[1]) != 0 {
+                        right[$d] |= u64::from(usize::from(e[0] <= e[1]) == y) << b;
+                        if (4 << $d) <= max_entries {
+                            e[y] += 1;
+                        } else {
+                            let seen = e[y] != 0;
+                            let add = seen | (entries[$d] < max_entries);
+                            e[y] += u32::from(add);
+                            entries[$d] += u32::from(add & !seen);
+                        }
+                    } else {
+                        len = len.min($d);
+                        if entries[$d] < max_entries {
+                            e[y] = 1;
+                            entries[$d] += 1;
+                        }
+                    }
+                }};
+            }
+            model!(0);
+            model!(1);
+            model!(2);
+            model!(3);
+            model!(4);
+            model!(5);
+            model!(6);
+            model!(7);
+            model!(8);
+            model!(9);
+            model!(10);
+            model!(11);
+            model!(12);
+            model!(13);
+            model!(14);
+            model!(15);
+            found[b] = len;
         }
+        let mut nears = 0;
+        for d in 0..MMC_D {
+            if scores[d] + steps as u64 >= high {
+                near[nears] = d;
+                nears += 1;
+            } else {
+                scores[d] += u64::from(right[d].count_ones());
+            }
+        }
+        for b in 0..steps {
+            if winner < usize::from(found[b]) {
+                tally.guess((right[winner] >> b) & 1 == 1);
+            }
+            for &d in &near[..nears] {
+                if (right[d] >> b) & 1 == 1 {
+                    scores[d] += 1;
+                    if scores[d] >= high {
+                        winner = d;
+                        high = scores[d];
+                    }
+                }
+            }
+        }
+        i0 += steps;
     }
     tally.done(n as u64)
 }
@@ -808,7 +901,7 @@ fn lz78y_capped(s: &[u8], k: usize, max_dict: u32) -> Option<Predictions> {
 }
 
 fn lz78y_binary(s: &[u8], max_dict: u32) -> Predictions {
-    let mut t = binary_tables(LZ_B);
+    let mut t = binary_tables();
     let mut size = 0u32;
     let mut ctx = 0usize;
     for j in 0..LZ_B {
@@ -819,7 +912,8 @@ fn lz78y_binary(s: &[u8], max_dict: u32) -> Predictions {
     let mut tally = Tally::default();
     // Bit j of `full` is s[i - 1 - j].
     let mut full = ctx;
-    for i in LZ_B + 1..s.len() {
+    let mut i = LZ_B + 1;
+    while i < s.len() && size < max_dict {
         full = ((full << 1) | usize::from(s[i - 1] & 1)) & ((1 << LZ_B) - 1);
         let y = usize::from(s[i] & 1);
         let mut best = 0u64;
@@ -836,11 +930,44 @@ fn lz78y_binary(s: &[u8], max_dict: u32) -> Predictions {
                 size += 1;
             }
         }
-        if best != 0 && (best & 1) as usize == y {
-            tally.hit();
-        } else {
-            tally.miss();
+        tally.guess(best != 0 && (best & 1) as usize == y);
+        i += 1;
+    }
+    // Full: nothing is added any more, and a context counts only if present. Without branches,
+    // as whether the longest contexts are present is a coin toss; the 16 contexts written out
+    // one by one (constant offsets and masks).
+    while i < s.len() {
+        full = ((full << 1) | usize::from(s[i - 1] & 1)) & ((1 << LZ_B) - 1);
+        let y = usize::from(s[i] & 1);
+        let mut best = 0u64;
+        macro_rules! context {
+            ($j:expr) => {{
+                let e = &mut t[binary_offset($j - 1) + (full & ((1 << $j) - 1))];
+                let present = u32::from((e[0] | e[1]) != 0);
+                let prediction = u8::from(e[1] >= e[0]);
+                let candidate = lz_candidate(e[0].max(e[1]), $j, prediction);
+                best = best.max(candidate * u64::from(present));
+                e[y] += present;
+            }};
         }
+        context!(1);
+        context!(2);
+        context!(3);
+        context!(4);
+        context!(5);
+        context!(6);
+        context!(7);
+        context!(8);
+        context!(9);
+        context!(10);
+        context!(11);
+        context!(12);
+        context!(13);
+        context!(14);
+        context!(15);
+        context!(16);
+        tally.guess((best != 0) & ((best & 1) as usize == y));
+        i += 1;
     }
     tally.done((s.len() - LZ_B - 1) as u64)
 }
