@@ -214,20 +214,15 @@ fn multi_mcw_binary(s: &[u8]) -> Predictions {
     for i in 0..s.len() {
         let x = usize::from(s[i] & 1);
         if i >= MCW_WINDOWS[0] {
+            // Without branches: every guess is a coin toss on random data.
             let guess = |j: usize| usize::from(2 * ones[j] > MCW_WINDOWS[j]);
-            if guess(winner) == x {
-                tally.hit();
-            } else {
-                tally.miss();
-            }
+            tally.guess(guess(winner) == x);
             for j in 0..4 {
-                if i >= MCW_WINDOWS[j] && guess(j) == x {
-                    scores[j] += 1;
-                    if scores[j] >= high {
-                        winner = j;
-                        high = scores[j];
-                    }
-                }
+                let right = (i >= MCW_WINDOWS[j]) & (guess(j) == x);
+                scores[j] += u64::from(right);
+                let take = right & (scores[j] >= high);
+                winner = if take { j } else { winner };
+                high = if take { scores[j] } else { high };
             }
         }
         for j in 0..4 {
@@ -291,16 +286,6 @@ fn pack_bits(s: &[u8]) -> Vec<u64> {
     words
 }
 
-/// The 64 bits from bit `pos` on (bit `t` of the result is bit `pos + t`).
-fn bits_at(words: &[u64], pos: usize) -> u64 {
-    let (q, r) = (pos / 64, pos % 64);
-    if r == 0 {
-        words[q]
-    } else {
-        (words[q] >> r) | (words[q + 1] << (64 - r))
-    }
-}
-
 /// Lag prediction on bits, 64 steps at a time once every lag has a sample to point at. A lag
 /// whose score is more than 64 below the highest cannot reach it within 64 steps, so it cannot
 /// win there: its correct guesses are counted for the whole block at once (a popcount), and
@@ -332,19 +317,30 @@ fn lag_binary(s: &[u8]) -> Predictions {
     let words = pack_bits(s);
     let mut agree = [0u64; LAG_D];
     let mut near = [0usize; LAG_D];
-    let mut i = warm;
-    while i < n {
+    // Blocks start at multiples of 64 (LAG_D is one): block q is word q, and the 128 samples
+    // before it are words q - 2 and q - 1.
+    let mut q = LAG_D / 64;
+    while 64 * q < n {
+        let i = 64 * q;
         let len = (n - i).min(64);
         let valid = if len == 64 {
             u64::MAX
         } else {
             (1u64 << len) - 1
         };
-        let cur = bits_at(&words, i);
+        let cur = words[q];
+        let before = u128::from(words[q - 1]) | (u128::from(words[q]) << 64);
+        let older = u128::from(words[q - 2]) | (u128::from(words[q - 1]) << 64);
         let mut nears = 0;
         for d in 0..LAG_D {
-            // Bit t: lag d guesses step i + t right.
-            let a = !(cur ^ bits_at(&words, i - d - 1)) & valid;
+            // The 64 samples d + 1 before the block's: bit t of `a` says lag d guesses step
+            // i + t right.
+            let back = if d < 64 {
+                (before >> (63 - d)) as u64
+            } else {
+                (older >> (127 - d)) as u64
+            };
+            let a = !(cur ^ back) & valid;
             if scores[d] + len as u64 >= high {
                 agree[d] = a;
                 near[nears] = d;
@@ -354,22 +350,16 @@ fn lag_binary(s: &[u8]) -> Predictions {
             }
         }
         for t in 0..len {
-            if bit(i + t - winner - 1) == bit(i + t) {
-                tally.hit();
-            } else {
-                tally.miss();
-            }
+            tally.guess(bit(i + t - winner - 1) == bit(i + t));
             for &d in &near[..nears] {
-                if (agree[d] >> t) & 1 == 1 {
-                    scores[d] += 1;
-                    if scores[d] >= high {
-                        winner = d;
-                        high = scores[d];
-                    }
-                }
+                let right = (agree[d] >> t) & 1 == 1;
+                scores[d] += u64::from(right);
+                let take = right & (scores[d] >= high);
+                winner = if take { d } else { winner };
+                high = if take { scores[d] } else { high };
             }
         }
-        i += len;
+        q += 1;
     }
     tally.done(n as u64 - 1)
 }
@@ -460,14 +450,25 @@ impl Table {
         }
     }
 
-    /// The slot of `key`, or the empty slot where it would go.
-    fn probe(&self, key: u128) -> (usize, Option<usize>) {
-        let mask = self.slots.len() - 1;
+    /// The first slot `key` may be in.
+    fn home(&self, key: u128) -> usize {
         let mut x = (key as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
             ^ ((key >> 64) as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
         x ^= x >> 29;
         x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        let mut i = (x >> self.shift) as usize;
+        (x >> self.shift) as usize
+    }
+
+    /// Reads the first slot `key` may be in, so that the lookups of one step wait for memory
+    /// together rather than one after the other.
+    fn touch(&self, key: u128) -> u32 {
+        self.slots[self.home(key)]
+    }
+
+    /// The slot of `key`, or the empty slot where it would go.
+    fn probe(&self, key: u128) -> (usize, Option<usize>) {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
         loop {
             match self.slots[i] {
                 0 => return (i, None),
@@ -581,10 +582,11 @@ fn multi_mmc_capped(s: &[u8], k: usize, max_entries: u32) -> Option<Predictions>
     let n = s.len() - 2;
     let cap = max_entries as usize;
     let mut models: Vec<Contexts> = (1..=MMC_D).map(|l| Contexts::new(l, cap)).collect();
-    let mut pool = Vec::new();
+    // Follower lists, one pool per model (each model's lists close together).
+    let mut pools: Vec<Vec<Node>> = (0..MMC_D).map(|_| Vec::new()).collect();
     let mut entries = [0u32; MMC_D];
     for d in 0..MMC_D.min(n) {
-        models[d].insert(key(&s[..=d]), &mut pool, s[d + 1]);
+        models[d].insert(key(&s[..=d]), &mut pools[d], s[d + 1]);
         entries[d] = 1;
     }
     // The orders from `open` up are full: past an unseen context there is nothing left to do.
@@ -595,6 +597,19 @@ fn multi_mmc_capped(s: &[u8], k: usize, max_entries: u32) -> Option<Predictions>
     for i in 2..s.len() {
         let y = s[i];
         let cur_winner = winner;
+        if open > 2 {
+            // While longer models still take new contexts, each step inserts into most of them:
+            // read their slots first, all at once.
+            let mut ctx = 0u128;
+            let mut touched = 0u32;
+            for d in 0..open.min(i - 1) {
+                ctx |= u128::from(s[i - d - 1]) << (8 * d);
+                if let Contexts::Hashed(t) = &models[d] {
+                    touched ^= t.touch(ctx);
+                }
+            }
+            core::hint::black_box(touched);
+        }
         let mut found = true;
         let mut ctx = 0u128;
         for d in 0..MMC_D.min(i - 1) {
@@ -614,7 +629,7 @@ fn multi_mmc_capped(s: &[u8], k: usize, max_entries: u32) -> Option<Predictions>
                     } else if d == cur_winner {
                         tally.miss();
                     }
-                    if model.count(h, &mut pool, y, entries[d] < max_entries) {
+                    if model.count(h, &mut pools[d], y, entries[d] < max_entries) {
                         entries[d] += 1;
                     }
                     continue;
@@ -626,7 +641,7 @@ fn multi_mmc_capped(s: &[u8], k: usize, max_entries: u32) -> Option<Predictions>
                 break;
             }
             if entries[d] < max_entries {
-                model.insert(ctx, &mut pool, y);
+                model.insert(ctx, &mut pools[d], y);
                 entries[d] += 1;
             }
         }
@@ -825,10 +840,10 @@ fn lz78y_capped(s: &[u8], k: usize, max_dict: u32) -> Option<Predictions> {
     }
     let cap = max_dict as usize;
     let mut dict: Vec<Contexts> = (1..=LZ_B).map(|l| Contexts::new(l, cap)).collect();
-    let mut pool = Vec::new();
+    let mut pools: Vec<Vec<Node>> = (0..LZ_B).map(|_| Vec::new()).collect();
     let mut size = 0u32;
     for j in 1..=LZ_B {
-        dict[j - 1].insert(key(&s[LZ_B - j..LZ_B]), &mut pool, s[LZ_B]);
+        dict[j - 1].insert(key(&s[LZ_B - j..LZ_B]), &mut pools[j - 1], s[LZ_B]);
         size += 1;
     }
     let mut tally = Tally::default();
@@ -851,9 +866,9 @@ fn lz78y_capped(s: &[u8], k: usize, max_dict: u32) -> Option<Predictions> {
             if let Some(h) = d.find(ctx) {
                 let f = d.get(h);
                 best = best.max(lz_candidate(f.best, j, f.prediction));
-                d.count(h, &mut pool, y, true);
+                d.count(h, &mut pools[j - 1], y, true);
             } else if size < max_dict {
-                d.insert(ctx, &mut pool, y);
+                d.insert(ctx, &mut pools[j - 1], y);
                 size += 1;
                 if size == max_dict {
                     filled_at = j;
@@ -881,7 +896,7 @@ fn lz78y_capped(s: &[u8], k: usize, max_dict: u32) -> Option<Predictions> {
             if let Some(h) = d.find(ctx) {
                 let f = d.get(h);
                 best = best.max(lz_candidate(f.best, j, f.prediction));
-                d.count(h, &mut pool, y, true);
+                d.count(h, &mut pools[j - 1], y, true);
             } else if orphan > j {
                 // Nothing between here and the orphan's length can be present: go there.
                 for jj in j + 1..orphan {
