@@ -11,8 +11,8 @@
 //!
 //! The LCP array comes cheaply when no two suffixes share their first `64 / b` symbols (`b` bits
 //! each; 64 bits of a bit string, 8 bytes of bytes), as in data of any entropy: each suffix's
-//! first symbols packed into a `u64` sort the suffixes (bucketed by the top 16 bits) and give
-//! each adjacent pair's common prefix (leading zeros of their XOR). Otherwise a suffix array (divsufsort) and
+//! first symbols packed into a `u64` sort the suffixes (a radix sort) and give each adjacent
+//! pair's common prefix (leading zeros of their XOR). Otherwise a suffix array (divsufsort) and
 //! Kasai's algorithm do it.
 
 use alloc::vec;
@@ -71,7 +71,7 @@ pub fn lcp_array(text: &[u8], sa: &[i32]) -> Vec<u32> {
 /// `w = 64 / b` symbols as sorted keys, or `None` if two suffixes share their first `w` symbols
 /// (the keys cannot then tell how far they agree).
 ///
-/// The keys go straight into buckets by their top 16 bits (counted in a first pass), and each
+/// The keys go straight into buckets by their top 12 bits (counted in a first pass), and each
 /// bucket is sorted on its own, in cache. A suffix shorter than `w` has its key padded with
 /// zeros and sorts before the suffixes whose keys equal its own (it is their prefix); there are
 /// fewer than `w` of them, sorted apart and merged in.
@@ -95,22 +95,51 @@ fn lcp_from_keys(text: &[u8]) -> Option<Vec<u8>> {
             })
             .skip(w - 1)
     };
-    let mut start = vec![0u32; (1 << 16) + 1];
-    for k in keys() {
-        start[(k >> 48) as usize + 1] += 1;
-    }
-    for i in 1..start.len() {
-        start[i] += start[i - 1];
-    }
-    let mut full = vec![0u64; start[1 << 16] as usize];
+    // Radix sort, most significant 12 bits first: into 4096 buckets (few enough to write to all
+    // at once from cache), each bucket by its next 12 bits, then an insertion sort for the keys
+    // that share those 24 bits (a few: the data is nearly sorted by then).
+    const DIGIT: u32 = 12;
+    let buckets = |shift: u32, keys: &mut dyn Iterator<Item = u64>| {
+        let mut start = vec![0usize; (1 << DIGIT) + 1];
+        for k in keys {
+            start[((k >> shift) & ((1 << DIGIT) - 1)) as usize + 1] += 1;
+        }
+        for i in 1..start.len() {
+            start[i] += start[i - 1];
+        }
+        start
+    };
+    let start = buckets(64 - DIGIT, &mut keys());
+    let mut full = vec![0u64; start[1 << DIGIT]];
     let mut at = start.clone();
     for k in keys() {
-        let slot = &mut at[(k >> 48) as usize];
-        full[*slot as usize] = k;
+        let slot = &mut at[(k >> (64 - DIGIT)) as usize];
+        full[*slot] = k;
         *slot += 1;
     }
+    let mut scratch = Vec::new();
     for bucket in start.windows(2) {
-        full[bucket[0] as usize..bucket[1] as usize].sort_unstable();
+        let keys = &mut full[bucket[0]..bucket[1]];
+        let shift = 64 - 2 * DIGIT;
+        let sub = buckets(shift, &mut keys.iter().copied());
+        scratch.clear();
+        scratch.resize(keys.len(), 0);
+        let mut at = sub;
+        for &k in keys.iter() {
+            let slot = &mut at[((k >> shift) & ((1 << DIGIT) - 1)) as usize];
+            scratch[*slot] = k;
+            *slot += 1;
+        }
+        for i in 1..scratch.len() {
+            let k = scratch[i];
+            let mut j = i;
+            while j > 0 && scratch[j - 1] > k {
+                scratch[j] = scratch[j - 1];
+                j -= 1;
+            }
+            scratch[j] = k;
+        }
+        keys.copy_from_slice(&scratch);
     }
     // (key, length) of the suffixes shorter than w, shortest first among equal keys.
     let mut short: Vec<(u64, usize)> = (1..w.min(n + 1))
