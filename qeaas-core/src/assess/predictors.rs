@@ -925,17 +925,21 @@ fn lz78y_binary(s: &[u8], max_dict: u32) -> Predictions {
         size += 1;
     }
     let mut tally = Tally::default();
-    // Bit j of `full` is s[i - 1 - j].
+    // Bit j of `full` is s[i - 1 - j]; the context of j bits is its low j bits.
     let mut full = ctx;
+    let mask = |j: usize| (1usize << j) - 1;
+    // The orphan (see `lz78y_capped`): its length and bits.
+    let mut orphan = None;
     let mut i = LZ_B + 1;
     while i < s.len() && size < max_dict {
-        full = ((full << 1) | usize::from(s[i - 1] & 1)) & ((1 << LZ_B) - 1);
+        full = ((full << 1) | usize::from(s[i - 1] & 1)) & mask(LZ_B);
         let y = usize::from(s[i] & 1);
         let mut best = 0u64;
+        let mut filled_at = 0;
         // Longest first: when the dictionary fills up within a step, the longer contexts are the
         // ones that got in.
         for j in (1..=LZ_B).rev() {
-            let e = &mut t[binary_offset(j - 1) + (full & ((1 << j) - 1))];
+            let e = &mut t[binary_offset(j - 1) + (full & mask(j))];
             let (count, prediction) = if e[0] > e[1] { (e[0], 0) } else { (e[1], 1) };
             if count > 0 {
                 best = best.max(lz_candidate(count, j, prediction));
@@ -943,45 +947,74 @@ fn lz78y_binary(s: &[u8], max_dict: u32) -> Predictions {
             } else if size < max_dict {
                 e[y] = 1;
                 size += 1;
+                if size == max_dict {
+                    filled_at = j;
+                }
             }
         }
         tally.guess(best != 0 && (best & 1) as usize == y);
+        if filled_at >= 2
+            && t[binary_offset(filled_at - 2) + (full & mask(filled_at - 1))] == [0; 2]
+        {
+            orphan = Some((filled_at, full & mask(filled_at)));
+        }
         i += 1;
     }
-    // Full: nothing is added any more, and a context counts only if present. Without branches,
-    // as whether the longest contexts are present is a coin toss; the 16 contexts written out
-    // one by one (constant offsets and masks).
+    // Full: nothing is added any more. A present context's suffixes are present and were so when
+    // it was added, and they have counted every follower it counted since, so along the present
+    // contexts of a step (1 bit, 2 bits, ... up to the first absent one) the highest count never
+    // rises: the prediction comes from the longest context that still has the 1-bit context's
+    // highest count, usually the first or second. Only a step whose context has the orphan as a
+    // suffix (it may be present past an absent one) looks at all 16. Every context then counts
+    // its follower if present, without branches; the 16 written out one by one.
     while i < s.len() {
-        full = ((full << 1) | usize::from(s[i - 1] & 1)) & ((1 << LZ_B) - 1);
+        full = ((full << 1) | usize::from(s[i - 1] & 1)) & mask(LZ_B);
         let y = usize::from(s[i] & 1);
-        let mut best = 0u64;
-        macro_rules! context {
+        let right = if orphan.is_some_and(|(m, bits)| full & mask(m) == bits) {
+            let mut best = 0u64;
+            for j in 1..=LZ_B {
+                let e = t[binary_offset(j - 1) + (full & mask(j))];
+                if e != [0; 2] {
+                    best = best.max(lz_candidate(e[0].max(e[1]), j, u8::from(e[1] >= e[0])));
+                }
+            }
+            best != 0 && (best & 1) as usize == y
+        } else {
+            let e = t[binary_offset(0) + (full & 1)];
+            let top = e[0].max(e[1]);
+            let mut prediction = usize::from(e[1] >= e[0]);
+            for j in 2..=LZ_B {
+                let e = t[binary_offset(j - 1) + (full & mask(j))];
+                if e[0].max(e[1]) != top {
+                    break;
+                }
+                prediction = usize::from(e[1] >= e[0]);
+            }
+            top != 0 && prediction == y
+        };
+        tally.guess(right);
+        macro_rules! count {
             ($j:expr) => {{
                 let e = &mut t[binary_offset($j - 1) + (full & ((1 << $j) - 1))];
-                let present = u32::from((e[0] | e[1]) != 0);
-                let prediction = u8::from(e[1] >= e[0]);
-                let candidate = lz_candidate(e[0].max(e[1]), $j, prediction);
-                best = best.max(candidate * u64::from(present));
-                e[y] += present;
+                e[y] += u32::from((e[0] | e[1]) != 0);
             }};
         }
-        context!(1);
-        context!(2);
-        context!(3);
-        context!(4);
-        context!(5);
-        context!(6);
-        context!(7);
-        context!(8);
-        context!(9);
-        context!(10);
-        context!(11);
-        context!(12);
-        context!(13);
-        context!(14);
-        context!(15);
-        context!(16);
-        tally.guess((best != 0) & ((best & 1) as usize == y));
+        count!(1);
+        count!(2);
+        count!(3);
+        count!(4);
+        count!(5);
+        count!(6);
+        count!(7);
+        count!(8);
+        count!(9);
+        count!(10);
+        count!(11);
+        count!(12);
+        count!(13);
+        count!(14);
+        count!(15);
+        count!(16);
         i += 1;
     }
     tally.done((s.len() - LZ_B - 1) as u64)
