@@ -77,6 +77,8 @@ pub fn lcp_array(text: &[u8], sa: &[i32]) -> Vec<u32> {
 /// fewer than `w` of them, sorted apart and merged in.
 fn lcp_from_keys(text: &[u8]) -> Option<Vec<u8>> {
     let n = text.len();
+    // As for the suffix array (and the pair counts of `counts_from_lcp`, below 2^63).
+    assert!(n < i32::MAX as usize, "sequence too long");
     let max = *text.iter().max()?;
     let b = (8 - max.leading_zeros() as usize).max(1);
     let w = 64 / b;
@@ -203,14 +205,15 @@ fn counts_from_lcp<T: Copy + Into<u32>>(lcp: &[T]) -> TupleCounts {
     let n = lcp.len();
     let lcp_at = |r: usize| lcp[r].into();
     let v = lcp.iter().map(|&l| l.into()).max().unwrap_or(0) as usize;
-    let mut s_diff = vec![0i128; v + 2];
+    // Pair counts stay below n^2 / 2 < 2^63 (n < 2^31, asserted where the LCP array is made).
+    let mut s_diff = vec![0i64; v + 2];
     let mut q_at = vec![1u64; v + 2];
     // Stack of open intervals: (lcp value, left boundary rank).
     let mut stack: Vec<(u32, usize)> = vec![(0, 0)];
     let mut close = |l: u32, parent: u32, size: usize| {
         // An interval with common prefix l inside one with prefix parent: a tuple that occurs
         // `size` times for every t in parent+1..=l.
-        let c = (size as i128) * (size as i128 - 1) / 2;
+        let c = (size as i64) * (size as i64 - 1) / 2;
         s_diff[parent as usize + 1] += c;
         s_diff[l as usize + 1] -= c;
         let q = &mut q_at[l as usize];
@@ -239,7 +242,7 @@ fn counts_from_lcp<T: Copy + Into<u32>>(lcp: &[T]) -> TupleCounts {
         q[t] = best;
     }
     let mut s = vec![0u64; v + 1];
-    let mut acc = 0i128;
+    let mut acc = 0i64;
     for t in 1..=v {
         acc += s_diff[t];
         s[t] = acc as u64;
