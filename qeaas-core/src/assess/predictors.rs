@@ -429,10 +429,14 @@ impl Followers {
     }
 }
 
+/// Bits of a [`Table`] slot that hold an index; the rest hold a tag from the key's hash.
+const SLOT_INDEX_BITS: u32 = 17;
+
 /// An open-addressing table of contexts (linear probing), sized once for the most contexts it
-/// will ever hold so that it stays at most half full.
+/// will ever hold so that it stays at most half full. A slot holds the context's index plus one
+/// (0: empty) and, above it, a tag of its hash, so that a probe only reads the keys of likely
+/// matches.
 struct Table {
-    /// Index into `keys`/`ctx` plus one; 0 is an empty slot.
     slots: Vec<u32>,
     shift: u32,
     keys: Vec<u128>,
@@ -441,40 +445,50 @@ struct Table {
 
 impl Table {
     fn new(capacity: usize) -> Self {
+        assert!(capacity < 1 << SLOT_INDEX_BITS, "table capacity");
         let size = (2 * capacity).next_power_of_two().max(2);
         Self {
             slots: vec![0; size],
             shift: 64 - size.trailing_zeros(),
-            keys: Vec::new(),
-            ctx: Vec::new(),
+            keys: Vec::with_capacity(capacity),
+            ctx: Vec::with_capacity(capacity),
         }
     }
 
-    /// The first slot `key` may be in.
-    fn home(&self, key: u128) -> usize {
+    /// The first slot `key` may be in, and its tag.
+    fn home(&self, key: u128) -> (usize, u32) {
         let mut x = (key as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
             ^ ((key >> 64) as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
         x ^= x >> 29;
         x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        (x >> self.shift) as usize
+        let tag = ((x >> 8) as u32) >> SLOT_INDEX_BITS;
+        ((x >> self.shift) as usize, tag)
     }
 
     /// Reads the first slot `key` may be in, so that the lookups of one step wait for memory
     /// together rather than one after the other.
     fn touch(&self, key: u128) -> u32 {
-        self.slots[self.home(key)]
+        self.slots[self.home(key).0]
     }
 
-    /// The slot of `key`, or the empty slot where it would go.
-    fn probe(&self, key: u128) -> (usize, Option<usize>) {
+    /// The slot of `key`, or the empty slot where it would go; and the value a slot of it holds
+    /// but for the index.
+    fn probe(&self, key: u128) -> (usize, Option<usize>, u32) {
         let mask = self.slots.len() - 1;
-        let mut i = self.home(key);
+        let (mut i, tag) = self.home(key);
+        let index_mask = (1 << SLOT_INDEX_BITS) - 1;
         loop {
-            match self.slots[i] {
-                0 => return (i, None),
-                v if self.keys[v as usize - 1] == key => return (i, Some(v as usize - 1)),
-                _ => i = (i + 1) & mask,
+            let v = self.slots[i];
+            if v == 0 {
+                return (i, None, tag << SLOT_INDEX_BITS);
             }
+            if v >> SLOT_INDEX_BITS == tag {
+                let at = (v & index_mask) as usize - 1;
+                if self.keys[at] == key {
+                    return (i, Some(at), tag << SLOT_INDEX_BITS);
+                }
+            }
+            i = (i + 1) & mask;
         }
     }
 }
@@ -546,11 +560,11 @@ impl Contexts {
         let h = match self {
             Contexts::Counts { .. } | Contexts::Flat(_) => key as usize,
             Contexts::Hashed(t) => {
-                let (slot, found) = t.probe(key);
+                let (slot, found, tag) = t.probe(key);
                 debug_assert!(found.is_none() && t.keys.len() < t.slots.len() / 2);
                 t.keys.push(key);
                 t.ctx.push(Followers::EMPTY);
-                t.slots[slot] = t.keys.len() as u32;
+                t.slots[slot] = tag | t.keys.len() as u32;
                 t.keys.len() - 1
             }
         };
