@@ -403,8 +403,10 @@ impl Followers {
     }
 
     /// Counts `y`; a follower not yet present is only added if `create`. True if it was added.
+    /// The list is in order of first appearance, so that on skewed data the common followers
+    /// come first.
     fn count(&mut self, pool: &mut Vec<Node>, y: u8, create: bool) -> bool {
-        let mut at = self.head;
+        let (mut at, mut last) = (self.head, NONE);
         while at != NONE {
             let node = &mut pool[at as usize];
             if node.y == y {
@@ -413,17 +415,23 @@ impl Followers {
                 self.seen(y, c);
                 return false;
             }
+            last = at;
             at = node.next;
         }
         if !create {
             return false;
         }
+        let new = pool.len() as u32;
         pool.push(Node {
-            next: self.head,
+            next: NONE,
             count: 1,
             y,
         });
-        self.head = (pool.len() - 1) as u32;
+        if last == NONE {
+            self.head = new;
+        } else {
+            pool[last as usize].next = new;
+        }
         self.seen(y, 1);
         true
     }
