@@ -141,6 +141,9 @@ fn lcp_from_keys(text: &[u8]) -> Option<Vec<u8>> {
             }
             scratch[j] = k;
         }
+        if scratch.windows(2).any(|k| k[0] == k[1]) {
+            return None; // two suffixes share w symbols: no use sorting the rest
+        }
         keys.copy_from_slice(&scratch);
     }
     // (key, length) of the suffixes shorter than w, shortest first among equal keys.
