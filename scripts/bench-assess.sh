@@ -6,9 +6,10 @@
 #
 # Without FILE, the data set is the simulator's 8-bit output from tests/assess.rs (`sim8`) and,
 # as a second row, its 1-bit one (`sim1`). Both tools get identical files and compute the same
-# estimates (tests/assess.rs checks they agree); times are wall clock per run, median of ROUNDS
-# (default 3), with the ratio of the medians. Building NIST's tool needs the Debian packages
-# listed in scripts/assess-reference.sh.
+# estimates (tests/assess.rs checks they agree). Each run is timed by CPU time (user + system, all
+# threads: what the work costs, whatever else the machine is doing) and wall clock; the figures
+# are medians of ROUNDS (default 3), the ratio that of the CPU medians. Building NIST's tool needs
+# the Debian packages listed in scripts/assess-reference.sh.
 set -euo pipefail
 
 ref="${1:?usage: $0 PATH/TO/SP800-90B_EntropyAssessment [ROUNDS] [FILE BITS]}"
@@ -37,20 +38,18 @@ if command -v taskset >/dev/null && taskset -c "$cpu" true 2>/dev/null; then
     pin=(taskset -c "$cpu")
 fi
 
-# Seconds (wall clock) of one run of "$@".
+# "CPU wall" seconds of one run of "$@" (CPU = user + system of the process and its threads).
 elapsed() {
-    local t0 t1
-    t0=$(date +%s.%N)
-    "${pin[@]}" "$@" >/dev/null
-    t1=$(date +%s.%N)
-    echo "$t1 - $t0" | bc -l
+    local TIMEFORMAT='%U %S %R' t
+    t=$( { time "${pin[@]}" "$@" >/dev/null 2>&1; } 2>&1 | tail -1)
+    echo "$t" | awk '{printf "%.3f %.3f\n", $1 + $2, $3}'
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), pinned: ${pin[*]:-no}"
 echo "ea_non_iid: $("$ref/cpp/ea_non_iid" --version | head -1) ($(git -C "$ref" rev-parse --short HEAD 2>/dev/null || echo '?'))"
-printf '%-10s %5s %14s %14s %8s\n' data bits "qeaas s" "ea_non_iid s" ratio
+printf '%-10s %5s %18s %18s %12s\n' data bits "qeaas CPU/wall s" "ea_non_iid CPU/wall" "ratio (CPU)"
 for s in "${sets[@]}"; do
     read -r f bits <<<"$s"
     ours=() theirs=()
@@ -58,7 +57,10 @@ for s in "${sets[@]}"; do
         ours+=("$(elapsed "$qeaas" assess --bits "$bits" --json "$work/$f")")
         theirs+=("$(cd "$work" && elapsed "$ref/cpp/ea_non_iid" -i -a -q "$f" "$bits")")
     done
-    o=$(printf '%s\n' "${ours[@]}" | median)
-    t=$(printf '%s\n' "${theirs[@]}" | median)
-    printf '%-10s %5s %14.2f %14.2f %7.1fx\n' "${f%.bin}" "$bits" "$o" "$t" "$(echo "$t / $o" | bc -l)"
+    oc=$(printf '%s\n' "${ours[@]}" | awk '{print $1}' | median)
+    ow=$(printf '%s\n' "${ours[@]}" | awk '{print $2}' | median)
+    tc=$(printf '%s\n' "${theirs[@]}" | awk '{print $1}' | median)
+    tw=$(printf '%s\n' "${theirs[@]}" | awk '{print $2}' | median)
+    printf '%-10s %5s %8.2f / %7.2f %8.2f / %7.2f %11.1fx\n' "${f%.bin}" "$bits" "$oc" "$ow" "$tc" "$tw" \
+        "$(echo "$tc / $oc" | bc -l)"
 done
