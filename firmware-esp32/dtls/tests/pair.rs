@@ -6,7 +6,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{cert_cfg, mldsa_ctx, mldsa_server, node, run, run_at, Counter};
+use common::{cert_cfg, mldsa_ctx, mldsa_server, named_cfg, node, run, run_at, Counter};
 use qeaas_device::coap::ClientConfig;
 use qeaas_device::scheduler::RefreshConfig;
 use qeaas_device::Instant;
@@ -241,14 +241,7 @@ fn ecdsa_server(cert_pem: &[u8], key_pem: &[u8]) -> Context {
 #[test]
 fn another_certificate_of_the_same_ca_cannot_pose_as_the_server() {
     let (ca, leaves) = deployment_pki(&["qeaas.example", "device-7"]);
-    let cfg = DtlsConfig {
-        kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate {
-            ca_der: &ca,
-            server_name: Some("qeaas.example"),
-            client: None,
-        },
-    };
+    let cfg = named_cfg(&ca, "qeaas.example");
     // The real server: accepted.
     let real = ecdsa_server(&leaves[0].cert_pem, &leaves[0].key_pem);
     let mut dev = node(&cfg);
@@ -391,14 +384,7 @@ fn a_certificate_older_than_the_floor_is_refused() {
     let mut srv = Session::new(&rotated, peer).unwrap();
     assert_eq!(run(&mut dev, &mut srv).len(), 1);
     assert_eq!(dev.server_not_before(), None);
-    let cfg = DtlsConfig {
-        kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate {
-            ca_der: &old,
-            server_name: Some(NAME),
-            client: None,
-        },
-    };
+    let cfg = named_cfg(&old, NAME);
     let mut dev = node(&cfg);
     let mut srv = Session::new(&rotated, peer).unwrap();
     assert_eq!(run(&mut dev, &mut srv).len(), 1);

@@ -8,9 +8,9 @@
 
 mod common;
 
-use common::{cert_cfg, mldsa_ctx, node, pump, run_at, PEER};
+use common::{cert_cfg, mldsa_ctx, named_cfg, node, pump, run_at, PEER};
 use qeaas_device::Instant;
-use qeaas_device_dtls::{Auth, DtlsConfig, KeyExchange, State};
+use qeaas_device_dtls::State;
 use qeaas_wolfssl_sys::{Context, Format, Group, MlDsa44, Role, Session, Version};
 
 struct Pki {
@@ -248,14 +248,7 @@ fn the_floor_checks_the_leaf_of_a_chain_not_its_intermediate() {
         ("260601000000Z", "260101000000Z", true),
     ] {
         let (root, chain, key) = chain_pki(leaf, inter);
-        let cfg = DtlsConfig {
-            kex: KeyExchange::MlKem512,
-            auth: Auth::Certificate {
-                ca_der: &root,
-                server_name: Some("qeaas.example"),
-                client: None,
-            },
-        };
+        let cfg = named_cfg(&root, "qeaas.example");
         let mut sctx = Context::new(Role::Server, Version::Dtls13).unwrap();
         sctx.use_certificate_chain(&chain, Format::Pem).unwrap();
         sctx.use_private_key(&key, Format::Pem).unwrap();
@@ -356,14 +349,7 @@ fn a_ticket_from_before_the_floor_does_not_resume_after_it() {
             .unwrap();
     let key_der = key.private_der().unwrap();
     let server = |cert: &[u8], tickets: Option<&[u8]>| mldsa_ctx(cert, &key_der, tickets);
-    let cfg = DtlsConfig {
-        kex: KeyExchange::MlKem512,
-        auth: Auth::Certificate {
-            ca_der: &old,
-            server_name: Some(NAME),
-            client: None,
-        },
-    };
+    let cfg = named_cfg(&old, NAME);
     let mut dev = node(&cfg);
     // Before the rotation: the old certificate, ticket key K_old.
     let before = server(&old, Some(&[9; 32]));

@@ -48,6 +48,18 @@ pub fn cert_cfg(ca: &[u8]) -> DtlsConfig<'_> {
     }
 }
 
+/// As [`cert_cfg`], checking that the server's certificate names `name`.
+pub fn named_cfg<'a>(ca: &'a [u8], name: &'a str) -> DtlsConfig<'a> {
+    DtlsConfig {
+        kex: KeyExchange::MlKem512,
+        auth: Auth::Certificate {
+            ca_der: ca,
+            server_name: Some(name),
+            client: None,
+        },
+    }
+}
+
 /// An ML-KEM-512 server with this ML-DSA-44 certificate and key, issuing tickets sealed under
 /// `tickets` if given.
 pub fn mldsa_ctx(cert: &[u8], key_der: &[u8], tickets: Option<&[u8]>) -> Context {
