@@ -8,9 +8,9 @@
 
 mod common;
 
-use common::{cert_cfg, mldsa_ctx, named_cfg, node, pump, run_at, PEER};
+use common::{cert_cfg, mldsa_ctx, named_cfg, node, pump, run_at, Counter, PEER};
 use qeaas_device::Instant;
-use qeaas_device_dtls::State;
+use qeaas_device_dtls::{DtlsConfig, SecureNode, State};
 use qeaas_wolfssl_sys::{Context, Format, Group, MlDsa44, Role, Session, Version};
 
 struct Pki {
@@ -58,20 +58,7 @@ fn a_full_handshake_without_a_new_ticket_must_not_corrupt_the_kept_ticket() {
     drop(srv);
 
     // Back to A (same key file). Either a resumption or a full handshake is fine; a failure is not.
-    let mut outcomes = Vec::new();
-    for i in 0..3u64 {
-        dev.reconnect(&cfg, &mut |_| {}).unwrap();
-        let offered = dev.dtls().offered_ticket();
-        let mut srv = Session::new(&a, PEER.into()).unwrap();
-        let n = run_at(&mut dev, &mut srv, Instant(200_000 + i * 100_000)).len();
-        outcomes.push((offered, dev.dtls().state(), n));
-    }
-    assert!(
-        outcomes
-            .iter()
-            .all(|(_, s, n)| *s == State::Established && *n == 1),
-        "device cannot reconnect to the server that issued its ticket: {outcomes:?}"
-    );
+    reconnects_three_times(&mut dev, &cfg, &a, "to the server that issued its ticket");
 }
 
 /// Same in-place sharing, reached by an on-path attacker: a resumed handshake derives a new
@@ -101,19 +88,30 @@ fn dropping_the_new_session_ticket_must_not_lock_the_device_out() {
     drop(srv);
 
     // The attacker is gone.
+    reconnects_three_times(&mut dev, &cfg, &a, "to the genuine server");
+}
+
+/// Three reconnects to `server` from t = 200 s on: each must be established and served (a
+/// resumption or a full handshake, either is fine; a failure is a lockout).
+fn reconnects_three_times(
+    dev: &mut SecureNode<Counter>,
+    cfg: &DtlsConfig<'_>,
+    server: &Context,
+    what: &str,
+) {
     let mut outcomes = Vec::new();
     for i in 0..3u64 {
-        dev.reconnect(&cfg, &mut |_| {}).unwrap();
+        dev.reconnect(cfg, &mut |_| {}).unwrap();
         let offered = dev.dtls().offered_ticket();
-        let mut srv = Session::new(&a, PEER.into()).unwrap();
-        let n = run_at(&mut dev, &mut srv, Instant(200_000 + i * 100_000)).len();
+        let mut srv = Session::new(server, PEER.into()).unwrap();
+        let n = run_at(dev, &mut srv, Instant(200_000 + i * 100_000)).len();
         outcomes.push((offered, dev.dtls().state(), n));
     }
     assert!(
         outcomes
             .iter()
             .all(|(_, s, n)| *s == State::Established && *n == 1),
-        "device locked out of the genuine server: {outcomes:?}"
+        "the device cannot reconnect {what}: {outcomes:?}"
     );
 }
 
