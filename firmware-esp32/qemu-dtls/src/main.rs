@@ -334,14 +334,7 @@ fn main() -> ! {
     let mut buf = alloc::vec![0u8; 1500];
     loop {
         let now_ms = hw::now_ms();
-        if now_ms > DEADLINE_MS {
-            println!(
-                "state: {:?}, status: {:?}",
-                node.dtls().state(),
-                node.node().status()
-            );
-            fail("no fetch before the deadline");
-        }
+        check_deadline(&node, now_ms, DEADLINE_MS, "no fetch before the deadline");
         if let State::Failed(e) = node.dtls().state() {
             println!("DTLS failed: {:?}", e);
             fail("handshake");
@@ -377,8 +370,7 @@ fn main() -> ! {
                 first_done = true;
                 // The device's consumers take what the pool holds, so that the second fetch
                 // is credited as the first was rather than capped.
-                let mut drain = [0u8; 32];
-                while node.node_mut().fill(&mut drain).is_ok() {}
+                drain_pool(&mut node);
                 req.heap_base = HEAP.usage().0;
                 HEAP.reset_peak();
             }
@@ -548,6 +540,26 @@ fn main() -> ! {
     semihosting::process::exit(0)
 }
 
+/// Fails the run, with the session's state and the node's status, once `now_ms` is past
+/// `deadline`.
+fn check_deadline(node: &SecureNode<XorShift>, now_ms: u64, deadline: u64, what: &str) {
+    if now_ms > deadline {
+        println!(
+            "state: {:?}, status: {:?}",
+            node.dtls().state(),
+            node.node().status()
+        );
+        fail(what);
+    }
+}
+
+/// The device's consumers take all the pool holds (so that the next fetch is credited rather
+/// than capped at the pool's room).
+fn drain_pool(node: &mut SecureNode<XorShift>) {
+    let mut out = [0u8; 32];
+    while node.node_mut().fill(&mut out).is_ok() {}
+}
+
 /// The network side of the loop: smoltcp and the one UDP socket to the server.
 struct Net<'a, 'b> {
     iface: &'a mut Interface,
@@ -628,21 +640,18 @@ fn after_restart(
     let (mut ok_base, mut credit_base) = (u64::MAX, 0);
     let mut credited_at: Option<(u64, u64)> = None;
     let mut last_ok = ok_before;
-    let mut drain = [0u8; 32];
     // When the first request that got no answer went out: the first after the last fetch
     // the old session delivered.
     let mut requests_base = node.node().status().client.requests;
     let mut first_request_at = None;
     loop {
         let now_ms = hw::now_ms();
-        if now_ms > deadline {
-            println!(
-                "state: {:?}, status: {:?}",
-                node.dtls().state(),
-                node.node().status()
-            );
-            fail("no new session delivered before the deadline");
-        }
+        check_deadline(
+            &node,
+            now_ms,
+            deadline,
+            "no new session delivered before the deadline",
+        );
         let now = Instant(now_ms);
         qeaas_device_dtls::set_clock(now_ms);
         let st = node.node().status();
@@ -692,7 +701,7 @@ fn after_restart(
             // The device's consumers take what the pool holds, so that the next fetch is
             // credited rather than capped.
             last_ok = st.fetches_ok;
-            while node.node_mut().fill(&mut drain).is_ok() {}
+            drain_pool(&mut node);
         }
         let Some((at, setup)) = reconnected else {
             continue;
