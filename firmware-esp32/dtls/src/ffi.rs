@@ -185,13 +185,13 @@ impl Session {
 
     /// A session; on the device wolfSSL seeds its DRBG from `seed` (`CUSTOM_RAND_GENERATE_SEED`)
     /// during this call. The host build seeds from the OS and never calls it. With `resume`
-    /// the handshake offers that ticket; one that has expired is not offered (`false` in the
-    /// second field), and the handshake is a full one.
+    /// the handshake offers that ticket; one that has expired is not offered
+    /// ([`Self::offered_ticket`] false), and the handshake is a full one.
     pub(crate) fn new(
         cfg: &DtlsConfig<'_>,
         seed: SeedSource<'_>,
         resume: Option<&Ticket>,
-    ) -> Result<(Session, bool), DtlsError> {
+    ) -> Result<Session, DtlsError> {
         let mut seed = seed;
         SEED.store(
             &mut seed as *mut SeedSource<'_> as *mut (),
@@ -218,7 +218,12 @@ impl Session {
         if offered {
             s.offered = s.ticket_bytes();
         }
-        Ok((s, offered))
+        Ok(s)
+    }
+
+    /// True if the handshake offers a ticket from an earlier session.
+    pub(crate) fn offered_ticket(&self) -> bool {
+        self.offered.is_some()
     }
 
     fn ticket_bytes(&self) -> Option<Vec<u8>> {

@@ -124,7 +124,6 @@ pub struct DtlsClient {
     state: State,
     deadline: Option<Instant>,
     plaintext: Vec<Vec<u8>>,
-    offered_ticket: bool,
 }
 
 impl DtlsClient {
@@ -140,19 +139,17 @@ impl DtlsClient {
         seed: SeedSource<'_>,
         ticket: Option<&ffi::Ticket>,
     ) -> Result<Self, DtlsError> {
-        let (s, offered_ticket) = ffi::Session::new(cfg, seed, ticket)?;
         Ok(Self {
-            s,
+            s: ffi::Session::new(cfg, seed, ticket)?,
             state: State::Handshaking,
             deadline: None,
             plaintext: Vec::new(),
-            offered_ticket,
         })
     }
 
     /// True if the handshake offered a session ticket from an earlier session.
     pub fn offered_ticket(&self) -> bool {
-        self.offered_ticket
+        self.s.offered_ticket()
     }
 
     /// True once established if the server accepted the ticket: the session resumed the
@@ -425,7 +422,7 @@ impl<R: RandomSource> SecureNode<R> {
         self.dtls.s.set_floor(self.floor);
         self.current = want;
         self.names_server = names_server(cfg);
-        if !self.dtls.offered_ticket {
+        if !self.dtls.offered_ticket() {
             // Expired (wolfSSL would not offer it): it never will be again.
             self.ticket = None;
         }
