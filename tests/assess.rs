@@ -248,29 +248,39 @@ fn compare(ours: &NonIidReport, nist: &Value) -> Vec<(String, Option<f64>, Optio
     out
 }
 
+/// `f` of every item on two worker threads (CI has two cores); the results in item order.
+fn on_two_workers<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out = std::sync::Mutex::new((0..items.len()).map(|_| None).collect::<Vec<Option<R>>>());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else {
+                    break;
+                };
+                let r = f(item);
+                out.lock().unwrap()[i] = Some(r);
+            });
+        }
+    });
+    out.into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("every item done"))
+        .collect()
+}
+
 #[test]
 fn estimators_agree_with_nist_ea_non_iid() {
     let mut worst = 0.0f64;
     let mut failures = Vec::new();
     let sets = datasets();
-    // About 100 s of CPU in all: two workers (CI has two cores), each data set once.
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let reports = std::sync::Mutex::new(vec![None; sets.len()]);
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((_, bits, data)) = sets.get(i) else {
-                    break;
-                };
-                let r = assess::assess_non_iid(data, *bits).expect("assess");
-                reports.lock().unwrap()[i] = Some(r);
-            });
-        }
+    // About 100 s of CPU in all, each data set once.
+    let reports = on_two_workers(&sets, |(_, bits, data)| {
+        assess::assess_non_iid(data, *bits).expect("assess")
     });
-    let reports = reports.into_inner().unwrap();
     for ((name, _, data), ours) in sets.iter().zip(reports) {
-        let ours = ours.expect("assessed");
         let path = fixtures().join(format!("{name}.json"));
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -778,24 +788,14 @@ fn iid_agreement(permutations: bool) {
     let mut tally = Tally::new(1e-9, true);
     let mut decisions = Vec::new();
     let sets = iid_datasets();
-    // The sets that fail keep shuffling for all 10 000 permutations (minutes of CPU): two
-    // workers, as CI has two cores.
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let reports = std::sync::Mutex::new(vec![None; sets.len()]);
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((_, bits, data)) = sets.get(i).filter(|_| permutations) else {
-                    break;
-                };
-                let d = Dataset::new(data, *bits).unwrap();
-                let r = iid::assess_iid(&d, 0x1dd_5eed, &qeaas::assess::bzip2_len);
-                reports.lock().unwrap()[i] = Some(r);
-            });
-        }
+    // The sets that fail keep shuffling for all 10 000 permutations (minutes of CPU).
+    let reports = on_two_workers(&sets, |(_, bits, data)| {
+        permutations.then(|| {
+            let d = Dataset::new(data, *bits).unwrap();
+            iid::assess_iid(&d, 0x1dd_5eed, &qeaas::assess::bzip2_len)
+        })
     });
-    for ((name, bits, data), ours) in sets.into_iter().zip(reports.into_inner().unwrap()) {
+    for ((name, bits, data), ours) in sets.into_iter().zip(reports) {
         let nist = fixture(&name, &data);
         let d = Dataset::new(&data, bits).unwrap();
         let k = d.alphabet;

@@ -65,6 +65,22 @@ pub fn free_udp_port() -> u16 {
 }
 
 /// The three processes. Dropped in field order: the frontend, the daemon, the simulator.
+/// qeaas-coapd with `dir`'s `coapd.toml`, logging (debug) to `dir`'s `coapd.log`, which
+/// starts over.
+fn spawn_coapd(dir: &Path) -> Proc {
+    Proc(
+        Command::new(COAPD)
+            .arg("-c")
+            .arg(dir.join("coapd.toml"))
+            .env("QEAAS_LOG", "debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("coapd.log")).unwrap())
+            .spawn()
+            .expect("start qeaas-coapd"),
+    )
+}
+
 pub struct Stack {
     pub coapd: Proc,
     pub daemon: Proc,
@@ -144,18 +160,7 @@ impl Stack {
             ),
         )
         .unwrap();
-        let log = dir.path().join("coapd.log");
-        let coapd = Proc(
-            Command::new(COAPD)
-                .arg("-c")
-                .arg(&ccfg)
-                .env("QEAAS_LOG", "debug")
-                .env("NO_COLOR", "1")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .expect("start qeaas-coapd"),
-        );
+        let coapd = spawn_coapd(dir.path());
         let s = Stack {
             coapd,
             daemon,
@@ -181,18 +186,7 @@ impl Stack {
         let ccfg = self.dir.path().join("coapd.toml");
         let cfg = edit(std::fs::read_to_string(&ccfg).unwrap());
         std::fs::write(&ccfg, cfg).unwrap();
-        let log = self.dir.path().join("coapd.log");
-        self.coapd = Proc(
-            Command::new(COAPD)
-                .arg("-c")
-                .arg(&ccfg)
-                .env("QEAAS_LOG", "debug")
-                .env("NO_COLOR", "1")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .expect("restart qeaas-coapd"),
-        );
+        self.coapd = spawn_coapd(self.dir.path());
         assert!(
             wait_until(Duration::from_secs(10), || self
                 .log()
