@@ -244,7 +244,8 @@ pub struct SourceConfig {
     pub min_entropy: Option<f64>,
     /// `"byte"` (default) or `"bit"` samples.
     pub sample: Option<String>,
-    /// `true` for raw samples (then the Toeplitz extractor runs); defaults by kind.
+    /// `true` for raw samples (then the Toeplitz extractor runs before a BLAKE2s pool; the
+    /// vetted SHA-256 pool takes them directly); defaults by kind.
     pub raw: Option<bool>,
     /// Declares the data simulated: never credited to the kernel. Pseudo-terminals, pipes and
     /// regular files are simulated anyway.

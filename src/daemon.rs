@@ -641,10 +641,10 @@ pub fn list_sources(config: &Path) -> Result<i32, StartError> {
             } else {
                 "byte"
             },
-            if v.spec.processing == qeaas_core::pipeline::Processing::Raw {
-                "raw"
-            } else {
-                "post-processed"
+            match v.spec.processing {
+                qeaas_core::pipeline::Processing::PostProcessed => "post-processed",
+                p if p.uses_extractor(cfg.pool.conditioner) => "raw, Toeplitz extractor",
+                _ => "raw",
             },
         );
         if let Some(r) = refusal {

@@ -16,7 +16,7 @@ use qeaas_core::driver::{Action, Driver, DriverCounters, Event, SourceState};
 use qeaas_core::extractor::Toeplitz;
 use qeaas_core::fips::FipsCounters;
 use qeaas_core::health::HealthCounters;
-use qeaas_core::pipeline::{PipelineCounters, Processing};
+use qeaas_core::pipeline::PipelineCounters;
 use qeaas_core::pool::{NotEnoughEntropy, PoolHash};
 use qeaas_core::provenance::Provenance;
 use qeaas_core::reservoir::{Reservoir, ReservoirCounters, Taken};
@@ -200,13 +200,16 @@ impl Engine {
 
     /// Starts one reader thread per source.
     pub fn spawn_readers(self: &Arc<Self>, sources: Vec<Source>) {
+        let pool = self.lock().reservoir.pool_hash();
         let extractor = sources
             .iter()
-            .any(|s| s.spec.processing == Processing::Raw)
+            .any(|s| s.spec.processing.uses_extractor(pool))
             .then(|| Arc::new(Toeplitz::default_shape()));
         for (idx, src) in sources.into_iter().enumerate() {
             let engine = Arc::clone(self);
-            let ex = extractor.clone();
+            let ex = extractor
+                .clone()
+                .filter(|_| src.spec.processing.uses_extractor(pool));
             std::thread::Builder::new()
                 .name(format!("src-{}", src.name))
                 .spawn(move || engine.reader(idx, src, ex))

@@ -278,6 +278,14 @@ pub fn render(engine: &Engine, kernel: &SharedKernelStats) -> String {
     );
     pd.with_label_values(&[] as &[&str])
         .inc_by(snap.reservoir.bits_dropped);
+    let pp = counter(
+        &r,
+        "qeaas_pool_credit_past_cap_total",
+        "Credit the last byte before an extraction carried past the 320 bits it needs (not reused).",
+        &[],
+    );
+    pp.with_label_values(&[] as &[&str])
+        .inc_by(snap.reservoir.bits_past_cap);
     let pe = counter(
         &r,
         "qeaas_pool_extracted_bytes_total",

@@ -10,7 +10,9 @@
 //! *input* per second of the thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), so that other load
 //! on a shared machine does not count. `QEAAS_BENCH_MIB` (default 64) sets the input size.
 //!
-//! Each pipeline runs with both pool conditioners (SHA-256 Hash_df, the default, and BLAKE2s).
+//! Each pipeline runs with both pool conditioners (SHA-256 Hash_df, the default, and BLAKE2s),
+//! as qeaasd runs it: a raw source goes through the Toeplitz extractor only into the BLAKE2s pool
+//! (`Processing::uses_extractor`); the "(ref.)" row shows it through the extractor into SHA-256.
 //! `openssl speed sha256` is the real `openssl` binary on 16 KiB blocks, its own figure.
 //!
 //! rngtest is the real `/usr/bin/rngtest` (rng-tools5) run as a subprocess on the same bytes; its
@@ -250,28 +252,43 @@ fn main() {
     let mut out = vec![0u8; RESERVOIR_CAP];
     let mut rows: Vec<Row> = Vec::new();
 
-    // a. Raw source: health -> FIPS -> Toeplitz -> reservoir (drained); b. post-processed
-    // source: health -> FIPS -> reservoir. Each with both pool conditioners.
+    // a. Raw source: health -> FIPS -> [Toeplitz when the pool is not vetted] -> reservoir
+    // (drained), as qeaasd runs it (`Processing::uses_extractor`), and for reference ("ref.")
+    // the raw source through the Toeplitz extractor into the SHA-256 pool, which qeaasd does not
+    // do (the row shows what the extractor would cost there);
+    // b. post-processed source: health -> FIPS -> reservoir. Each with both pool conditioners.
     let mut outputs = Vec::new();
-    for (name, spec, ex) in [
-        ("RAW (H=7.0/B, Toeplitz)", raw, Some(ex.clone())),
-        ("POST (H=8.0/B, no extractor)", post, None),
-    ] {
-        for hash in [PoolHash::Sha256, PoolHash::Blake2s] {
-            let mut produced = 0;
-            let stats = measure(runs, || {
-                produced = run_pipeline(&data, spec, ex.clone(), hash, &mut out);
-                produced
-            });
-            outputs.push((name, hash, produced, stats));
-            rows.push(Row {
-                name: Box::leak(
-                    format!("pipeline {name} -> pool {}", hash.name()).into_boxed_str(),
-                ),
-                bytes: len,
-                stats,
-            });
-        }
+    let mut cases = Vec::new();
+    for hash in [PoolHash::Sha256, PoolHash::Blake2s] {
+        let (label, ex) = if Processing::Raw.uses_extractor(hash) {
+            ("RAW H=7.0/B -> Toeplitz", Some(ex.clone()))
+        } else {
+            ("RAW H=7.0/B", None)
+        };
+        cases.push((label, raw, ex, hash, true));
+    }
+    cases.push((
+        "RAW H=7.0/B -> Toeplitz (ref.)",
+        raw,
+        Some(ex.clone()),
+        PoolHash::Sha256,
+        false,
+    ));
+    for hash in [PoolHash::Sha256, PoolHash::Blake2s] {
+        cases.push(("POST H=8.0/B", post, None, hash, true));
+    }
+    for (name, spec, ex, hash, daemon) in cases {
+        let mut produced = 0;
+        let stats = measure(runs, || {
+            produced = run_pipeline(&data, spec, ex.clone(), hash, &mut out);
+            produced
+        });
+        outputs.push((name, hash, produced, stats, daemon));
+        rows.push(Row {
+            name: Box::leak(format!("pipeline {name} -> pool {}", hash.name()).into_boxed_str()),
+            bytes: len,
+            stats,
+        });
     }
 
     // c. Stages alone.
@@ -324,6 +341,7 @@ fn main() {
     // RAW pipeline does: 96-byte extractor blocks credited 768 bits.
     let res_raw_bytes = len / 96 * 96;
     let mut res_raw_stats = Vec::new();
+    let mut res_raw_direct = None;
     let mut res_post_mbps = Vec::new();
     for hash in [PoolHash::Sha256, PoolHash::Blake2s] {
         let stats = measure(runs, || {
@@ -345,6 +363,28 @@ fn main() {
             bytes: len,
             stats,
         });
+        if !Processing::Raw.uses_extractor(hash) {
+            // As the raw pipeline feeds a vetted pool: 4 KiB pieces at 7 bits/byte.
+            let stats = measure(runs, || {
+                let mut r = Reservoir::with_hash(RESERVOIR_CAP, hash);
+                let mut taken = 0u64;
+                for c in data.chunks(CHUNK) {
+                    r.absorb(c, c.len() as u64 * 7000, Provenance::Simulated);
+                    let n = r.ready();
+                    r.take(&mut out[..n]).expect("ready");
+                    taken += n as u64;
+                }
+                taken
+            });
+            res_raw_direct = Some(stats);
+            rows.push(Row {
+                name: Box::leak(
+                    format!("stage: reservoir {} (4 KiB @ 7 bit/B)", hash.name()).into_boxed_str(),
+                ),
+                bytes: len,
+                stats,
+            });
+        }
         let stats = measure(runs, || {
             let mut r = Reservoir::with_hash(RESERVOIR_CAP, hash);
             let mut taken = 0u64;
@@ -381,7 +421,8 @@ fn main() {
             stats,
         });
     }
-    let res_raw_stats = res_raw_stats[0];
+    let res_raw_stats = res_raw_stats[1];
+    let res_raw_direct = res_raw_direct.expect("the SHA-256 pool is vetted");
 
     // d. Plain BLAKE2s over the same bytes.
     let blake = measure(runs, || {
@@ -502,22 +543,39 @@ fn main() {
         "MB/s = 10^6 bytes of the stage's input per second of thread CPU time; ratios use the medians."
     );
 
-    // Where the RAW pipeline's time should go, from the stage medians: per input byte it runs
-    // health + FIPS + extractor on 1 byte and the reservoir on 0.75 byte.
+    // Where the RAW pipelines' time should go, from the stage medians. Into the SHA-256 pool
+    // each input byte costs health + FIPS + the reservoir at 7 bits/byte; into the BLAKE2s pool,
+    // health + FIPS + the extractor, then the reservoir on 0.75 byte.
     let per_byte = |s: Stats, bytes: usize| s.median.as_secs_f64() / bytes as f64;
-    let parts = [
-        ("health", per_byte(health_stats, len)),
-        ("FIPS", per_byte(fips_stats, len)),
-        ("extractor", per_byte(ex_stats, len / 128 * 128)),
-        ("reservoir", 0.75 * per_byte(res_raw_stats, res_raw_bytes)),
+    let breakdowns = [
+        (
+            "RAW -> pool sha256",
+            [
+                ("health", per_byte(health_stats, len)),
+                ("FIPS", per_byte(fips_stats, len)),
+                ("extractor", 0.0),
+                ("reservoir", per_byte(res_raw_direct, len)),
+            ],
+        ),
+        (
+            "RAW -> Toeplitz -> pool blake2s",
+            [
+                ("health", per_byte(health_stats, len)),
+                ("FIPS", per_byte(fips_stats, len)),
+                ("extractor", per_byte(ex_stats, len / 128 * 128)),
+                ("reservoir", 0.75 * per_byte(res_raw_stats, res_raw_bytes)),
+            ],
+        ),
     ];
-    let total: f64 = parts.iter().map(|p| p.1).sum();
-    print!("RAW pipeline, sum of stages: {:.1} MB/s;", 1e-6 / total);
-    for (n, t) in parts {
-        print!(" {n} {:.0}%", 100.0 * t / total);
+    for (label, parts) in breakdowns {
+        let total: f64 = parts.iter().map(|p| p.1).sum();
+        print!("{label}, sum of stages: {:.1} MB/s;", 1e-6 / total);
+        for (n, t) in parts.iter().filter(|p| p.1 > 0.0) {
+            print!(" {n} {:.0}%", 100.0 * t / total);
+        }
+        println!();
     }
-    println!();
-    for (name, hash, produced, stats) in &outputs {
+    for (name, hash, produced, stats, _) in &outputs {
         println!(
             "output: {name} pool {}: {:.1} MB/s of full-entropy bytes ({produced} of {len} in)",
             hash.name(),
@@ -525,19 +583,22 @@ fn main() {
         );
     }
 
-    // The ceiling the pool design sets: both pipelines here credit 8 bits per byte reaching the
-    // reservoir, so each 32-byte extraction needs MAX_CREDIT_BITS / 8 = 40 bytes mixed and then
-    // costs two compressions (the final one on a copy, and the ratchet). RAW feeds the
-    // reservoir 96 of every 128 bytes.
-    let per_extraction = f64::from(MAX_CREDIT_BITS) / 8.0;
+    // The ceiling the pool design sets: each 32-byte extraction needs MAX_CREDIT_BITS of credit
+    // and then costs two compressions (the final one and the ratchet), even if every other stage
+    // took no time. Raw bytes per extraction: 320 / 7 straight into the SHA-256 pool, 320 / 6
+    // through the extractor (96 credited bytes per 128), 320 / 8 for the POST source.
     let sha_mbps = Stats::mbps(len, sha.median);
-    for (label, plain) in [("sha256", sha_mbps), ("blake2s", blake_mbps)] {
-        let ceiling = plain * per_extraction / (2.0 * 64.0);
+    let bits = f64::from(MAX_CREDIT_BITS);
+    for (label, plain, bytes_per_extraction) in [
+        ("RAW -> pool sha256", sha_mbps, bits / 7.0),
+        ("RAW -> Toeplitz -> pool blake2s", blake_mbps, bits / 6.0),
+        ("POST -> pool sha256", sha_mbps, bits / 8.0),
+        ("POST -> pool blake2s", blake_mbps, bits / 8.0),
+    ] {
         println!(
-            "pool design ceiling, {label} ({MAX_EXTRACT} B per {per_extraction} B mixed, 2 \
-             compressions each, plain {plain:.0} MB/s): reservoir <= {ceiling:.1} MB/s, so RAW \
-             <= {:.1}, POST <= {ceiling:.1} even if every other stage took no time",
-            ceiling / 0.75
+            "pool design ceiling, {label}: {MAX_EXTRACT} B per {bytes_per_extraction:.1} B in, \
+             2 compressions (plain hash {plain:.0} MB/s) -> <= {:.1} MB/s",
+            plain * bytes_per_extraction / (2.0 * 64.0)
         );
     }
     let faster = res_post_mbps
@@ -557,7 +618,10 @@ fn main() {
 
     println!();
     println!("targets (issue 16): whole pipeline >= 250 MB/s of raw input and >= 10x rngtest");
-    for (name, hash, _, stats) in &outputs {
+    for (name, hash, _, stats, daemon) in &outputs {
+        if !daemon {
+            continue;
+        }
         let m = Stats::mbps(len, stats.median);
         let vs_rt = match rt_mbps {
             Some(r) => {

@@ -9,8 +9,9 @@
 //! * provenance, once per open, from the configured [`Claim`] and the node ([`decide`]); a node
 //!   that may not be used is refused and never read;
 //! * credit: only bytes that passed the health tests carry any, at most the claimed min-entropy
-//!   of each (the extractor's Leftover Hash Lemma bound for raw sources), and none at all for a
-//!   source whose policy is not to credit the pool (an upstream without `credit = true`);
+//!   of each (the extractor's Leftover Hash Lemma bound for raw sources that go through it), and
+//!   none at all for a source whose policy is not to credit the pool (an upstream without
+//!   `credit = true`);
 //! * flushing: a health-test failure discards the ready bytes and the pool's credit;
 //! * the state ([`SourceState`]) and when to reopen: quickly after an unplug, after `retry`
 //!   after a failure or a refusal, never after the end of a regular file, which is final.

@@ -1,7 +1,8 @@
 //! From raw source bytes to credited, conditioned input for the pool.
 //!
 //! `source bytes -> health tests (gate) -> FIPS counters (statistic) -> hold-back -> extractor
-//! (raw sources) -> (bytes, credit)`. A chunk is released only when [`HealthMonitor::check`] says
+//! (raw sources into a pool that is not vetted, see [`Processing::uses_extractor`]) -> (bytes,
+//! credit)`. A chunk is released only when [`HealthMonitor::check`] says
 //! it may be, and only after the next `2 W` samples (two APT windows) have passed too: the APT
 //! needs up to a window to see a fault that began just before, so the samples at a fault's onset
 //! are still held when it is detected, and are dropped with everything else held.
@@ -13,15 +14,33 @@ use zeroize::Zeroize;
 use crate::extractor::{credited_bits, Toeplitz};
 use crate::fips::{FipsCounters, FipsMonitor};
 use crate::health::{HealthCounters, HealthMonitor, HealthParams, HealthState, Verdict};
+use crate::pool::PoolHash;
 
 /// Whether a source's samples are raw noise or already post-processed by the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Processing {
-    /// Raw samples: health-tested, then compressed by the Toeplitz extractor.
+    /// Raw samples: health-tested, then compressed by the Toeplitz extractor when the pool's
+    /// conditioner is not vetted ([`Processing::uses_extractor`]).
     Raw,
     /// Post-processed by the device (e.g. a Quantis in its default mode): health-tested, then
     /// credited at the declared min-entropy per sample.
     PostProcessed,
+}
+
+impl Processing {
+    /// Whether samples go through the Toeplitz extractor before a pool conditioned by `pool`.
+    ///
+    /// Raw samples do only when the pool is not a vetted conditioning component. A vetted one
+    /// (SHA-256 Hash_df) takes the raw samples at their assessed min-entropy, as SP 800-90B
+    /// 3.1.5.1 intends: an extractor in front would be a second, non-vetted conditioning
+    /// component, whose output entropy a certification would have to justify by 3.1.5.2
+    /// (tested, capped at 0.999 n_out), and it would cost time and credit (1024 raw bits at
+    /// H = 7 bits per byte are credited 768 bits through the extractor, 896 without). With a
+    /// non-vetted pool (BLAKE2s) the extractor is what backs the full-entropy claim, by the
+    /// Leftover Hash Lemma.
+    pub fn uses_extractor(self, pool: PoolHash) -> bool {
+        self == Processing::Raw && !pool.vetted()
+    }
 }
 
 /// Everything the pipeline needs to know about a source.
@@ -68,12 +87,11 @@ pub struct Conditioner {
 }
 
 impl Conditioner {
-    /// A pipeline for `spec`. Raw sources need an extractor (shared: its table is built once).
+    /// A pipeline for `spec`. A raw source's samples go through `extractor` (shared: its table
+    /// is built once) when one is given, which the caller decides by
+    /// [`Processing::uses_extractor`]; without one they are credited at their min-entropy, as
+    /// post-processed samples are.
     pub fn new(spec: SourceSpec, extractor: Option<Arc<Toeplitz>>) -> Self {
-        assert!(
-            spec.processing == Processing::PostProcessed || extractor.is_some(),
-            "raw sources need an extractor"
-        );
         let carry_capacity = match (spec.processing, &extractor) {
             (Processing::Raw, Some(ex)) => ex.input_bytes(),
             _ => 0,
@@ -341,6 +359,23 @@ mod tests {
 
     /// Feeds the start-up test in 64-byte chunks (so it ends exactly at 1024 bytes), then the
     /// rest of `data` in chunks cycling through `sizes`.
+    #[test]
+    fn only_raw_samples_into_a_pool_that_is_not_vetted_use_the_extractor() {
+        assert!(!Processing::Raw.uses_extractor(PoolHash::Sha256));
+        assert!(Processing::Raw.uses_extractor(PoolHash::Blake2s));
+        assert!(!Processing::PostProcessed.uses_extractor(PoolHash::Sha256));
+        assert!(!Processing::PostProcessed.uses_extractor(PoolHash::Blake2s));
+    }
+
+    #[test]
+    fn raw_samples_without_the_extractor_are_credited_at_their_min_entropy() {
+        let mut c = Conditioner::new(spec(Processing::Raw), None);
+        let data = crate::test_noise(4, 2048 + 300);
+        let (out, mb) = run(&mut c, &data, 64);
+        assert_eq!(out, data[1024..1324]);
+        assert_eq!(mb, 300 * 6500);
+    }
+
     fn run_sizes(c: &mut Conditioner, data: &[u8], sizes: &[usize]) -> (Vec<u8>, u64) {
         let (mut out, mut mb) = run(c, &data[..1024], 64);
         let mut rest = &data[1024..];

@@ -193,29 +193,32 @@ impl Sha256State {
         self.buf[..rest.len()].copy_from_slice(rest);
     }
 
-    /// SHA-256 of everything absorbed, leaving the state unchanged.
-    fn finalize_copy(&self, out: &mut [u8; 32]) {
+    /// Writes SHA-256 of everything absorbed to `out`, then ratchets: appends 1 to 64 zero bytes
+    /// so that the tail is compressed into the chaining value.
+    ///
+    /// Both compressions read the same tail, so it is padded in place in `buf`, not copied: the
+    /// ratchet's block is `B || 0...`, and the final block differs from it only in the `0x80`
+    /// marker and the length. `buf` is wiped with a plain fill: it is part of the live state, so
+    /// the compiler cannot drop the stores (`Drop` wipes it again, volatile).
+    fn extract_and_ratchet(&mut self, out: &mut [u8; 32]) {
         let used = (self.len % BLOCK) as usize;
+        let bits = self.len.wrapping_mul(8).to_be_bytes();
         let mut h = self.h;
-        let mut tail = [0u8; 128];
-        tail[..used].copy_from_slice(&self.buf[..used]);
-        tail[used] = 0x80;
-        let blocks = if used < 56 { 1 } else { 2 };
-        tail[blocks * 64 - 8..blocks * 64].copy_from_slice(&(self.len * 8).to_be_bytes());
-        Self::compress(&mut h, &tail[..blocks * 64]);
+        self.buf[used..].fill(0);
+        Self::compress(&mut self.h, &self.buf);
+        self.len += BLOCK - used as u64;
+        self.buf[used] = 0x80;
+        if used >= 56 {
+            Self::compress(&mut h, &self.buf);
+            self.buf.fill(0);
+        }
+        self.buf[56..].copy_from_slice(&bits);
+        Self::compress(&mut h, &self.buf);
+        self.buf.fill(0);
         for (o, w) in out.chunks_exact_mut(4).zip(&h) {
             o.copy_from_slice(&w.to_be_bytes());
         }
-        tail.zeroize();
         h.zeroize();
-    }
-
-    /// Appends 1 to 64 zero bytes so that the tail is compressed into the chaining value.
-    fn ratchet(&mut self) {
-        const ZEROS: [u8; 64] = [0; 64];
-        let pad = (BLOCK - self.len % BLOCK) as usize;
-        self.update(&ZEROS[..pad]);
-        debug_assert_eq!(self.len % BLOCK, 0);
     }
 }
 
@@ -348,19 +351,25 @@ impl Pool {
                 credited_bits: self.credit_bits,
             });
         }
+        // A whole output is written in place; a shorter one goes through a wiped temporary.
         let mut seed = [0u8; 32];
+        let whole = out.len() == MAX_EXTRACT;
+        let dst: &mut [u8; 32] = match <&mut [u8; 32]>::try_from(&mut *out) {
+            Ok(o) => o,
+            Err(_) => &mut seed,
+        };
         match &mut self.state {
-            State::Sha256(s) => {
-                s.finalize_copy(&mut seed);
-                s.ratchet();
-            }
+            State::Sha256(s) => s.extract_and_ratchet(dst),
             State::Blake2s(s) => {
-                seed = *s.finalize().as_array();
+                *dst = *s.finalize().as_array();
                 blake2s_ratchet(s);
             }
         }
-        out.copy_from_slice(&seed[..out.len()]);
-        seed.zeroize();
+        if !whole {
+            let n = out.len();
+            out.copy_from_slice(&seed[..n]);
+            seed.zeroize();
+        }
         self.credit_bits -= needed;
         self.extractions += 1;
         Ok(())
@@ -515,6 +524,7 @@ mod tests {
                 unreachable!()
             };
             assert_eq!(s.len % 64, 0);
+            assert_eq!(s.buf, [0; 64], "the tail is wiped after extraction {i}");
         }
     }
 
