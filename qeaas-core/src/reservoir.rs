@@ -141,10 +141,11 @@ impl Reservoir {
         }
         let total_len = data.len() as u64;
         let mut left_mb = millibits;
+        // This chunk's rate, rounded up so that `need` below never asks for too few bytes.
+        let rate = millibits.div_ceil(total_len).max(1);
         while !data.is_empty() {
             // Bytes needed to fill the pool's credit up to the cap, at this chunk's rate.
             let want_bits = u64::from(MAX_CREDIT_BITS - self.pool.credit_bits());
-            let rate = millibits.div_ceil(total_len).max(1);
             let need = (want_bits * 1000)
                 .saturating_sub(self.carry_millibits)
                 .div_ceil(rate);
@@ -152,8 +153,12 @@ impl Reservoir {
             let piece_mb = if take == data.len() {
                 left_mb
             } else {
-                // u128: millibits * take cannot overflow for any input size.
-                (u128::from(millibits) * take as u128 / u128::from(total_len)) as u64
+                // millibits * take in u64 when it fits (any real claim), else in u128, where it
+                // cannot overflow for any input size.
+                match millibits.checked_mul(take as u64) {
+                    Some(p) => p / total_len,
+                    None => (u128::from(millibits) * take as u128 / u128::from(total_len)) as u64,
+                }
             };
             left_mb -= piece_mb;
             self.pool.mix(&data[..take]);
