@@ -164,10 +164,11 @@ impl Reservoir {
             self.pool.mix(&data[..take]);
             self.counters.bytes_mixed += take as u64;
             data = &data[take..];
-            // u128: the carried fraction (< 1000) plus a piece of up to u64::MAX millibits.
-            let mb = u128::from(self.carry_millibits) + u128::from(piece_mb);
-            let bits = u32::try_from(mb / 1000).unwrap_or(u32::MAX);
-            self.carry_millibits = (mb % 1000) as u64;
+            // The carried fraction (< 1000) joins the piece's own fraction, so nothing overflows
+            // even for a piece of u64::MAX millibits.
+            let frac = self.carry_millibits + piece_mb % 1000;
+            let bits = u32::try_from(piece_mb / 1000 + frac / 1000).unwrap_or(u32::MAX);
+            self.carry_millibits = frac % 1000;
             let accepted = self.pool.credit(bits);
             self.counters.bits_credited += u64::from(accepted);
             if self.len + MAX_EXTRACT <= self.ring.len() {
