@@ -435,11 +435,19 @@ impl HealthMonitor {
     /// A chunk during which the start-up test completes is still discarded: start-up samples are
     /// never output.
     pub fn check(&mut self, chunk: &[u8]) -> Verdict {
+        self.check_with(chunk, true)
+    }
+
+    /// [`Self::check`]; `fast = false` feeds byte samples through the scalar loop only (the
+    /// reference the tests hold the fast path to).
+    #[inline]
+    fn check_with(&mut self, chunk: &[u8], fast: bool) -> Verdict {
         if self.state == HealthState::PermanentFailure {
             return Verdict::Failed;
         }
         let failed = match self.params.width {
-            SampleWidth::Byte => self.feed_bytes(chunk),
+            SampleWidth::Byte if fast => self.feed_bytes(chunk),
+            SampleWidth::Byte => self.feed_bytes_scalar(chunk),
             SampleWidth::Bit => self.feed_bits(chunk),
         };
         let samples = chunk.len() as u64 * u64::from(8 / self.params.width.bits());
@@ -479,8 +487,79 @@ impl HealthMonitor {
         }
     }
 
+    /// Feeds byte samples a segment at a time: [`Self::pass_clean_segment`] vouches for most
+    /// segments at vector speed, and the scalar loop decides every segment it cannot vouch for,
+    /// from the same starting state, so verdicts and state are those of the scalar loop alone.
     #[inline]
     fn feed_bytes(&mut self, chunk: &[u8]) -> Option<TestKind> {
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            // A segment ends at the end of the current APT window at the latest: within one
+            // window the reference value is fixed and its count only grows.
+            // A position at or past the window's end would make empty segments forever.
+            debug_assert!(self.apt.seen < self.apt.window, "APT window position");
+            let room = (self.apt.window - self.apt.seen) as usize;
+            let (seg, tail) = rest.split_at(room.min(rest.len()));
+            if !self.pass_clean_segment(seg) {
+                if let Some(kind) = self.feed_bytes_scalar(seg) {
+                    return Some(kind);
+                }
+            }
+            rest = tail;
+        }
+        None
+    }
+
+    /// If neither test can fail anywhere in `seg` (a part of one APT window), moves both tests
+    /// to their state after it and returns true; otherwise returns false and changes nothing.
+    fn pass_clean_segment(&mut self, seg: &[u8]) -> bool {
+        let n = seg.len();
+        if n < FAST_MIN_SEGMENT {
+            return false;
+        }
+        // RCT: it fails exactly when a run (counting the one carried in) reaches
+        // `max(C, 2)` samples (the first sample of a run is never checked, so C < 2 acts as 2).
+        let fail_run = self.rct.cutoff.max(2) as usize;
+        if has_run(seg, fail_run.min(MAX_RUN_PROBE)) {
+            return false;
+        }
+        // No run of `min(C, 8)` lies inside `seg`; only the run carried in can still be long.
+        let carried = match self.rct.last {
+            Some(v) if v == seg[0] => self.rct.run as usize,
+            _ => 0,
+        };
+        if carried > 0 && carried + leading_run(seg) >= fail_run {
+            return false;
+        }
+        // APT: a window that starts here takes `seg[0]` as its reference, counted once already.
+        let (first, count, matches) = if self.apt.seen == 0 {
+            (seg[0], 1, count_eq(&seg[1..], seg[0]))
+        } else {
+            (
+                self.apt.first,
+                self.apt.count,
+                count_eq(seg, self.apt.first),
+            )
+        };
+        // The count only grows within a window and is checked at each match, so it fails in
+        // `seg` exactly when some match brings it to the cut-off.
+        if matches > 0 && count + matches >= self.apt.cutoff {
+            return false;
+        }
+        // Clean: the state the scalar loop would reach.
+        let trailing = seg.iter().rev().take_while(|&&b| b == seg[n - 1]).count();
+        self.rct.run = if trailing == n { carried + n } else { trailing } as u32;
+        self.rct.last = Some(seg[n - 1]);
+        self.apt.first = first;
+        self.apt.count = count + matches;
+        let seen = self.apt.seen + n as u32;
+        self.apt.seen = if seen == self.apt.window { 0 } else { seen };
+        true
+    }
+
+    /// The exact per-sample loop: the reference, and the fallback of [`Self::feed_bytes`].
+    #[inline]
+    fn feed_bytes_scalar(&mut self, chunk: &[u8]) -> Option<TestKind> {
         for &b in chunk {
             if !self.rct.feed(b) {
                 return Some(TestKind::RepetitionCount);
@@ -507,6 +586,86 @@ impl HealthMonitor {
         }
         None
     }
+}
+
+/// Positions probed per block by [`has_run`]: 64 byte comparisons per probed offset, which LLVM
+/// turns into a handful of 16-byte compares without a scalar tail.
+const RUN_BLOCK: usize = 64;
+
+/// Longest run [`has_run`] looks for. A longer RCT cut-off is probed with a run of 8, which still
+/// proves nothing fails; such cut-offs belong to H below ~3.3 bits per byte, where runs of 8
+/// are still rare.
+const MAX_RUN_PROBE: usize = 8;
+
+/// Shorter segments go to the scalar loop: [`has_run`] reads whole blocks.
+const FAST_MIN_SEGMENT: usize = RUN_BLOCK + MAX_RUN_PROBE - 1;
+
+/// Whether `s` holds `k` equal bytes in a row, for `2 <= k <= MAX_RUN_PROBE` and
+/// `s.len() >= RUN_BLOCK + k - 1`.
+fn has_run(s: &[u8], k: usize) -> bool {
+    match k {
+        2 => has_run_of::<2>(s),
+        3 => has_run_of::<3>(s),
+        4 => has_run_of::<4>(s),
+        5 => has_run_of::<5>(s),
+        6 => has_run_of::<6>(s),
+        7 => has_run_of::<7>(s),
+        8 => has_run_of::<8>(s),
+        _ => unreachable!("run probe of {k}"),
+    }
+}
+
+fn has_run_of<const K: usize>(s: &[u8]) -> bool {
+    // Blocks of runs starting at i..i + RUN_BLOCK; the last block is moved back to end at the
+    // last possible start, overlapping its predecessor (a run found twice is still one run).
+    let last = s.len() + 1 - K - RUN_BLOCK;
+    let mut hit = false;
+    let mut i = 0;
+    while i < last {
+        hit |= block_has_run::<K>(s, i);
+        i += RUN_BLOCK;
+    }
+    hit | block_has_run::<K>(s, last)
+}
+
+/// Whether a run of `K` equal bytes starts at one of `s[i..i + RUN_BLOCK]`.
+#[inline(always)]
+fn block_has_run<const K: usize>(s: &[u8], i: usize) -> bool {
+    // Fixed-length views at offsets 0..K, compared lane by lane and OR-ed without an early
+    // exit: the shape the loop vectorizer turns into unaligned loads and byte compares.
+    let views: [&[u8; RUN_BLOCK]; K] = core::array::from_fn(|j| {
+        s[i + j..i + j + RUN_BLOCK]
+            .try_into()
+            .unwrap_or_else(|_| unreachable!())
+    });
+    let mut hit = false;
+    for l in 0..RUN_BLOCK {
+        let mut all = true;
+        for v in &views[1..] {
+            all &= views[0][l] == v[l];
+        }
+        hit |= all;
+    }
+    hit
+}
+
+/// Length of the run of equal bytes `s` starts with (`s` not empty).
+fn leading_run(s: &[u8]) -> usize {
+    s.iter().take_while(|&&b| b == s[0]).count()
+}
+
+/// How many bytes of `s` equal `r`.
+fn count_eq(s: &[u8], r: u8) -> u32 {
+    // Byte-wide counters, summed every 128 bytes before they could overflow: 16 lanes per
+    // compare-and-subtract.
+    fn count_u8(c: &[u8], r: u8) -> u32 {
+        u32::from(c.iter().fold(0u8, |a, &b| a.wrapping_add(u8::from(b == r))))
+    }
+    let mut big = s.chunks_exact(128);
+    let mut total: u32 = big.by_ref().map(|c| count_u8(c, r)).sum();
+    let mut small = big.remainder().chunks_exact(16);
+    total += small.by_ref().map(|c| count_u8(c, r)).sum::<u32>();
+    total + count_u8(small.remainder(), r)
 }
 
 #[cfg(test)]
