@@ -435,11 +435,19 @@ impl HealthMonitor {
     /// A chunk during which the start-up test completes is still discarded: start-up samples are
     /// never output.
     pub fn check(&mut self, chunk: &[u8]) -> Verdict {
+        self.check_with(chunk, true)
+    }
+
+    /// [`Self::check`]; `fast = false` feeds byte samples through the scalar loop only (the
+    /// reference the tests hold the fast path to).
+    #[inline]
+    fn check_with(&mut self, chunk: &[u8], fast: bool) -> Verdict {
         if self.state == HealthState::PermanentFailure {
             return Verdict::Failed;
         }
         let failed = match self.params.width {
-            SampleWidth::Byte => self.feed_bytes(chunk),
+            SampleWidth::Byte if fast => self.feed_bytes(chunk),
+            SampleWidth::Byte => self.feed_bytes_scalar(chunk),
             SampleWidth::Bit => self.feed_bits(chunk),
         };
         let samples = chunk.len() as u64 * u64::from(8 / self.params.width.bits());
@@ -479,8 +487,79 @@ impl HealthMonitor {
         }
     }
 
+    /// Feeds byte samples a segment at a time: [`Self::pass_clean_segment`] vouches for most
+    /// segments at vector speed, and the scalar loop decides every segment it cannot vouch for,
+    /// from the same starting state, so verdicts and state are those of the scalar loop alone.
     #[inline]
     fn feed_bytes(&mut self, chunk: &[u8]) -> Option<TestKind> {
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            // A segment ends at the end of the current APT window at the latest: within one
+            // window the reference value is fixed and its count only grows.
+            // A position at or past the window's end would make empty segments forever.
+            debug_assert!(self.apt.seen < self.apt.window, "APT window position");
+            let room = (self.apt.window - self.apt.seen) as usize;
+            let (seg, tail) = rest.split_at(room.min(rest.len()));
+            if !self.pass_clean_segment(seg) {
+                if let Some(kind) = self.feed_bytes_scalar(seg) {
+                    return Some(kind);
+                }
+            }
+            rest = tail;
+        }
+        None
+    }
+
+    /// If neither test can fail anywhere in `seg` (a part of one APT window), moves both tests
+    /// to their state after it and returns true; otherwise returns false and changes nothing.
+    fn pass_clean_segment(&mut self, seg: &[u8]) -> bool {
+        let n = seg.len();
+        if n < FAST_MIN_SEGMENT {
+            return false;
+        }
+        // RCT: it fails exactly when a run (counting the one carried in) reaches
+        // `max(C, 2)` samples (the first sample of a run is never checked, so C < 2 acts as 2).
+        let fail_run = self.rct.cutoff.max(2) as usize;
+        if has_run(seg, fail_run.min(MAX_RUN_PROBE)) {
+            return false;
+        }
+        // No run of `min(C, 8)` lies inside `seg`; only the run carried in can still be long.
+        let carried = match self.rct.last {
+            Some(v) if v == seg[0] => self.rct.run as usize,
+            _ => 0,
+        };
+        if carried > 0 && carried + leading_run(seg) >= fail_run {
+            return false;
+        }
+        // APT: a window that starts here takes `seg[0]` as its reference, counted once already.
+        let (first, count, matches) = if self.apt.seen == 0 {
+            (seg[0], 1, count_eq(&seg[1..], seg[0]))
+        } else {
+            (
+                self.apt.first,
+                self.apt.count,
+                count_eq(seg, self.apt.first),
+            )
+        };
+        // The count only grows within a window and is checked at each match, so it fails in
+        // `seg` exactly when some match brings it to the cut-off.
+        if matches > 0 && count + matches >= self.apt.cutoff {
+            return false;
+        }
+        // Clean: the state the scalar loop would reach.
+        let trailing = seg.iter().rev().take_while(|&&b| b == seg[n - 1]).count();
+        self.rct.run = if trailing == n { carried + n } else { trailing } as u32;
+        self.rct.last = Some(seg[n - 1]);
+        self.apt.first = first;
+        self.apt.count = count + matches;
+        let seen = self.apt.seen + n as u32;
+        self.apt.seen = if seen == self.apt.window { 0 } else { seen };
+        true
+    }
+
+    /// The exact per-sample loop: the reference, and the fallback of [`Self::feed_bytes`].
+    #[inline]
+    fn feed_bytes_scalar(&mut self, chunk: &[u8]) -> Option<TestKind> {
         for &b in chunk {
             if !self.rct.feed(b) {
                 return Some(TestKind::RepetitionCount);
@@ -507,6 +586,86 @@ impl HealthMonitor {
         }
         None
     }
+}
+
+/// Positions probed per block by [`has_run`]: 64 byte comparisons per probed offset, which LLVM
+/// turns into a handful of 16-byte compares without a scalar tail.
+const RUN_BLOCK: usize = 64;
+
+/// Longest run [`has_run`] looks for. A longer RCT cut-off is probed with a run of 8, which still
+/// proves nothing fails; such cut-offs belong to H below ~3.3 bits per byte, where runs of 8
+/// are still rare.
+const MAX_RUN_PROBE: usize = 8;
+
+/// Shorter segments go to the scalar loop: [`has_run`] reads whole blocks.
+const FAST_MIN_SEGMENT: usize = RUN_BLOCK + MAX_RUN_PROBE - 1;
+
+/// Whether `s` holds `k` equal bytes in a row, for `2 <= k <= MAX_RUN_PROBE` and
+/// `s.len() >= RUN_BLOCK + k - 1`.
+fn has_run(s: &[u8], k: usize) -> bool {
+    match k {
+        2 => has_run_of::<2>(s),
+        3 => has_run_of::<3>(s),
+        4 => has_run_of::<4>(s),
+        5 => has_run_of::<5>(s),
+        6 => has_run_of::<6>(s),
+        7 => has_run_of::<7>(s),
+        8 => has_run_of::<8>(s),
+        _ => unreachable!("run probe of {k}"),
+    }
+}
+
+fn has_run_of<const K: usize>(s: &[u8]) -> bool {
+    // Blocks of runs starting at i..i + RUN_BLOCK; the last block is moved back to end at the
+    // last possible start, overlapping its predecessor (a run found twice is still one run).
+    let last = s.len() + 1 - K - RUN_BLOCK;
+    let mut hit = false;
+    let mut i = 0;
+    while i < last {
+        hit |= block_has_run::<K>(s, i);
+        i += RUN_BLOCK;
+    }
+    hit | block_has_run::<K>(s, last)
+}
+
+/// Whether a run of `K` equal bytes starts at one of `s[i..i + RUN_BLOCK]`.
+#[inline(always)]
+fn block_has_run<const K: usize>(s: &[u8], i: usize) -> bool {
+    // Fixed-length views at offsets 0..K, compared lane by lane and OR-ed without an early
+    // exit: the shape the loop vectorizer turns into unaligned loads and byte compares.
+    let views: [&[u8; RUN_BLOCK]; K] = core::array::from_fn(|j| {
+        s[i + j..i + j + RUN_BLOCK]
+            .try_into()
+            .unwrap_or_else(|_| unreachable!())
+    });
+    let mut hit = false;
+    for l in 0..RUN_BLOCK {
+        let mut all = true;
+        for v in &views[1..] {
+            all &= views[0][l] == v[l];
+        }
+        hit |= all;
+    }
+    hit
+}
+
+/// Length of the run of equal bytes `s` starts with (`s` not empty).
+fn leading_run(s: &[u8]) -> usize {
+    s.iter().take_while(|&&b| b == s[0]).count()
+}
+
+/// How many bytes of `s` equal `r`.
+fn count_eq(s: &[u8], r: u8) -> u32 {
+    // Byte-wide counters, summed every 128 bytes before they could overflow: 16 lanes per
+    // compare-and-subtract.
+    fn count_u8(c: &[u8], r: u8) -> u32 {
+        u32::from(c.iter().fold(0u8, |a, &b| a.wrapping_add(u8::from(b == r))))
+    }
+    let mut big = s.chunks_exact(128);
+    let mut total: u32 = big.by_ref().map(|c| count_u8(c, r)).sum();
+    let mut small = big.remainder().chunks_exact(16);
+    total += small.by_ref().map(|c| count_u8(c, r)).sum::<u32>();
+    total + count_u8(small.remainder(), r)
 }
 
 #[cfg(test)]
@@ -687,6 +846,325 @@ mod tests {
             m.check(&[0xaa, 0, 0, 0]),
             Verdict::Intermittent(TestKind::RepetitionCount)
         );
+    }
+
+    /// The vectorized fast path of byte samples against the scalar loop it stands in for.
+    mod fast_path {
+        use super::super::*;
+        use alloc::format;
+        use alloc::vec::Vec;
+        use proptest::prelude::*;
+        use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+        use rand_xoshiro::Xoshiro256StarStar;
+
+        const W: usize = 512;
+
+        /// What the generated data is made to stress.
+        #[derive(Clone, Copy, Debug)]
+        enum Shape {
+            /// Uniform bytes: the fast path should vouch for nearly everything.
+            Uniform,
+            /// A few distinct values, unevenly likely: runs and APT matches everywhere.
+            FewValues,
+            /// Uniform bytes with runs of C - 2 ..= C + 1 planted across chunk and window
+            /// boundaries and at random places.
+            PlantedRuns,
+            /// Windows whose first value comes back C - 1 ..= C + 1 times (APT cut-off C), the
+            /// last time at or just before the window's end.
+            AptAtWindowEnd,
+        }
+
+        struct Case {
+            params: HealthParams,
+            data: Vec<u8>,
+            chunks: Vec<usize>,
+        }
+
+        fn rng(seed: u64) -> Xoshiro256StarStar {
+            Xoshiro256StarStar::seed_from_u64(seed)
+        }
+
+        fn below(r: &mut Xoshiro256StarStar, n: usize) -> usize {
+            (r.next_u64() % n as u64) as usize
+        }
+
+        fn params(r: &mut Xoshiro256StarStar) -> HealthParams {
+            // The daemon's and firmware's claims, some low ones, and odd alphas (the field is
+            // public) down to 0, where both cut-offs drop to 1 or 2.
+            let mb = [8000, 7000, 6500, 6000, 4000, 2500, 1000, 300][below(r, 8)];
+            let alpha_log2 = [20, 20, 20, 30, 40, 8, 2, 1, 0][below(r, 9)];
+            let h = MinEntropy::from_millibits(mb, SampleWidth::Byte).unwrap();
+            HealthParams {
+                alpha_log2,
+                max_consecutive_failures: [1, 3, 1000][below(r, 3)],
+                ..HealthParams::new(SampleWidth::Byte, h)
+            }
+        }
+
+        /// Chunk sizes covering `len`: tiny, around the fast path's minimum, whole and split
+        /// windows, and large.
+        fn chunk_sizes(r: &mut Xoshiro256StarStar, len: usize) -> Vec<usize> {
+            let mut v = Vec::new();
+            let mut left = len;
+            while left > 0 {
+                let n = match below(r, 6) {
+                    0 => below(r, 8),
+                    1 => 60 + below(r, 30),
+                    2 => [W, 2 * W, 8 * W, W - 1, W + 1][below(r, 5)],
+                    3 => below(r, 5000),
+                    _ => below(r, 1200),
+                }
+                .min(left);
+                v.push(n);
+                left -= n;
+            }
+            v
+        }
+
+        fn boundaries(chunks: &[usize]) -> Vec<usize> {
+            chunks
+                .iter()
+                .scan(0, |at, &n| {
+                    *at += n;
+                    Some(*at)
+                })
+                .collect()
+        }
+
+        /// Writes `len` copies of `v` from `at` (clipped to the data), different from the bytes
+        /// on either side so that the run is exactly `len` long.
+        fn plant_run(data: &mut [u8], at: usize, len: usize, v: u8) {
+            let end = (at + len).min(data.len());
+            data[at..end].fill(v);
+            if at > 0 && data[at - 1] == v {
+                data[at - 1] = v ^ 0x80;
+            }
+            if end < data.len() && data[end] == v {
+                data[end] = v ^ 0x80;
+            }
+        }
+
+        fn case(seed: u64, shape: Shape) -> Case {
+            let mut r = rng(seed);
+            let params = params(&mut r);
+            let len = 1 + below(&mut r, 24 * W);
+            let chunks = chunk_sizes(&mut r, len);
+            let mut data = alloc::vec![0u8; len];
+            r.fill_bytes(&mut data);
+            let m = HealthMonitor::new(params);
+            let (rct_c, apt_c) = (m.rct_cutoff() as usize, m.apt_cutoff() as usize);
+            match shape {
+                Shape::Uniform => {}
+                Shape::FewValues => {
+                    let k = 1 + below(&mut r, 5);
+                    let values: Vec<u8> = (0..k).map(|_| r.next_u64() as u8).collect();
+                    // Skewed towards the first value by a random amount.
+                    let skew = 1 + below(&mut r, 4);
+                    for b in &mut data {
+                        let i = below(&mut r, k + skew);
+                        *b = values[i.saturating_sub(skew)];
+                    }
+                }
+                Shape::PlantedRuns => {
+                    let mut at: Vec<usize> = boundaries(&chunks);
+                    at.extend((1..=len / W).map(|w| w * W));
+                    at.extend((0..8).map(|_| below(&mut r, len)));
+                    for b in at {
+                        let run = (rct_c + below(&mut r, 4)).saturating_sub(2).max(1);
+                        // Runs ending before, straddling or starting at the boundary.
+                        let start = (b + 1).saturating_sub(below(&mut r, run + 2));
+                        if start < len {
+                            let v = r.next_u64() as u8;
+                            plant_run(&mut data, start, run, v);
+                        }
+                    }
+                }
+                Shape::AptAtWindowEnd => {
+                    for w in 0..len.div_ceil(W) {
+                        let win = &mut data[w * W..((w + 1) * W).min(len)];
+                        let v = win[0];
+                        for b in win.iter_mut().skip(1) {
+                            while *b == v {
+                                *b = r.next_u64() as u8;
+                            }
+                        }
+                        // Occurrences of v after the first, the last one within 3 of the end.
+                        let extra = (apt_c + below(&mut r, 3)).saturating_sub(2);
+                        let last = win.len().saturating_sub(1 + below(&mut r, 3));
+                        // Every other position backwards from `last`, then anywhere: spaced so
+                        // the RCT does not fire first (when the cut-off allows).
+                        let mut p = last;
+                        for _ in 0..extra.min(win.len() / 2) {
+                            if p == 0 {
+                                break;
+                            }
+                            win[p] = v;
+                            p = p.saturating_sub(
+                                2 + below(&mut r, 8) * usize::from(below(&mut r, 4) == 0),
+                            );
+                        }
+                    }
+                }
+            }
+            Case {
+                params,
+                data,
+                chunks,
+            }
+        }
+
+        #[derive(Default, Debug)]
+        struct Seen {
+            rct: u64,
+            apt: u64,
+        }
+
+        /// Runs the case through a monitor on the fast path and one on the scalar loop alone;
+        /// after every chunk the verdicts and the whole monitors (tests, state, counters) must
+        /// be identical.
+        fn compare(c: &Case, seen: &mut Seen) -> Result<(), TestCaseError> {
+            let mut fast = HealthMonitor::new(c.params);
+            let mut slow = fast.clone();
+            let mut at = 0;
+            for (i, &n) in c.chunks.iter().enumerate() {
+                let chunk = &c.data[at..at + n];
+                let (vf, vs) = (fast.check(chunk), slow.check_with(chunk, false));
+                prop_assert_eq!(vf, vs, "verdict of chunk {} ({} bytes at {})", i, n, at);
+                prop_assert_eq!(
+                    fast.counters(),
+                    slow.counters(),
+                    "counters after chunk {}",
+                    i
+                );
+                prop_assert_eq!(fast.state(), slow.state(), "state after chunk {}", i);
+                prop_assert_eq!(
+                    format!("{fast:?}"),
+                    format!("{slow:?}"),
+                    "monitor after chunk {}",
+                    i
+                );
+                match vs {
+                    Verdict::Intermittent(TestKind::RepetitionCount)
+                    | Verdict::Permanent(TestKind::RepetitionCount) => seen.rct += 1,
+                    Verdict::Intermittent(TestKind::AdaptiveProportion)
+                    | Verdict::Permanent(TestKind::AdaptiveProportion) => seen.apt += 1,
+                    Verdict::Failed => {
+                        // Keep going: the owner reopened the source.
+                        fast.reset_permanent();
+                        slow.reset_permanent();
+                    }
+                    _ => {}
+                }
+                at += n;
+            }
+            Ok(())
+        }
+
+        fn run(seed: u64, shape: Shape) -> Result<Seen, TestCaseError> {
+            let mut seen = Seen::default();
+            compare(&case(seed, shape), &mut seen)?;
+            Ok(seen)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            #[test]
+            fn uniform_data_matches_the_scalar_loop(seed in any::<u64>()) {
+                run(seed, Shape::Uniform)?;
+            }
+
+            #[test]
+            fn few_values_match_the_scalar_loop(seed in any::<u64>()) {
+                run(seed, Shape::FewValues)?;
+            }
+
+            #[test]
+            fn runs_at_boundaries_match_the_scalar_loop(seed in any::<u64>()) {
+                run(seed, Shape::PlantedRuns)?;
+            }
+
+            #[test]
+            fn apt_cutoff_at_window_ends_matches_the_scalar_loop(seed in any::<u64>()) {
+                run(seed, Shape::AptAtWindowEnd)?;
+            }
+        }
+
+        /// The generated shapes do reach both failures (else the comparisons above could pass
+        /// without ever checking the fast path's refusals).
+        #[test]
+        fn shapes_provoke_both_failures() {
+            for (shape, want_rct, want_apt) in [
+                (Shape::FewValues, true, true),
+                (Shape::PlantedRuns, true, false),
+                (Shape::AptAtWindowEnd, false, true),
+            ] {
+                let mut total = Seen::default();
+                for seed in 0..200 {
+                    let s = run(seed, shape).unwrap();
+                    total.rct += s.rct;
+                    total.apt += s.apt;
+                }
+                assert!(!want_rct || total.rct > 50, "{shape:?}: {total:?}");
+                assert!(!want_apt || total.apt > 50, "{shape:?}: {total:?}");
+            }
+        }
+
+        /// Exactly at the RCT cut-off across a chunk boundary: a run of C - 1 carried in plus
+        /// one more sample fails on that sample, C - 1 in total passes.
+        #[test]
+        fn carried_run_fails_at_the_cutoff() {
+            let p = HealthParams::new(
+                SampleWidth::Byte,
+                MinEntropy::from_millibits(7000, SampleWidth::Byte).unwrap(),
+            );
+            for carried in 1..4usize {
+                for lead in 1..4usize {
+                    let mut m = HealthMonitor::new(p);
+                    let mut a: Vec<u8> = (0..600u32).map(|i| (i * 7 % 251) as u8).collect();
+                    let n = a.len();
+                    a[n - carried..].fill(0xee);
+                    a[n - carried - 1] = 1;
+                    assert_eq!(m.check(&a), Verdict::Startup);
+                    let mut b: Vec<u8> = (0..600u32).map(|i| (i * 11 % 241) as u8).collect();
+                    b[..lead].fill(0xee);
+                    b[lead] = 2;
+                    let want = if carried + lead >= 4 {
+                        Verdict::Intermittent(TestKind::RepetitionCount)
+                    } else {
+                        Verdict::Startup
+                    };
+                    assert_eq!(m.check(&b), want, "run of {carried} + {lead}");
+                }
+            }
+        }
+
+        /// On data that meets its claim the fast path vouches for nearly every window, so the
+        /// scalar loop is the exception it is meant to be.
+        #[test]
+        fn fast_path_vouches_for_data_meeting_the_claim() {
+            // (claim in millibits, distinct equiprobable values: 2^H of them)
+            for (mb, values) in [(8000, 256), (7000, 128), (6500, 91), (4000, 16)] {
+                let h = MinEntropy::from_millibits(mb, SampleWidth::Byte).unwrap();
+                let mut m = HealthMonitor::new(HealthParams::new(SampleWidth::Byte, h));
+                let mut r = rng(u64::from(mb));
+                let (mut vouched, mut segments) = (0, 0);
+                for _ in 0..2000 {
+                    let seg: Vec<u8> = (0..W).map(|_| below(&mut r, values) as u8).collect();
+                    segments += 1;
+                    if m.pass_clean_segment(&seg) {
+                        vouched += 1;
+                    } else if m.feed_bytes_scalar(&seg).is_some() {
+                        // A false alarm (probability alpha per sample) is possible here too.
+                        m.restart();
+                    }
+                }
+                assert!(
+                    vouched * 100 >= segments * 99,
+                    "H={mb}mb: {vouched} of {segments}"
+                );
+            }
+        }
     }
 
     mod props {
