@@ -113,6 +113,20 @@ fn run_pipeline(
     taken
 }
 
+/// The reservoir alone, fed `CHUNK`-byte pieces credited `millibits` per byte and drained after
+/// each. Returns bytes taken.
+fn run_reservoir(data: &[u8], hash: PoolHash, millibits: u64, out: &mut [u8]) -> u64 {
+    let mut r = Reservoir::with_hash(RESERVOIR_CAP, hash);
+    let mut taken = 0u64;
+    for c in data.chunks(CHUNK) {
+        r.absorb(c, c.len() as u64 * millibits, Provenance::Simulated);
+        let n = r.ready();
+        r.take(&mut out[..n]).expect("ready");
+        taken += n as u64;
+    }
+    taken
+}
+
 /// Runs rngtest on `data` and returns (its own FIPS speed avg in bytes/s, wall time, blocks).
 fn rngtest_once(data: &[u8]) -> Result<(f64, Duration, usize), String> {
     let blocks = (data.len() - 4) / BLOCK_BYTES;
@@ -344,17 +358,7 @@ fn main() {
     let mut res_raw_direct = None;
     let mut res_post_mbps = Vec::new();
     for hash in [PoolHash::Sha256, PoolHash::Blake2s] {
-        let stats = measure(runs, || {
-            let mut r = Reservoir::with_hash(RESERVOIR_CAP, hash);
-            let mut taken = 0u64;
-            for c in data.chunks(CHUNK) {
-                r.absorb(c, c.len() as u64 * 8000, Provenance::Simulated);
-                let n = r.ready();
-                r.take(&mut out[..n]).expect("ready");
-                taken += n as u64;
-            }
-            taken
-        });
+        let stats = measure(runs, || run_reservoir(&data, hash, 8000, &mut out));
         res_post_mbps.push((hash, Stats::mbps(len, stats.median)));
         rows.push(Row {
             name: Box::leak(
@@ -365,17 +369,7 @@ fn main() {
         });
         if !Processing::Raw.uses_extractor(hash) {
             // As the raw pipeline feeds a vetted pool: 4 KiB pieces at 7 bits/byte.
-            let stats = measure(runs, || {
-                let mut r = Reservoir::with_hash(RESERVOIR_CAP, hash);
-                let mut taken = 0u64;
-                for c in data.chunks(CHUNK) {
-                    r.absorb(c, c.len() as u64 * 7000, Provenance::Simulated);
-                    let n = r.ready();
-                    r.take(&mut out[..n]).expect("ready");
-                    taken += n as u64;
-                }
-                taken
-            });
+            let stats = measure(runs, || run_reservoir(&data, hash, 7000, &mut out));
             res_raw_direct = Some(stats);
             rows.push(Row {
                 name: Box::leak(
