@@ -38,6 +38,21 @@ fn stage() -> tempfile::TempDir {
     d
 }
 
+/// Runs `f` (a spawn of a staged binary) again while it fails with ETXTBSY. Another test thread
+/// that forks while `put` still has the copy open for writing holds that descriptor until its
+/// child calls exec; an exec of the copy in that window fails, and succeeds a moment later.
+fn retry_busy<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    for _ in 0..200 {
+        match f() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            r => return r,
+        }
+    }
+    f()
+}
+
 /// Copies `from` into the stage with `mode`.
 fn put(stage: &Path, from: &Path, mode: u32) -> PathBuf {
     let to = stage.join(from.file_name().unwrap());
@@ -66,7 +81,7 @@ fn fake_daemon(stage: &Path, name: &str, uid: Option<u32>, delay_ms: u32) -> (Pr
     if let Some(u) = uid {
         cmd.uid(u).gid(u);
     }
-    let mut p = Proc(cmd.spawn().expect("start fake daemon"));
+    let mut p = Proc(retry_busy(|| cmd.spawn()).expect("start fake daemon"));
     let mut line = String::new();
     BufReader::new(p.0.stdout.take().unwrap())
         .read_line(&mut line)
@@ -102,12 +117,14 @@ fn a_socket_served_by_another_user_is_refused() {
     assert!(stderr.contains("uid 65534"), "{stderr}");
     // Named by the environment.
     let conf = write_conf(&st.path().join("env.cnf"), "", GENERATOR);
-    let out = Command::new(&o.bin)
-        .args(["rand", "-hex", "32"])
-        .env("OPENSSL_CONF", &conf)
-        .env("QEAAS_SOCKET", &sock)
-        .output()
-        .unwrap();
+    let out = retry_busy(|| {
+        Command::new(&o.bin)
+            .args(["rand", "-hex", "32"])
+            .env("OPENSSL_CONF", &conf)
+            .env("QEAAS_SOCKET", &sock)
+            .output()
+    })
+    .unwrap();
     let (stdout, stderr) = text(&out);
     println!("QEAAS_SOCKET: status {}\n{stdout}{stderr}", out.status);
     assert!(
@@ -143,14 +160,16 @@ fn qeaas_socket_is_ignored_in_a_setuid_program() {
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
     let prog = driver(st.path(), "secure_rand");
     std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o4755)).unwrap();
-    let out = Command::new(&prog)
-        .arg(&conf)
-        .arg("32")
-        .env("QEAAS_SOCKET", &sock)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .output()
-        .unwrap();
+    let out = retry_busy(|| {
+        Command::new(&prog)
+            .arg(&conf)
+            .arg("32")
+            .env("QEAAS_SOCKET", &sock)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+    })
+    .unwrap();
     let (stdout, stderr) = text(&out);
     println!(
         "setuid program run by nobody: status {}\n{stdout}{stderr}",
@@ -180,11 +199,13 @@ fn fork_in_a_thread_during_a_refill_does_not_block_the_child() {
         GENERATOR,
     );
     let drv = driver(st.path(), "forkthread");
-    let out = Command::new(&drv)
-        .args(["32", "500"])
-        .env("OPENSSL_CONF", &conf)
-        .output()
-        .unwrap();
+    let out = retry_busy(|| {
+        Command::new(&drv)
+            .args(["32", "500"])
+            .env("OPENSSL_CONF", &conf)
+            .output()
+    })
+    .unwrap();
     let (stdout, stderr) = text(&out);
     println!("status {}\n{stdout}{stderr}", out.status);
     assert!(
@@ -213,11 +234,13 @@ fn a_grandchild_with_a_recycled_pid_gets_fresh_bytes() {
     let drv = Ossl::system().driver(&manifest_dir().join("tests/c/recycle.c"));
     let d = Daemon::start(&[]);
     let conf = d.openssl_conf("recycle.cnf", "", GENERATOR);
-    let out = Command::new(&drv)
-        .arg("32")
-        .env("OPENSSL_CONF", &conf)
-        .output()
-        .unwrap();
+    let out = retry_busy(|| {
+        Command::new(&drv)
+            .arg("32")
+            .env("OPENSSL_CONF", &conf)
+            .output()
+    })
+    .unwrap();
     let (stdout, stderr) = text(&out);
     println!("status {}\n{stdout}{stderr}", out.status);
     assert_ne!(
