@@ -357,8 +357,6 @@ mod tests {
         assert_eq!(mb, 10 * 768 * 1000);
     }
 
-    /// Feeds the start-up test in 64-byte chunks (so it ends exactly at 1024 bytes), then the
-    /// rest of `data` in chunks cycling through `sizes`.
     #[test]
     fn only_raw_samples_into_a_pool_that_is_not_vetted_use_the_extractor() {
         assert!(!Processing::Raw.uses_extractor(PoolHash::Sha256));
@@ -376,6 +374,8 @@ mod tests {
         assert_eq!(mb, 300 * 6500);
     }
 
+    /// Feeds the start-up test in 64-byte chunks (so it ends exactly at 1024 bytes), then the
+    /// rest of `data` in chunks cycling through `sizes`.
     fn run_sizes(c: &mut Conditioner, data: &[u8], sizes: &[usize]) -> (Vec<u8>, u64) {
         let (mut out, mut mb) = run(c, &data[..1024], 64);
         let mut rest = &data[1024..];
