@@ -171,7 +171,7 @@ impl Reservoir {
             self.carry_millibits = frac % 1000;
             let accepted = self.pool.credit(bits);
             self.counters.bits_credited += u64::from(accepted);
-            if self.len + MAX_EXTRACT <= self.ring.len() {
+            if self.has_room() {
                 self.counters.bits_past_cap += u64::from(bits - accepted);
             } else {
                 self.counters.bits_dropped += u64::from(bits - accepted);
@@ -180,10 +180,13 @@ impl Reservoir {
         }
     }
 
+    /// Whether the queue can take one more extraction.
+    fn has_room(&self) -> bool {
+        self.len + MAX_EXTRACT <= self.ring.len()
+    }
+
     fn drain_pool(&mut self) {
-        while self.pool.available_bytes() >= MAX_EXTRACT
-            && self.len + MAX_EXTRACT <= self.ring.len()
-        {
+        while self.pool.available_bytes() >= MAX_EXTRACT && self.has_room() {
             // Extract straight into the queue: no copy of the output is left anywhere else. The
             // tail stays a multiple of 32 (pushes add 32 bytes, takes move the head and the
             // length alike, a flush resets both), so the slot never wraps.
