@@ -207,9 +207,9 @@ impl Engine {
             .then(|| Arc::new(Toeplitz::default_shape()));
         for (idx, src) in sources.into_iter().enumerate() {
             let engine = Arc::clone(self);
-            let ex = extractor
-                .clone()
-                .filter(|_| src.spec.processing.uses_extractor(pool));
+            // Built only for a pool that is not vetted, so every raw source uses it; the
+            // conditioner of a post-processed one ignores it.
+            let ex = extractor.clone();
             std::thread::Builder::new()
                 .name(format!("src-{}", src.name))
                 .spawn(move || engine.reader(idx, src, ex))
