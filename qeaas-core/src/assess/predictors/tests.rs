@@ -3,28 +3,17 @@
 //! dictionary and MultiMMC's models.
 
 use super::*;
+use crate::assess::iid::Xoshiro;
 use proptest::prelude::*;
-
-/// xorshift64*: seeded test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
 
 /// `n` symbols below `k`: uniform, or (`sticky`) repeating the previous one with probability
 /// `sticky / 256`, or else a random one.
 fn data(seed: u64, n: usize, k: u64, sticky: u64) -> Vec<u8> {
-    let mut r = Rng(seed | 1);
+    let mut r = Xoshiro::new(seed);
     let mut out = Vec::with_capacity(n);
     let mut prev = 0u8;
     for _ in 0..n {
-        let v = r.next();
+        let v = r.next_u64();
         if v % 256 >= sticky {
             prev = ((v >> 8) % k) as u8;
         }
