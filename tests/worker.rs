@@ -52,7 +52,7 @@ fn start(dir: &Path, text: &str, args: &[&str], wrapper: &[&str]) -> (Proc, std:
         .env("QEAAS_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
-    (Proc(cmd.spawn().expect("start qeaasd")), log)
+    (Proc(retry_busy(|| cmd.spawn()).expect("start qeaasd")), log)
 }
 
 /// The worker's pid: the process at the other end of the local socket.

@@ -38,21 +38,6 @@ fn stage() -> tempfile::TempDir {
     d
 }
 
-/// Runs `f` (a spawn of a staged binary) again while it fails with ETXTBSY. Another test thread
-/// that forks while `put` still has the copy open for writing holds that descriptor until its
-/// child calls exec; an exec of the copy in that window fails, and succeeds a moment later.
-fn retry_busy<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
-    for _ in 0..200 {
-        match f() {
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
-                std::thread::sleep(std::time::Duration::from_millis(10))
-            }
-            r => return r,
-        }
-    }
-    f()
-}
-
 /// Copies `from` into the stage with `mode`.
 fn put(stage: &Path, from: &Path, mode: u32) -> PathBuf {
     let to = stage.join(from.file_name().unwrap());

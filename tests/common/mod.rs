@@ -111,7 +111,7 @@ pub fn daemon_in(dir: tempfile::TempDir, port: u16, config_text: &str, wrapper: 
         .env("QEAAS_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
-    let proc = Proc(cmd.spawn().expect("start qeaasd"));
+    let proc = Proc(retry_busy(|| cmd.spawn()).expect("start qeaasd"));
     let d = Daemon {
         proc,
         socket: dir.path().join("entropy.sock"),

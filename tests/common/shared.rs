@@ -9,6 +9,22 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Runs `f`, a spawn of a binary the test copied (staged), again while it fails with ETXTBSY.
+/// Another test thread that forks while the copy is still open for writing holds that
+/// descriptor until its child calls exec; an exec of the copy in that window fails, and succeeds
+/// a moment later.
+pub fn retry_busy<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    for _ in 0..200 {
+        match f() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            r => return r,
+        }
+    }
+    f()
+}
+
 /// Root (with CAP_SYS_ADMIN) is required for the real-ioctl tests. CI runs as root: there a
 /// missing privilege or tool is a failure, elsewhere the test says why it does nothing.
 pub fn require(cond: bool, what: &str) -> bool {
