@@ -353,7 +353,6 @@ impl Pool {
         }
         // A whole output is written in place; a shorter one goes through a wiped temporary.
         let mut seed = [0u8; 32];
-        let whole = out.len() == MAX_EXTRACT;
         let dst: &mut [u8; 32] = match <&mut [u8; 32]>::try_from(&mut *out) {
             Ok(o) => o,
             Err(_) => &mut seed,
@@ -365,7 +364,7 @@ impl Pool {
                 blake2s_ratchet(s);
             }
         }
-        if !whole {
+        if out.len() < MAX_EXTRACT {
             let n = out.len();
             out.copy_from_slice(&seed[..n]);
             seed.zeroize();
